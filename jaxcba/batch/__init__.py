@@ -1,0 +1,1 @@
+"""Sharded, resumable batches of realizations and measurements."""

@@ -1,0 +1,1 @@
+"""Morphological descriptors of labelled volumes (paper Sections 3.2-3.3)."""
