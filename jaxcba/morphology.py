@@ -1,0 +1,130 @@
+"""Connectivity of voxel sets: which voxels of a mask are reached from seeds (jittable, vmappable).
+
+Shared by the descriptors (intrusion from a face, percolation of geodesic paths) and the
+transport solver (percolation, clusters isolated from both electrodes).
+
+Algorithm: geodesic reconstruction by *run propagation*. Along one axis, every maximal run
+of mask voxels that contains a reached voxel is reached as a whole; this is computed for
+all lines at once with two cumulative maxima (index of the last blocker vs. index of the
+last reached voxel, forwards and backwards). Sweeping the three axes in turn until nothing
+changes reaches every voxel 6-connected to the seeds; the number of sweeps grows with the
+number of turns of the paths, not with their length. ``connectivity=26`` adds a 3x3x3
+dilation (restricted to the mask) to each sweep.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_FACES = {"first": 0, "last": -1}
+
+
+def _propagate_runs(reached: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
+    """Reach every run of ``mask`` along ``axis`` that holds a reached voxel."""
+    n = mask.shape[axis]
+    shape = [1] * mask.ndim
+    shape[axis] = n
+    idx = jnp.arange(n, dtype=jnp.int32).reshape(shape)
+    idx = jnp.broadcast_to(idx, mask.shape)
+    neg = jnp.int32(-1)
+    big = jnp.int32(n)
+    last_block = lax.cummax(jnp.where(mask, neg, idx), axis=axis)
+    last_reach = lax.cummax(jnp.where(reached, idx, neg), axis=axis)
+    next_block = lax.cummin(jnp.where(mask, big, idx), axis=axis, reverse=True)
+    next_reach = lax.cummin(jnp.where(reached, idx, big), axis=axis, reverse=True)
+    return mask & ((last_reach > last_block) | (next_reach < next_block))
+
+
+def _dilate26(reached: jax.Array, mask: jax.Array) -> jax.Array:
+    out = reached
+    for axis in range(3):  # separable 3x3x3 dilation = three 1D dilations
+        padded = jnp.pad(out, [(1, 1) if a == axis else (0, 0) for a in range(3)])
+        n = out.shape[axis]
+        out = (
+            lax.slice_in_dim(padded, 0, n, axis=axis)
+            | lax.slice_in_dim(padded, 1, n + 1, axis=axis)
+            | lax.slice_in_dim(padded, 2, n + 2, axis=axis)
+        )
+    return out & mask
+
+
+def reconstruct(mask: jax.Array, seeds: jax.Array, connectivity: int = 6, max_sweeps: int | None = None) -> jax.Array:
+    """Voxels of ``mask`` connected to ``seeds & mask`` (geodesic reconstruction).
+
+    Args:
+        mask: bool array ``(z, y, x)``.
+        seeds: bool array of the same shape.
+        connectivity: 6 (face neighbours) or 26 (face, edge and corner neighbours).
+        max_sweeps: safety bound on the number of rounds (default: the number of voxels,
+            which can never be reached since each round adds at least one voxel).
+
+    Returns:
+        bool array ``(z, y, x)``.
+    """
+    if connectivity not in (6, 26):
+        raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
+    mask = jnp.asarray(mask, dtype=bool)
+    seeds = jnp.asarray(seeds, dtype=bool)
+    if mask.ndim != 3 or seeds.shape != mask.shape:
+        raise ValueError(f"mask and seeds must be 3D arrays of equal shape, got {mask.shape} and {seeds.shape}")
+    limit = int(mask.size) if max_sweeps is None else int(max_sweeps)
+
+    def sweep(reached):
+        if connectivity == 26:
+            reached = _dilate26(reached, mask)
+        for axis in range(3):
+            reached = _propagate_runs(reached, mask, axis)
+        return reached
+
+    def cond(state):
+        _, changed, i = state
+        return changed & (i < limit)
+
+    def body(state):
+        reached, _, i = state
+        new = sweep(reached)
+        return new, jnp.any(new != reached), i + 1
+
+    start = seeds & mask
+    reached, _, _ = lax.while_loop(cond, body, (start, jnp.array(True), jnp.array(0, jnp.int32)))
+    return reached
+
+
+def face_seeds(shape: tuple[int, ...], axis: int, side: str) -> jax.Array:
+    """Bool array that is True on the ``side`` ('first' or 'last') face normal to ``axis``."""
+    if side not in _FACES:
+        raise ValueError(f"side must be 'first' or 'last', got {side!r}")
+    index = jnp.arange(shape[axis]) == (0 if side == "first" else shape[axis] - 1)
+    bshape = [1] * len(shape)
+    bshape[axis] = shape[axis]
+    return jnp.broadcast_to(index.reshape(bshape), shape)
+
+
+def reachable_from_face(mask: jax.Array, axis: int = 0, side: str = "first", connectivity: int = 6) -> jax.Array:
+    """Voxels of ``mask`` connected to its voxels on one face normal to ``axis`` (0=z, 1=y, 2=x)."""
+    mask = jnp.asarray(mask, dtype=bool)
+    _check_axis(axis, mask.ndim)
+    return reconstruct(mask, face_seeds(mask.shape, axis, side), connectivity)
+
+
+def percolating_cluster(mask: jax.Array, axis: int = 0, connectivity: int = 6) -> tuple[jax.Array, jax.Array]:
+    """Voxels connected to both faces normal to ``axis``, and whether any path crosses.
+
+    Returns:
+        ``(cluster, percolates)``: bool ``(z, y, x)`` array of voxels reached from the first
+        face that are also reached from the last face, and a bool scalar.
+    """
+    mask = jnp.asarray(mask, dtype=bool)
+    _check_axis(axis, mask.ndim)
+    from_first = reachable_from_face(mask, axis, "first", connectivity)
+    from_last = reconstruct(from_first, face_seeds(mask.shape, axis, "last"), connectivity)
+    return from_last, jnp.any(from_last)
+
+
+def _check_axis(axis: int, ndim: int) -> None:
+    if ndim != 3:
+        raise ValueError(f"expected a 3D (z, y, x) array, got {ndim} dimensions")
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis}")
