@@ -5,8 +5,8 @@ transport solver (percolation, clusters isolated from both electrodes).
 
 Algorithm: geodesic reconstruction by *run propagation*. Along one axis, every maximal run
 of mask voxels that contains a reached voxel is reached as a whole; this is computed for
-all lines at once with two cumulative maxima (index of the last blocker vs. index of the
-last reached voxel, forwards and backwards). Sweeping the three axes in turn until nothing
+all lines at once with two segmented OR-scans (``lax.associative_scan``, forwards and
+backwards; a non-mask voxel ends a segment). Sweeping the three axes in turn until nothing
 changes reaches every voxel 6-connected to the seeds; the number of sweeps grows with the
 number of turns of the paths, not with their length. ``connectivity=26`` adds a 3x3x3
 dilation (restricted to the mask) to each sweep.
@@ -21,20 +21,19 @@ from jax import lax
 _FACES = {"first": 0, "last": -1}
 
 
+def _run_or(a, b):
+    """Segmented OR: (reached at the segment's end, segment is all mask) of ``a`` then ``b``."""
+    reached_a, open_a = a
+    reached_b, open_b = b
+    return reached_b | (reached_a & open_b), open_a & open_b
+
+
 def _propagate_runs(reached: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
     """Reach every run of ``mask`` along ``axis`` that holds a reached voxel."""
-    n = mask.shape[axis]
-    shape = [1] * mask.ndim
-    shape[axis] = n
-    idx = jnp.arange(n, dtype=jnp.int32).reshape(shape)
-    idx = jnp.broadcast_to(idx, mask.shape)
-    neg = jnp.int32(-1)
-    big = jnp.int32(n)
-    last_block = lax.cummax(jnp.where(mask, neg, idx), axis=axis)
-    last_reach = lax.cummax(jnp.where(reached, idx, neg), axis=axis)
-    next_block = lax.cummin(jnp.where(mask, big, idx), axis=axis, reverse=True)
-    next_reach = lax.cummin(jnp.where(reached, idx, big), axis=axis, reverse=True)
-    return mask & ((last_reach > last_block) | (next_reach < next_block))
+    pair = (reached & mask, mask)
+    forward, _ = lax.associative_scan(_run_or, pair, axis=axis)
+    backward, _ = lax.associative_scan(_run_or, pair, axis=axis, reverse=True)
+    return mask & (forward | backward)
 
 
 def _dilate26(reached: jax.Array, mask: jax.Array) -> jax.Array:
