@@ -29,15 +29,24 @@ inside the cell: two unit squares (shared with the neighbour cell) for an axis n
 space-diagonal normal; the section area per cell is ``|n|`` = 1, sqrt(2), sqrt(3). The
 Euler characteristic of a planar section uses the cell complex of the planar lattice
 (vertex share 1/4 on square/rectangular and 1/6 on triangular lattices, edge share 1/2,
-face 1), i.e. 4-adjacency on squares and rectangles and 6-adjacency on triangles; the
-``'8'`` variant uses the complementary 8-adjacency (``chi_8(X) = -chi_4(X^c)`` per unit
-area) and the default averages the two (see :func:`intrinsic_densities`).
+face 1), i.e. 4-adjacency on squares and rectangles (default, consistent with the 6-adjacency
+below) and the self-dual 6-adjacency on triangles; ``curvature='8'`` uses the complementary
+8-adjacency (``chi_8(X) = -chi_4(X^c)`` per unit area) and ``'mean'`` averages the two.
 
-Euler characteristic density ``chi_V`` (Euler-Poincare on a cell complex): with the
-Freudenthal/Kuhn triangulation of every cell into six tetrahedra around its main diagonal
-(14-adjacency, self-complementary), ``chi = sum over simplices of (-1)**dim`` and each simplex
-contributes ``1 / (number of cells sharing it)``. ``'6'`` (cubical complex: vertices, axis
-edges, squares, cubes) and ``'26'`` (``chi_6`` of the complement) are also available.
+Euler characteristic density ``chi_V`` (Euler-Poincare on a cell complex, each cell taking
+``1 / (number of cells sharing it)`` of every face): ``'6'`` (default) is the cubical complex
+(vertices, axis edges, squares, cubes: ``v/8 - e/4 + f/2 - c`` per cell), i.e. the phase is
+6-connected and its complement 26-connected; ``'26'`` is ``chi_6`` of the complement (the
+two agree in density in 3D); ``'14'`` the Freudenthal/Kuhn triangulation of each cell into
+six tetrahedra around its main diagonal (self-complementary).
+
+Why 6 / 4 by default: digitisation merges grains whose gap is below about one voxel, and the
+merged contacts can leave several bridges (spurious tunnels), so every lattice estimate of
+chi and M of a Boolean model is biased low; the smallest adjacency bridges least. On a
+Boolean model of balls (r = 10 voxels, V_V = 0.05, 200^3, 4 seeds) this gives S_V -0.5 %,
+M_V -1.5 %, chi_V -3.3 % from Miles' formulas (quantimpy: -2.0 %, -3.4 %, -4.1 %); '14' and
+'26' give chi_V -8 % and -16 %. The bias grows with the density of contacts (about -10 % at
+V_V = 0.1, -33 % at 0.2 for chi_V at r = 8).
 
 Edge treatment: only cells fully inside the window are used (``(nz-1)(ny-1)(nx-1)`` of them)
 and every density is normalised by that count, i.e. by the volume spanned by the voxel
@@ -217,8 +226,8 @@ def configuration_weights(euler: str = "6", curvature: str = "4") -> np.ndarray:
     """Per-configuration weights, shape ``(4, 256)`` float64, rows V, S, M, chi (voxel units).
 
     ``density = hist @ w.T / hist.sum()`` in units vox^0, vox^-1, vox^-2, vox^-3.
-    ``euler``: adjacency of the Euler characteristic ('14' default, '6', '26').
-    ``curvature``: planar adjacency for M on square/rectangular sections: '4', '8' or 'mean'
+    ``euler``: adjacency of the Euler characteristic ('6' default, '14', '26').
+    ``curvature``: planar adjacency for M on square/rectangular sections: '4' (default), '8' or 'mean'
     (average of both; triangular sections always use the self-dual 6-adjacency).
     """
     if curvature not in ("4", "8", "mean"):
