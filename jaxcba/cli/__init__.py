@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"jaxcba {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `jaxcba theory --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"jaxcba {args.command}: interrupted", file=sys.stderr)
         return 130
