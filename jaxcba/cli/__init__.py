@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Sub-commands, in the order ``jaxcba --help`` lists them.
-COMMANDS = ("demo", "theory", "simulate", "describe", "tortuosity", "calibrate")
+COMMANDS = ("demo", "theory", "simulate", "describe", "tortuosity", "calibrate", "preprocess")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,238 @@
+"""Preprocessing of segmented FIB-SEM volumes as in the paper's Section 2.3.
+
+Steps (each optional, in this order, each recorded in a :class:`PreprocessReport`):
+
+1. ``crop`` to a box ``((z0, z1), (y0, y1), (x0, x1))`` in input voxels;
+2. ``close_additive``: morphological closing of the additive phase (labels > 0) with a
+   cube of ``2 r + 1`` voxels (the paper's "cuboid of one voxel": ``r = 1``). It fills
+   small pore inclusions; filled voxels become carbon black + binder (label 1), since
+   Section 2.3.1 precedes the graphite segmentation. The window border is padded by
+   mirroring (edge voxels repeated), so closing never invents or removes material at the faces;
+3. ``remove_detached``: additive components (26-connectivity) not connected to the
+   largest one (the main network), or smaller than ``min_voxels``, become pore;
+4. ``segment_graphite`` (when a grey-value / probability volume is given): additive voxels
+   whose grey value is at least the ``quantile`` (0.85) of all grey values become graphite,
+   the rest carbon black + binder; pore voxels stay pore (Section 2.3.2). Optional paper
+   post-processing: graphite components below ``min_graphite_voxels`` dropped, closing with
+   a ball of ``graphite_closing_radius`` voxels (restricted to additive voxels);
+5. ``resample`` anisotropic voxels (e.g. 20 x 10 x 10 nm, z y x) to cubes of ``to_voxel_nm``
+   by nearest-neighbour sampling (for integer factors: keep every k-th slice, the paper's
+   down-sampling; unbiased for volume fractions);
+6. ``downsample`` by slice removal by a further integer factor (2 or 4, Section 3.3).
+
+All host-side NumPy/SciPy (done once per data set, before any JAX work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from jaxcba.io import check_labels
+
+_CUBE26 = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepReport:
+    """What one step changed: ``voxels_changed`` (count), ``shape`` after it, free-form ``details``."""
+
+    step: str
+    voxels_changed: int
+    shape: tuple[int, int, int]
+    details: dict
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessReport:
+    """The steps applied, in order, and the output voxel size ``voxel_nm`` ``(z, y, x)`` [nm]."""
+
+    steps: tuple[StepReport, ...]
+    voxel_nm: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"voxel_nm": list(self.voxel_nm), "steps": [s.to_dict() for s in self.steps]}
+
+    def table(self) -> str:
+        lines = [f"{'step':<18} {'voxels changed':>15}  {'shape (z, y, x)':<18} details"]
+        for s in self.steps:
+            lines.append(f"{s.step:<18} {s.voxels_changed:>15d}  {str(s.shape):<18} "
+                         + ", ".join(f"{k}={v}" for k, v in s.details.items()))
+        return "\n".join(lines)
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.count_nonzero(a != b)) if a.shape == b.shape else -1
+
+
+def crop(labels: np.ndarray, box) -> np.ndarray:
+    """Cut ``labels[z0:z1, y0:y1, x0:x1]``; ``box = ((z0, z1), (y0, y1), (x0, x1))`` must lie inside."""
+    box = tuple(tuple(int(v) for v in b) for b in box)
+    if len(box) != 3 or any(len(b) != 2 for b in box):
+        raise ValueError(f"crop box must be ((z0, z1), (y0, y1), (x0, x1)), got {box}")
+    for (lo, hi), n, ax in zip(box, labels.shape, "zyx"):
+        if not 0 <= lo < hi <= n:
+            raise ValueError(f"crop box {ax} range [{lo}, {hi}) is empty or outside [0, {n})")
+    return labels[tuple(slice(lo, hi) for lo, hi in box)]
+
+
+def close_additive(labels: np.ndarray, radius: int = 1) -> np.ndarray:
+    """Closing of ``labels > 0`` with a ``(2 radius + 1)^3`` cube; new additive voxels get label 1."""
+    if radius < 1:
+        return labels
+    solid = labels > 0
+    pad = np.pad(solid, radius, mode="symmetric")
+    size = 2 * radius + 1
+    closed = ndimage.binary_erosion(ndimage.binary_dilation(pad, np.ones((size,) * 3, bool)), np.ones((size,) * 3, bool))
+    closed = closed[(slice(radius, -radius),) * 3]
+    out = labels.copy()
+    out[closed & ~solid] = 1
+    return out
+
+
+def remove_detached(labels: np.ndarray, min_voxels: int | None = None) -> tuple[np.ndarray, dict]:
+    """Set to pore every additive component (26-connected) that is not the largest one, or
+    (with ``min_voxels``) only those smaller than ``min_voxels``. Returns ``(labels, info)``."""
+    comp, n = ndimage.label(labels > 0, structure=_CUBE26)
+    if n <= 1:
+        return labels, {"components": n, "removed": 0}
+    sizes = np.bincount(comp.ravel())
+    sizes[0] = 0
+    if min_voxels is None:
+        keep = np.zeros(n + 1, bool)
+        keep[int(np.argmax(sizes))] = True
+    else:
+        keep = sizes >= int(min_voxels)
+    keep[0] = True
+    out = labels.copy()
+    out[~keep[comp]] = 0
+    return out, {"components": n, "removed": int(n - np.count_nonzero(keep[1:]))}
+
+
+def _ball(radius: int) -> np.ndarray:
+    r = int(radius)
+    z, y, x = np.ogrid[-r : r + 1, -r : r + 1, -r : r + 1]
+    return z * z + y * y + x * x <= r * r
+
+
+def segment_graphite(labels: np.ndarray, grey: np.ndarray, quantile: float = 0.85, min_graphite_voxels: int = 0,
+                     graphite_closing_radius: int = 0) -> tuple[np.ndarray, dict]:
+    """Split the additive phase into graphite (grey >= ``quantile`` of ``grey``) and cb (Sec. 2.3.2).
+
+    ``grey``: grey values or graphite probabilities, same shape as ``labels``. Pore stays pore.
+    """
+    grey = np.asarray(grey)
+    if grey.shape != labels.shape:
+        raise ValueError(f"grey-value volume has shape {grey.shape}, labels have {labels.shape}")
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    if not np.all(np.isfinite(grey)):
+        raise ValueError("grey-value volume contains NaN or infinite values")
+    threshold = float(np.quantile(grey, quantile))
+    additive = labels > 0
+    graphite = additive & (grey >= threshold)
+    info = {"threshold": threshold}
+    if min_graphite_voxels > 0:
+        comp, n = ndimage.label(graphite, structure=_CUBE26)
+        sizes = np.bincount(comp.ravel())
+        keep = sizes >= min_graphite_voxels
+        keep[0] = False
+        graphite = keep[comp]
+        info["graphite_components_removed"] = int(n - np.count_nonzero(keep[1:]))
+    if graphite_closing_radius > 0:
+        r = int(graphite_closing_radius)
+        pad = np.pad(graphite, r, mode="symmetric")
+        graphite = ndimage.binary_closing(pad, _ball(r))[(slice(r, -r),) * 3]
+    out = np.where(additive, np.where(graphite & additive, 2, 1), 0).astype(np.uint8)
+    return out, info
+
+
+def resample(labels: np.ndarray, voxel_nm_zyx, to_voxel_nm: float) -> np.ndarray:
+    """Nearest-neighbour resampling from voxels ``voxel_nm_zyx`` [nm] to cubes of ``to_voxel_nm`` [nm].
+
+    Output voxel ``i`` along an axis samples the input voxel containing its centre; for an
+    integer ratio ``k`` that keeps voxels ``k // 2, k // 2 + k, ...`` (every k-th slice).
+    """
+    vox = np.broadcast_to(np.asarray(voxel_nm_zyx, float), (3,))
+    if not np.all(vox > 0) or not to_voxel_nm > 0:
+        raise ValueError(f"voxel sizes must be > 0 nm, got {tuple(vox)} -> {to_voxel_nm}")
+    index = []
+    for n, v in zip(labels.shape, vox):
+        length = n * v
+        m = int(np.floor(length / to_voxel_nm + 1e-9))
+        if m < 1:
+            raise ValueError(f"an axis of {n} voxels x {v} nm is shorter than one {to_voxel_nm} nm voxel")
+        centres = (np.arange(m) + 0.5) * to_voxel_nm
+        index.append(np.minimum((centres / v).astype(int), n - 1))
+    return labels[np.ix_(*index)]
+
+
+def downsample_slices(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Keep every ``factor``-th slice along each axis (the paper's down-sampling, Section 3.3)."""
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"down-sampling factor must be an integer >= 1, got {factor}")
+    k = int(factor)
+    return labels[::k, ::k, ::k]
+
+
+def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=None, box=None,
+               closing_radius: int = 1, remove_components: bool = True, min_component_voxels: int | None = None,
+               quantile: float = 0.85, min_graphite_voxels: int = 0, graphite_closing_radius: int = 0,
+               downsample: int = 1) -> tuple[np.ndarray, PreprocessReport]:
+    """Run the Section 2.3 pipeline (module docstring) on a labelled volume.
+
+    Args:
+        labels: ``(z, y, x)`` labels in {0, 1, 2} (graphite may be absent before step 4).
+        voxel_nm_zyx: input voxel size, a number or ``(z, y, x)`` [nm] (e.g. ``(20, 10, 10)``).
+        to_voxel_nm: cubic output voxel side [nm]; ``None`` keeps the grid (must be cubic then).
+        grey: optional grey-value / probability volume (same shape) for graphite detection.
+        box: optional crop ``((z0, z1), (y0, y1), (x0, x1))`` in input voxels.
+        closing_radius: 0 disables the closing. remove_components: step 3 on/off;
+        min_component_voxels: remove only components smaller than this (default: all but the largest).
+        downsample: final slice-removal factor.
+    Returns ``(labels uint8, report)``.
+    """
+    vol = check_labels(labels, name="input")
+    vox = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_nm_zyx, float), (3,)))
+    if not all(np.isfinite(vox)) or min(vox) <= 0:
+        raise ValueError(f"voxel size must be positive numbers [nm], got {vox}")
+    steps = []
+    if grey is not None:
+        grey = np.asarray(grey)
+        if grey.shape != vol.shape:
+            raise ValueError(f"grey-value volume has shape {grey.shape}, labels have {vol.shape}")
+    if box is not None:
+        vol = crop(vol, box)
+        grey = None if grey is None else crop(grey, box)
+        steps.append(StepReport("crop", 0, vol.shape, {"box": [list(b) for b in box]}))
+    if closing_radius > 0:
+        new = close_additive(vol, closing_radius)
+        steps.append(StepReport("close_additive", _changed(vol, new), new.shape, {"radius": closing_radius}))
+        vol = new
+    if remove_components:
+        new, info = remove_detached(vol, min_component_voxels)
+        steps.append(StepReport("remove_detached", _changed(vol, new), new.shape, info))
+        vol = new
+    if grey is not None:
+        new, info = segment_graphite(vol, grey, quantile, min_graphite_voxels, graphite_closing_radius)
+        steps.append(StepReport("segment_graphite", _changed(vol, new), new.shape, {"quantile": quantile, **info}))
+        vol = new
+    if to_voxel_nm is not None:
+        new = resample(vol, vox, to_voxel_nm)
+        steps.append(StepReport("resample", int(vol.size - new.size), new.shape,
+                                {"from_nm": list(vox), "to_nm": to_voxel_nm}))
+        vol, vox = new, (float(to_voxel_nm),) * 3
+    if downsample != 1:
+        new = downsample_slices(vol, downsample)
+        steps.append(StepReport("downsample", int(vol.size - new.size), new.shape, {"factor": int(downsample)}))
+        vol, vox = new, tuple(v * int(downsample) for v in vox)
+    return vol.astype(np.uint8), PreprocessReport(tuple(steps), vox)
+
+
+__all__ = ["PreprocessReport", "StepReport", "close_additive", "crop", "downsample_slices", "preprocess",
+           "remove_detached", "resample", "segment_graphite"]
