@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Sub-commands, in the order ``jaxcba --help`` lists them.
-COMMANDS = ("demo", "theory", "simulate", "describe", "tortuosity", "calibrate", "preprocess")
+COMMANDS = ("demo", "theory", "simulate", "describe", "tortuosity", "calibrate", "preprocess", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

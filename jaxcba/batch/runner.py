@@ -1,0 +1,140 @@
+"""Run a sweep: simulate each job from its seed, measure batches sharded over the local devices,
+append one row per finished job to ``results.jsonl``; a rerun skips finished jobs.
+
+Sharding: the jobs of one step form a ``(B, z, y, x)`` batch with ``B = devices x per_device``,
+placed by ``NamedSharding(Mesh(local devices, ("jobs",)), P("jobs"))``; each measure is
+``jit(vmap(kernel))``, so XLA runs every device on its own slice of jobs. Across hosts,
+``jax.distributed.initialize()`` (standard environment: SLURM, Open MPI, or
+``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``) connects the
+processes and process ``i`` of ``n`` takes the pending jobs ``i, i + n, ...``, on its own
+devices, writing its own results file (see :mod:`jaxcba.batch.store`).
+
+Determinism: a job's key is ``jax.random.key(seed)`` - never its position in a batch - and
+its volume is made alone, so a job gives the same volume and numbers on any device count or
+batch size (fractions bit-identical: integer counts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxcba.batch import store
+from jaxcba.batch.measures import BYTES_PER_VOXEL, measure_batch
+from jaxcba.batch.spec import Job, Spec, parse_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSummary:
+    """``total`` jobs in the spec, ``skipped`` (already done), ``done`` (now), ``seconds``,
+    ``devices``, ``per_device``, ``jobs_per_second``, ``out`` folder."""
+
+    total: int
+    skipped: int
+    done: int
+    seconds: float
+    devices: int
+    per_device: int
+    jobs_per_second: float
+    out: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _memory_budget_bytes(device) -> float:
+    stats = getattr(device, "memory_stats", lambda: None)()
+    if stats and "bytes_limit" in stats:
+        return 0.5 * float(stats["bytes_limit"])
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        avail = 4e9
+    return 0.5 * avail / max(1, len(jax.local_devices()))
+
+
+def choose_per_device(spec: Spec, device) -> int:
+    """Jobs per device and step from the memory budget (half the device / host memory), 1..8."""
+    voxels = float(np.prod(spec.shape))
+    per_job = voxels * (2 + sum(BYTES_PER_VOXEL[m] for m in spec.measures))
+    return int(max(1, min(8, _memory_budget_bytes(device) // per_job)))
+
+
+def _row(job: Job, values: dict, index: int) -> dict:
+    row = {"job": job.id, "params": job.params, "sweep": job.sweep, "seed": job.seed, "shape": list(job.shape),
+           "voxel_nm": job.voxel_nm}
+    for name, tree in values.items():
+        row[name] = jax.tree_util.tree_map(lambda a: np.asarray(a)[index].tolist(), tree)
+    return row
+
+
+def _save_volume(out: Path, job: Job, vol: np.ndarray) -> None:
+    folder = out / "volumes"
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{job.id}.tmp.npz"
+    np.savez_compressed(tmp, labels=vol, voxel_nm=np.array([job.voxel_nm] * 3))
+    os.replace(tmp, folder / f"{job.id}.npz")
+
+
+def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: bool = False, progress: bool = True,
+              distributed: bool = False) -> BatchSummary:
+    """Run (or resume) the sweep ``spec`` (dict, JSON text, path or :class:`Spec`) into ``out_dir``.
+
+    Raises ``ValueError`` for an invalid spec or an ``out_dir`` holding another spec's results
+    (nothing is written then).
+    """
+    from jaxcba.model import simulate
+
+    spec = spec if isinstance(spec, Spec) else parse_spec(spec)
+    jobs = spec.jobs()
+    for job in jobs:  # validates every swept parameter set before any work
+        job.cba_params().validate()
+    if distributed:
+        jax.distributed.initialize()
+    out = store.prepare(out_dir, spec.raw)
+    done_ids = {r.get("job") for r in store.load_rows(out)}
+    pending = [j for j in jobs if j.id not in done_ids]
+    pid, nproc = jax.process_index(), jax.process_count()
+    mine = pending[pid::nproc]
+    devices = jax.local_devices()
+    per_device = per_device or spec.per_device or choose_per_device(spec, devices[0])
+    step = len(devices) * per_device
+    mesh = jax.sharding.Mesh(np.array(devices), ("jobs",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("jobs"))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc="jaxcba batch", unit="job")
+    t0 = time.perf_counter()
+    n_done = 0
+    with store.ResultWriter(out, pid) as writer:
+        for start in range(0, len(mine), step):
+            chunk = mine[start : start + step]
+            vols = [np.asarray(simulate(j.cba_params(), j.shape, j.voxel_nm, j.seed)) for j in chunk]
+            padded = vols + [vols[-1]] * (step - len(vols))  # static batch shape; padding rows are dropped
+            batch = jax.device_put(np.stack(padded), sharding)
+            values = {name: measure_batch(name, batch, spec.voxel_nm) for name in spec.measures}
+            for i, job in enumerate(chunk):
+                if save_volumes:
+                    _save_volume(out, job, vols[i])
+                writer.write(_row(job, values, i))
+                n_done += 1
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                rate = n_done / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix_str(f"{rate / len(devices):.3g} jobs/s/device")
+    if bar is not None:
+        bar.close()
+    if pid == 0:
+        store.export_csv(out)
+    seconds = time.perf_counter() - t0
+    return BatchSummary(len(jobs), len(jobs) - len(pending), n_done, seconds, len(devices), per_device,
+                        n_done / seconds if seconds > 0 else 0.0, str(out))
