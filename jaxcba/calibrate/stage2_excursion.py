@@ -1,0 +1,235 @@
+"""Stage 2 (paper Section 3.2.2, Eqs. 18-21): the excursion set Ξ2 = {Z >= mu} of carbon black
+and binder — ``mu`` by the plug-in (Eq. 19), ``eta`` by least squares of Eq. 21 (with the
+1/(2 pi) restored) against a measured two-point coverage.
+
+Two estimators:
+
+``"cutout"`` (the paper's): in a box free of graphite and large pores (given, or found by
+:func:`jaxcba.calibrate.cutout.find_cutout`), ``V2_hat`` = cb fraction of the box (graphite
+voxels in a user box are excluded), ``mu = Phi^-1(1 - V2_hat)``, and ``eta`` by
+``theory.fit_eta`` on the box's C(h). Unbiased only if the box meets no ball of Ξ3 and was
+chosen independently of Ξ2; a box chosen by looking at the pores fails both (it avoids the
+widest pores of Ξ2 and keeps the small balls of Ξ3), see ``docs/calibration.md``.
+
+``"masked"`` (default; unbiased, no box): uses the whole graphite-free region G = (Ξ1)^c as
+observed. Because Ξ1, Ξ2, Ξ3 are independent, for x, x + h in G
+
+    q    = P(x in cb | G)                     = V2 (1 - V3),
+    C_G(h) = P(x, x + h in cb | G)            = C2(h; mu, eta) * Q3(h),
+    Q3(h) = P(x, x + h not in Ξ3) = (1 - V3)^2 exp(nu e^{-theta h / 2} (1 + theta h / 4)),
+
+with ``nu = -ln(1 - V3) = 8 pi lambda_Y / theta^3`` (Eq. 24); ``Q3`` uses the mean volume of
+the lens of two balls of radius ``R ~ Exp(theta)`` at distance h,
+``E|B(0,R) ∩ B(h,R)| = pi e^{-theta h/2} (8/theta^3 + 2h/theta^2)``. Given q from the
+image, ``(eta, theta, V3)`` are fitted by least squares of ``C_G`` (L-BFGS, a few starts);
+then ``V2 = q / (1 - V3)`` and ``mu`` by Eq. 19. The conditioning on G is independent of Ξ2
+and Ξ3, so this uses every graphite-free voxel and no selection. Its by-products ``V3`` and
+``theta`` are reported; stage 3 re-fits ``theta`` from the pore sizes and takes ``lambda_Y``
+from Eq. 25 with this ``V2`` (so the total volume fraction is matched exactly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcba.calibrate._measure import checked_labels, masked_axis_two_point
+from jaxcba.calibrate.cutout import Box, find_cutout
+from jaxcba.calibrate.optimize import OptimResult, minimize
+
+ESTIMATORS = ("masked", "cutout")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage2Result:
+    """Outcome of stage 2.
+
+    Attributes:
+        mu: threshold [1] (Eq. 19).
+        eta: inverse correlation length [nm^-1].
+        v2: volume fraction of Ξ2 (Eq. 18), ``1 - Phi(mu)``.
+        estimator: ``"masked"`` or ``"cutout"``.
+        q: cb fraction of the graphite-free voxels used.
+        h_nm, c_obs, c_fit: lags [nm], measured and fitted two-point coverage.
+        box: the cutout (``None`` for ``"masked"``) and ``box_info`` (how it was found).
+        v3, theta: ``"masked"`` only: the fitted V3 and theta [nm^-1] of Ξ3 (else nan).
+        loss: least-squares residual sum of the fit.
+        converged, message: the fit's optimiser state (``"cutout"``: always True).
+        seconds: wall time.
+    """
+
+    mu: float
+    eta: float
+    v2: float
+    estimator: str
+    q: float
+    h_nm: np.ndarray
+    c_obs: np.ndarray
+    c_fit: np.ndarray
+    box: Box | None
+    box_info: dict
+    v3: float
+    theta: float
+    loss: float
+    converged: bool
+    message: str
+    seconds: float
+    optim: OptimResult | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "mu": self.mu, "eta": self.eta, "v2": self.v2, "estimator": self.estimator, "q": self.q,
+            "h_nm": np.asarray(self.h_nm).tolist(), "c_obs": np.asarray(self.c_obs).tolist(),
+            "c_fit": np.asarray(self.c_fit).tolist(),
+            "box": None if self.box is None else self.box.to_dict(), "box_info": dict(self.box_info),
+            "v3": _jsonable(self.v3), "theta": _jsonable(self.theta), "loss": self.loss,
+            "converged": self.converged, "message": self.message, "seconds": self.seconds,
+        }
+
+
+def _jsonable(x):
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+# --------------------------------------------------------------------------- the model
+def ball_pair_survival(h_nm, v3, theta):
+    """``Q3(h) = P(x, x + h not in Ξ3)`` for a Boolean model of balls with ``Exp(theta)`` radii.
+
+    ``v3`` is its volume fraction (Eq. 24); see the module docstring.
+    """
+    nu = -jnp.log1p(-v3)
+    th = theta * h_nm
+    return (1.0 - v3) ** 2 * jnp.exp(nu * jnp.exp(-0.5 * th) * (1.0 + 0.25 * th))
+
+
+def masked_model(h_nm, q, eta, theta, v3):
+    """``C_G(h) = C2(h; mu(V2), eta) Q3(h)`` with ``V2 = q / (1 - V3)``."""
+    from jaxcba.theory import mu_from_fraction, two_point_coverage
+
+    v2 = q / (1.0 - v3)
+    mu = mu_from_fraction(v2)
+    return two_point_coverage(h_nm, mu, eta) * ball_pair_survival(h_nm, v3, theta)
+
+
+def _masked_loss(u, h_nm, c_obs, weight, q):
+    eta, theta = jnp.exp(u[0]), jnp.exp(u[1])
+    v3 = (1.0 - q) * jax.nn.sigmoid(u[2])
+    r = masked_model(h_nm, q, eta, theta, v3) - c_obs
+    return jnp.sum(weight * r**2)
+
+
+def _unpack(u, q):
+    u = np.asarray(u, dtype=float)
+    return float(np.exp(u[0])), float(np.exp(u[1])), float((1.0 - q) / (1.0 + np.exp(-u[2])))
+
+
+# ------------------------------------------------------------------------------ fitting
+def fit_excursion(
+    labels,
+    voxel_nm: float,
+    *,
+    estimator: str = "masked",
+    cutout=None,
+    large_pore_nm: float | None = None,
+    max_lag_nm: float | None = None,
+    method: str = "lbfgs",
+    progress: bool = False,
+) -> Stage2Result:
+    """Stage 2: ``(mu, eta)`` of Ξ2 from a labelled image (module docstring).
+
+    Args:
+        labels: ``(z, y, x)`` labels (0 pore, 1 cb, 2 graphite).
+        voxel_nm: voxel side [nm].
+        estimator: ``"masked"`` (default, whole graphite-free region, unbiased) or
+            ``"cutout"`` (the paper's box).
+        cutout: for ``"cutout"``: ``None``/``"auto"`` (found automatically), a :class:`Box`,
+            6 integers ``(z0, z1, y0, y1, x0, x1)`` or ``"z0:z1,y0:y1,x0:x1"``.
+        large_pore_nm: radius from which a pore counts as large (automatic cutout).
+        max_lag_nm: largest lag of C(h) [nm]; default ``min(40, side / 4)`` voxels.
+        method: optimiser of the ``"masked"`` fit (``lbfgs``/``adam``/``nelder-mead``).
+        progress: tqdm bars on stderr.
+    """
+    from jaxcba.theory import fit_eta, mu_from_fraction, two_point_coverage
+
+    t0 = time.perf_counter()
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown stage-2 estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}")
+    vol = checked_labels(labels)
+    box, box_info = None, {}
+    if estimator == "cutout":
+        if cutout is None or (isinstance(cutout, str) and cutout == "auto"):
+            box, box_info = find_cutout(vol, voxel_nm, large_pore_nm)
+            box_info = {"found": "auto", **box_info}
+        else:
+            box = Box.parse(cutout, vol.shape)
+            box_info = {"found": "given"}
+        region_labels = vol[box.slices]
+    elif cutout is not None:
+        raise ValueError("a cutout is only used by estimator='cutout'")
+    else:
+        region_labels = vol
+    region = region_labels != 2
+    cb = region_labels == 1
+    n_region = int(np.count_nonzero(region))
+    if n_region == 0:
+        raise ValueError("the cutout is empty: it holds no graphite-free voxels" if box is not None
+                         else "the volume is all graphite: no carbon black/binder region to fit stage 2")
+    n_cb = int(np.count_nonzero(cb))
+    if n_cb == 0 or n_cb == n_region:
+        what = "cutout" if box is not None else "graphite-free region"
+        raise ValueError(f"the {what} holds {'no' if n_cb == 0 else 'only'} carbon black/binder (label 1): "
+                         "the excursion set Ξ2 cannot be fitted from it")
+    q = n_cb / n_region
+    side = min(region_labels.shape)
+    max_lag = max(2, min(40, side // 4)) if max_lag_nm is None else max(1, int(round(max_lag_nm / voxel_nm)))
+    max_lag = min(max_lag, side - 1)
+    c_all, n_pairs = masked_axis_two_point(cb, region, max_lag)
+    h_all = np.arange(max_lag + 1) * float(voxel_nm)
+    h, c = h_all[1:], c_all[1:]
+
+    if estimator == "cutout":
+        v2 = q
+        mu = float(mu_from_fraction(jnp.asarray(v2)))
+        eta = float(fit_eta(jnp.asarray(h), jnp.asarray(c), jnp.asarray(mu)))
+        c_fit = np.asarray(two_point_coverage(jnp.asarray(h_all), mu, eta))
+        loss = float(np.sum((c_fit[1:] - c) ** 2))
+        converged = bool(np.isfinite(eta) and eta > 0)
+        return Stage2Result(
+            mu=mu, eta=eta, v2=v2, estimator=estimator, q=q, h_nm=h_all, c_obs=c_all, c_fit=c_fit, box=box,
+            box_info=box_info, v3=float("nan"), theta=float("nan"), loss=loss, converged=converged,
+            message="plug-in mu (Eq. 19) and least-squares eta (Eq. 21)" if converged else "fit_eta failed",
+            seconds=time.perf_counter() - t0,
+        )
+
+    # masked: (eta, theta, V3) by least squares of C_G(h) = C2(h) Q3(h)
+    mu0 = float(mu_from_fraction(jnp.asarray(q)))
+    eta0 = float(fit_eta(jnp.asarray(h), jnp.asarray(c), jnp.asarray(mu0)))  # ignores Ξ3: a start only
+    if not (np.isfinite(eta0) and eta0 > 0):
+        eta0 = 1.0 / (4.0 * voxel_nm)
+    weight = 1.0 / max(float(np.sum((c - q * q) ** 2)), 1e-30)
+    args = (jnp.asarray(h), jnp.asarray(c), jnp.asarray(weight), jnp.asarray(q))
+    best = None
+    for eta_s, theta_fac, v3_s in ((eta0, 1.0, 0.1), (eta0 * 1.3, 0.5, 0.25), (eta0, 2.0, 0.03)):
+        v3_s = min(v3_s, 0.5 * (1.0 - q))
+        u0 = jnp.array([math.log(eta_s), math.log(theta_fac * eta_s), math.log(v3_s / (1.0 - q - v3_s))])
+        res = minimize(_masked_loss, u0, method, args=args, max_steps=500, gtol=1e-10, ftol=1e-12,
+                       progress=progress, desc="stage 2 (masked C(h) fit)")
+        if best is None or (np.isfinite(res.loss) and res.loss < best.loss):
+            best = res
+    eta, theta, v3 = _unpack(best.x, q)
+    v2 = q / (1.0 - v3)
+    mu = float(mu_from_fraction(jnp.asarray(v2)))
+    c_fit = np.asarray(masked_model(jnp.asarray(h_all), q, eta, theta, v3))
+    return Stage2Result(
+        mu=mu, eta=eta, v2=v2, estimator=estimator, q=q, h_nm=h_all, c_obs=c_all, c_fit=c_fit, box=None,
+        box_info={}, v3=v3, theta=theta, loss=float(np.sum((c_fit[1:] - c) ** 2)), converged=best.converged,
+        message=best.message, seconds=time.perf_counter() - t0, optim=best,
+    )
+
+
+__all__ = ["Stage2Result", "fit_excursion", "ball_pair_survival", "masked_model", "ESTIMATORS"]
