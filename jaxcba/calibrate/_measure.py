@@ -31,3 +31,77 @@ def graphite_densities_of_image(labels, voxel_nm: float):
                          "impossible; give graphite targets explicitly or calibrate a volume with graphite")
     d = intrinsic_densities(graphite, voxel_nm)
     return GraphiteTargets(V=float(d.V_V), S=float(d.S_V), K=float(d.M_V), N=float(d.chi_V))
+
+
+def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two-point coverage of ``phase`` restricted to ``region``, along the three axes.
+
+    ``C(k) = sum_x phase(x) phase(x + k e_a) / sum_x region(x) region(x + k e_a)`` summed over
+    the axes ``a`` and the pairs inside the window (no wrap-around), for lags
+    ``k = 0..max_lag`` voxels: the probability that two points ``k`` voxels apart are both in
+    ``phase``, given both lie in ``region`` (``phase`` must be a subset of ``region``). The
+    model's ``C(h)`` is isotropic, so axis lags estimate it without interpolation.
+
+    Returns ``(C, n_pairs)``, each of shape ``(max_lag + 1,)``.
+    """
+    f = np.asarray(phase, dtype=bool)
+    m = np.asarray(region, dtype=bool)
+    c = np.zeros(max_lag + 1)
+    n = np.zeros(max_lag + 1)
+    c[0] = 3.0 * np.count_nonzero(f)
+    n[0] = 3.0 * np.count_nonzero(m)
+    for axis in range(3):
+        size = f.shape[axis]
+        for k in range(1, min(max_lag, size - 1) + 1):
+            a = [slice(None)] * 3
+            b = [slice(None)] * 3
+            a[axis] = slice(0, size - k)
+            b[axis] = slice(k, size)
+            c[k] += np.count_nonzero(f[tuple(a)] & f[tuple(b)])  # exact integer pair counts
+            n[k] += np.count_nonzero(m[tuple(a)] & m[tuple(b)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return c / n, n
+
+
+def default_radii_vox(max_radius_vox: float) -> np.ndarray:
+    """Radius grid of the CPSD comparisons: 1, 1.5, 2, ... voxels up to ``max_radius_vox``."""
+    return np.arange(1.0, max(float(max_radius_vox), 1.0) + 0.25, 0.5)
+
+
+def pore_cpsd(labels, voxel_nm: float, radii_vox: np.ndarray) -> np.ndarray:
+    """CPSD (Eq. 26) of the pore phase (label 0) at ``radii_vox``: fractions, shape ``(len(radii),)``.
+
+    Uses :func:`jaxcba.descriptors.pore_size.cpsd` when the descriptors layer provides it,
+    else an equivalent host implementation with two exact Euclidean distance transforms per
+    radius (scipy): open balls ``{|x - c| < r}`` with centres at pore depth ``>= r``.
+    """
+    pore = np.asarray(labels) == 0
+    if not pore.any():
+        raise ValueError("the volume has no pore voxels (label 0): its pore size distribution is undefined")
+    radii_vox = np.asarray(radii_vox, dtype=float)
+    try:
+        from jaxcba.descriptors.pore_size import cpsd as _cpsd
+    except ImportError:
+        _cpsd = None
+    if _cpsd is not None:
+        res = _cpsd(pore, voxel_nm, radii_vox=radii_vox)
+        return np.asarray(res.fraction, dtype=float)
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(pore)
+    n_pore = float(np.count_nonzero(pore))
+    out = np.empty(len(radii_vox))
+    for i, r in enumerate(radii_vox):
+        centres = depth >= r
+        if not centres.any():
+            out[i:] = 0.0
+            break
+        reach = ndimage.distance_transform_edt(~centres)
+        out[i] = np.count_nonzero(reach < r) / n_pore
+    return out
+
+
+def l1_distance(radii_nm: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``∫ |a(r) - b(r)| dr`` [nm] by the trapezoid rule on the radius grid."""
+    d = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    return float(np.trapezoid(d, radii_nm))
