@@ -1,0 +1,226 @@
+"""Effective conductivity of a voxel conductivity field (paper Eq. 27), jittable and differentiable.
+
+Pipeline: keep only the cluster of conducting voxels that joins inlet and outlet
+(``jaxcba.morphology.percolating_cluster``; isolated and dead-end clusters carry no current
+and would make the operator singular), build the stencil, solve ``A u = b`` by
+preconditioned CG (``jaxcba.transport.cg``), then
+
+    sigma_eff = L / A_cross * sum_faces g (du)^2
+
+(the dissipated power for a unit potential drop; ``L`` the distance between the Dirichlet
+planes, ``A_cross`` the cross-section in voxels). That quadratic form is stationary in ``u``
+at the solution, so ``d sigma_eff / d sigma`` is the explicit derivative with ``u`` held fixed:
+implicit differentiation with the adjoint equal to the forward solution, no second solve.
+Gradients are exact up to the solver tolerance (the error is quadratic in the residual) and
+are taken with the set of conducting voxels held fixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxcba.morphology import percolating_cluster
+from jaxcba.transport import cg
+from jaxcba.transport import stencil as sten
+from jaxcba.transport.result import TransportResult
+
+AXES = {"z": 0, "y": 1, "x": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+    """Static solver settings (hashable: one compilation per shape and options).
+
+    Attributes:
+        rtol: relative residual ``|b - A u| / |b|`` to reach.
+        flux_tol: largest allowed ``(max - min) / max`` of the plane currents (TauFactor uses 1e-2).
+        max_iter: CG iteration limit; beyond it the result says ``converged=False``.
+        preconditioner: ``"multigrid"`` (aggregation V-cycle, default), ``"jacobi"`` or ``"none"``.
+        boundary: ``"half_voxel"`` (Dirichlet planes on the outer voxel faces; TauFactor
+            ``Solver``) or ``"ghost_voxel"`` (Dirichlet values one voxel outside;
+            TauFactor ``MultiPhaseSolver``).
+        initial_guess: ``"linear"`` (the straight-channel profile) or ``"zero"``.
+        sweeps: Jacobi sweeps before and after each coarse correction.
+    """
+
+    rtol: float = 1e-5
+    flux_tol: float = 1e-2
+    max_iter: int = 5000
+    preconditioner: str = "multigrid"
+    boundary: str = "half_voxel"
+    initial_guess: str = "linear"
+    sweeps: int = 1
+
+    def __post_init__(self):
+        if not (0 < self.rtol < 1):
+            raise ValueError(f"rtol must be in (0, 1), got {self.rtol}")
+        if not (0 < self.flux_tol <= 1):
+            raise ValueError(f"flux_tol must be in (0, 1], got {self.flux_tol}")
+        if int(self.max_iter) < 1:
+            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        if self.preconditioner not in cg.PRECONDITIONERS:
+            raise ValueError(f"preconditioner must be one of {cg.PRECONDITIONERS}, got {self.preconditioner!r}")
+        if self.boundary not in sten.BOUNDARIES:
+            raise ValueError(f"boundary must be one of {tuple(sten.BOUNDARIES)}, got {self.boundary!r}")
+        if self.initial_guess not in ("linear", "zero"):
+            raise ValueError(f"initial_guess must be 'linear' or 'zero', got {self.initial_guess!r}")
+        if int(self.sweeps) < 1:
+            raise ValueError(f"sweeps must be >= 1, got {self.sweeps}")
+
+
+def axis_index(axis: int | str) -> int:
+    """``0|1|2`` or ``'z'|'y'|'x'`` -> 0, 1, 2 (ValueError otherwise)."""
+    if isinstance(axis, str) and axis in AXES:
+        return AXES[axis]
+    if isinstance(axis, (int,)) and not isinstance(axis, bool) and axis in (0, 1, 2):
+        return int(axis)
+    raise ValueError(f"axis must be one of 'z', 'y', 'x' (or 0, 1, 2), got {axis!r}")
+
+
+def _length(n0: int, boundary: str) -> int:
+    return n0 if boundary == "half_voxel" else n0 + 1
+
+
+def _linear_guess(shape, boundary: str, dtype) -> jax.Array:
+    n0 = shape[0]
+    i = jnp.arange(n0, dtype=dtype)
+    prof = 1 - (i + 0.5) / n0 if boundary == "half_voxel" else 1 - (i + 1) / (n0 + 1)
+    return sten.pad(jnp.broadcast_to(prof[:, None, None], shape).astype(dtype))
+
+
+def _prepare(sigma: jax.Array, rtol, opts: SolverOptions):
+    """Percolating cluster, linear system and initial CG state (inputs: axis-0 field)."""
+    cluster, percolates = percolating_cluster(sigma > 0, axis=0)
+    active_sigma = jnp.where(cluster, sigma, 0)
+    prob = cg.make_problem(sten.from_conductivity(active_sigma, opts.boundary), opts.preconditioner, sweeps=opts.sweeps)
+    if opts.initial_guess == "linear":
+        u0 = _linear_guess(sigma.shape, opts.boundary, sigma.dtype)
+    else:
+        u0 = sten.pad(jnp.zeros(sigma.shape, sigma.dtype))
+    state = cg.initial_state(prob, u0, rtol, percolates)
+    return prob, state, cluster, percolates
+
+
+def _finish(sigma, sigma_ref, cluster, percolates, state: cg.State, opts: SolverOptions) -> TransportResult:
+    """Differentiable read-out: sigma_eff from the dissipation with ``u`` held fixed."""
+    n0, n1, n2 = sigma.shape
+    st = sten.from_conductivity(jnp.where(cluster, sigma, 0), opts.boundary)
+    u = jax.lax.stop_gradient(state.u)
+    sigma_eff = sten.dissipation(st, u) * (_length(n0, opts.boundary) / (n1 * n2))
+    sigma_eff = jnp.where(percolates, sigma_eff, 0)
+    ref = jnp.asarray(sigma_ref, sigma.dtype)
+    m = sigma_eff / ref
+    eps = jnp.mean((sigma > 0).astype(sigma.dtype))
+    safe_m = jnp.where(m > 0, m, 1)
+    tau = jnp.where(m > 0, eps / safe_m, jnp.inf)
+    return TransportResult(
+        sigma_eff=sigma_eff,
+        m_factor=m,
+        eps=eps,
+        tau_eff=tau,
+        sigma_ref=ref,
+        flux_imbalance=state.imbalance,
+        relative_residual=jnp.where(percolates, state.res, 0).astype(sigma.dtype),
+        iterations=state.iterations,
+        converged=state.converged,
+        percolates=percolates,
+    )
+
+
+def _solve(sigma: jax.Array, sigma_ref: jax.Array, tols, opts: SolverOptions) -> TransportResult:
+    """``tols = (rtol, flux_tol, max_iter)`` are traced (no recompilation when they change);
+    ``opts`` supplies the static choices (preconditioner, boundary, guess, sweeps)."""
+    rtol, flux_tol, max_iter = tols
+    prob, state, cluster, percolates = _prepare(jax.lax.stop_gradient(sigma), rtol, opts)
+    state = cg.advance(prob, state, max_iter, rtol, flux_tol)
+    return _finish(sigma, sigma_ref, cluster, percolates, state, opts)
+
+
+def _static(opts: SolverOptions) -> SolverOptions:
+    """The options with the traced fields reset, so that they do not key the jit cache."""
+    return dataclasses.replace(opts, rtol=0.5, flux_tol=1.0, max_iter=1)
+
+
+def _tols(opts: SolverOptions, dtype):
+    return (jnp.asarray(opts.rtol, dtype), jnp.asarray(opts.flux_tol, dtype), jnp.asarray(opts.max_iter, jnp.int32))
+
+
+_solve_jit = jax.jit(_solve, static_argnums=3)
+_prepare_jit = jax.jit(_prepare, static_argnums=2)
+_finish_jit = jax.jit(_finish, static_argnums=5)
+_advance_jit = jax.jit(cg.advance)
+
+
+def _check_field(sigma) -> None:
+    if sigma.ndim != 3:
+        raise ValueError(f"expected a 3D (z, y, x) conductivity field, got shape {sigma.shape}")
+    if min(sigma.shape) < 1:
+        raise ValueError(f"the volume is empty: shape {sigma.shape}")
+    if isinstance(sigma, jax.core.Tracer):
+        return  # values unknown under jit / vmap / grad tracing
+    if bool(jnp.any(jnp.isnan(sigma))):
+        raise ValueError("conductivities must not be NaN")
+    if bool(jnp.any(~jnp.isfinite(sigma))):
+        raise ValueError("conductivities must be finite")
+    if bool(jnp.any(sigma < 0)):
+        raise ValueError(f"conductivities must be >= 0, got a minimum of {float(jnp.min(sigma))}")
+    if not bool(jnp.any(sigma > 0)):
+        raise ValueError("no conducting voxel: the conducting phase is absent (all conductivities are 0)")
+
+
+def effective_conductivity(
+    sigma: jax.Array,
+    axis: int | str = 0,
+    *,
+    sigma_ref: float | jax.Array | None = None,
+    options: SolverOptions | None = None,
+    progress: Callable[[cg.State], None] | None = None,
+    chunk: int = 25,
+    dtype=jnp.float32,
+    **option_kw,
+) -> TransportResult:
+    """Effective conductivity, M-factor and tortuosity of a voxel conductivity field.
+
+    Solves ``div(sigma grad u) = 0`` with ``u = 1 / 0`` on the two faces normal to ``axis``
+    and no flux elsewhere (harmonic-mean face conductances), by preconditioned CG.
+
+    Args:
+        sigma: ``(z, y, x)`` conductivities ``>= 0`` (any units; 0 = insulating). Under
+            ``jax.grad`` the result is differentiable in ``sigma`` (implicit, see module doc).
+        axis: transport direction, ``'z'|'y'|'x'`` or ``0|1|2``.
+        sigma_ref: intrinsic reference conductivity for ``M`` (default: ``max(sigma)``).
+        options: a ``SolverOptions``; or pass its fields as keywords (``rtol=1e-6``).
+        progress: optional ``callback(state)`` run between chunks of ``chunk`` CG iterations
+            (for progress bars; this path is not jittable / vmappable / differentiable).
+        dtype: floating dtype of the volume-sized arrays (default float32).
+
+    Returns:
+        ``TransportResult`` (jittable; ``jax.vmap`` over a leading batch axis of ``sigma``).
+    """
+    if options is None:
+        options = SolverOptions(**option_kw)
+    elif option_kw:
+        options = dataclasses.replace(options, **option_kw)
+    ax = axis_index(axis)
+    sigma = jnp.asarray(sigma, dtype)
+    _check_field(sigma)
+    sigma = jnp.moveaxis(sigma, ax, 0)
+    if sigma_ref is None:
+        sigma_ref = jnp.max(sigma)
+    tols = _tols(options, sigma.dtype)
+    static = _static(options)
+    if progress is None:
+        return _solve_jit(sigma, sigma_ref, tols, static)
+    rtol, flux_tol, _ = tols
+    prob, state, cluster, percolates = _prepare_jit(sigma, rtol, static)
+    progress(state)
+    while not bool(state.finished(options.max_iter)):
+        stop = min(int(state.iterations) + int(chunk), options.max_iter)
+        state = _advance_jit(prob, state, jnp.asarray(stop, jnp.int32), rtol, flux_tol)
+        progress(state)
+    del prob
+    return _finish_jit(sigma, sigma_ref, cluster, percolates, state, static)

@@ -1,0 +1,229 @@
+"""Transport solver against closed forms (channels, series / parallel layers), finite
+differences, vmap vs loop, and its input checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcba.transport import SolverOptions, effective_conductivity, m_factor
+from jaxcba.transport import cg
+from jaxcba.transport import stencil as sten
+
+SHAPE = (12, 12, 12)  # one shape: one compilation per solver configuration
+
+
+def _channels(shape=SHAPE, axis=0, seed=0):
+    """Straight channels along ``axis``: a random set of full lines of conducting voxels."""
+    rng = np.random.default_rng(seed)
+    cross = [n for a, n in enumerate(shape) if a != axis]
+    holes = rng.random(cross) < 0.3
+    holes[0, 0] = True
+    return np.broadcast_to(np.expand_dims(holes, axis), shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("axis", ["z", "y", "x"])
+@pytest.mark.parametrize("boundary", ["half_voxel", "ghost_voxel"])
+def test_straight_channels_tau_one(axis, boundary):
+    ax = "zyx".index(axis)
+    sigma = _channels(axis=ax)
+    r = effective_conductivity(sigma, axis, boundary=boundary)
+    assert bool(r.converged) and bool(r.percolates)
+    np.testing.assert_allclose(float(r.eps), sigma.mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(r.m_factor), sigma.mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(r.tau_eff), 1.0, rtol=1e-4)
+
+
+def test_series_layers_harmonic_mean():
+    rng = np.random.default_rng(1)
+    s = rng.uniform(0.01, 2.0, SHAPE[0])
+    sigma = np.broadcast_to(s[:, None, None], SHAPE).astype(np.float32)
+    n0 = SHAPE[0]
+    # half-voxel Dirichlet planes: resistance of a column = sum 1/s_i over a length n0
+    r = effective_conductivity(sigma, rtol=1e-7)
+    np.testing.assert_allclose(float(r.sigma_eff), n0 / np.sum(1 / s), rtol=1e-4)
+    # ghost voxels (TauFactor MultiPhaseSolver): extra half voxel of the end layers, length n0 + 1
+    r = effective_conductivity(sigma, rtol=1e-7, boundary="ghost_voxel")
+    resistance = np.sum(1 / s) + 0.5 / s[0] + 0.5 / s[-1]
+    np.testing.assert_allclose(float(r.sigma_eff), (n0 + 1) / resistance, rtol=1e-4)
+    np.testing.assert_allclose(float(r.m_factor), float(r.sigma_eff) / s.max(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("preconditioner", ["multigrid", "jacobi"])
+def test_parallel_layers_arithmetic_mean(preconditioner):
+    rng = np.random.default_rng(2)
+    s = rng.uniform(0.0, 1.0, SHAPE[2])
+    s[3] = 0.0  # an insulating sheet parallel to the flow changes nothing
+    sigma = np.broadcast_to(s[None, None, :], SHAPE).astype(np.float32)
+    r = effective_conductivity(sigma, "z", preconditioner=preconditioner, sigma_ref=1.0)
+    np.testing.assert_allclose(float(r.sigma_eff), s.mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(r.eps), np.mean(s > 0), rtol=1e-6)
+
+
+def test_blocked_layer_is_flagged():
+    sigma = np.ones(SHAPE, np.float32)
+    sigma[7] = 0
+    r = effective_conductivity(sigma)
+    assert not bool(r.percolates)
+    assert bool(r.converged)
+    assert float(r.m_factor) == 0.0 and float(r.sigma_eff) == 0.0
+    assert np.isinf(float(r.tau_eff))
+    assert int(r.iterations) == 0
+    assert r.to_dict()["tau_eff"] is None
+    # the same layer lies along the flow for the other axes: those percolate
+    assert bool(effective_conductivity(sigma, "x").percolates)
+
+
+def test_isolated_and_dead_end_clusters_change_nothing():
+    base = np.zeros(SHAPE, np.float32)
+    base[:, 2:5, 2:5] = 1  # a straight channel
+    more = base.copy()
+    more[4:8, 7:11, 7:11] = 1  # isolated blob
+    more[0:4, 8:11, 1:3] = 1  # dead end touching the inlet only
+    more[6, 5:8, 3] = 1  # dead-end side branch of the channel
+    a = effective_conductivity(base, rtol=1e-7)
+    b = effective_conductivity(more, rtol=1e-7)
+    assert bool(b.converged)
+    np.testing.assert_allclose(float(b.sigma_eff), float(a.sigma_eff), rtol=1e-5)
+    np.testing.assert_allclose(float(a.sigma_eff), 9 / 144, rtol=1e-5)
+    assert float(b.eps) > float(a.eps)  # eps counts every conducting voxel
+
+
+def _random_field(seed, shape=SHAPE, p=0.35):
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0.2, 1.0, shape)
+    s[rng.random(shape) < p] = 0
+    return s
+
+
+def test_preconditioners_agree_and_flux_balances():
+    sigma = _random_field(3).astype(np.float32)
+    res = {pc: effective_conductivity(sigma, preconditioner=pc, rtol=1e-7) for pc in ("multigrid", "jacobi", "none")}
+    ref = float(res["none"].sigma_eff)
+    for pc, r in res.items():
+        assert bool(r.converged), pc
+        assert float(r.flux_imbalance) <= 1e-2
+        np.testing.assert_allclose(float(r.sigma_eff), ref, rtol=1e-5, err_msg=pc)
+    assert int(res["multigrid"].iterations) < int(res["jacobi"].iterations)
+
+
+def test_flux_read_out_matches_dissipation():
+    """The plane currents of the solution equal the dissipation-based sigma_eff."""
+    from jaxcba.morphology import percolating_cluster
+
+    @jax.jit
+    def solve(sigma):
+        cluster, _ = percolating_cluster(sigma > 0, 0)
+        st = sten.from_conductivity(jnp.where(cluster, sigma, 0))
+        prob = cg.make_problem(st, "jacobi")
+        state = cg.initial_state(prob, sten.pad(jnp.zeros(SHAPE)), 1e-12, jnp.asarray(True))
+        state = cg.advance(prob, state, 2000, 1e-12, 1e-9)
+        return st, state
+
+    st, state = solve(jnp.asarray(_random_field(4), jnp.float64))
+    cur = np.asarray(sten.layer_currents(st, state.u))
+    np.testing.assert_allclose(cur, cur.mean(), rtol=1e-8)
+    np.testing.assert_allclose(float(sten.dissipation(st, state.u)), cur.mean(), rtol=1e-8)
+
+
+def test_gradient_matches_finite_differences():
+    sigma = jnp.asarray(_random_field(5, p=0.2), jnp.float64)
+    opts = SolverOptions(rtol=1e-12, flux_tol=1e-9, max_iter=2000)
+
+    def f(s):
+        return effective_conductivity(s, options=opts, dtype=jnp.float64, sigma_ref=1.0).sigma_eff
+
+    g = np.asarray(jax.jit(jax.grad(f))(sigma))
+    rng = np.random.default_rng(0)
+    idx = [tuple(rng.integers(0, n) for n in SHAPE) for _ in range(6)]
+    conducting = [i for i in idx if sigma[i] > 0][:4]
+    assert len(conducting) >= 2
+    h = 1e-5
+    for i in conducting:
+        fd = (float(f(sigma.at[i].add(h))) - float(f(sigma.at[i].add(-h)))) / (2 * h)
+        np.testing.assert_allclose(g[i], fd, rtol=1e-5, atol=1e-9)
+    assert np.all(g[np.asarray(sigma) == 0] == 0)
+    assert np.all(g >= -1e-12)  # Rayleigh monotonicity: more conductivity never hurts
+
+
+def test_gradient_of_series_layers_closed_form():
+    s = jnp.linspace(0.3, 1.2, SHAPE[0])
+    sigma = jnp.broadcast_to(s[:, None, None], SHAPE).astype(jnp.float64)
+    opts = SolverOptions(rtol=1e-12, flux_tol=1e-9)
+    g = jax.grad(lambda x: effective_conductivity(x, options=opts, dtype=jnp.float64, sigma_ref=1.0).sigma_eff)(sigma)
+    # sigma_eff = n0 / sum(1/s) ; d/ds_i of one layer, spread evenly over its n1 * n2 voxels
+    n0, n1, n2 = SHAPE
+    total = float(jnp.sum(1 / s))
+    expect = n0 / total**2 / s**2 / (n1 * n2)
+    np.testing.assert_allclose(np.asarray(g)[:, 0, 0], np.asarray(expect), rtol=1e-7)
+
+
+def test_vmap_equals_loop():
+    fields = np.stack([_random_field(10), _random_field(11, p=0.45), np.ones(SHAPE)]).astype(np.float32)
+    fields[2, 5] = 0  # blocked: must not stall the batch
+    batched = jax.jit(jax.vmap(lambda s: effective_conductivity(s, sigma_ref=1.0)))(jnp.asarray(fields))
+    for b in range(len(fields)):
+        one = effective_conductivity(fields[b], sigma_ref=1.0)
+        np.testing.assert_allclose(float(batched.sigma_eff[b]), float(one.sigma_eff), rtol=1e-5)
+        assert bool(batched.percolates[b]) == bool(one.percolates)
+    assert not bool(batched.percolates[2]) and bool(jnp.all(batched.converged))
+    d = batched.to_dict()
+    assert isinstance(d["sigma_eff"], list) and len(d["sigma_eff"]) == 3
+
+
+def test_progress_chunks_give_the_same_answer():
+    sigma = _random_field(6).astype(np.float32)
+    seen = []
+    a = effective_conductivity(sigma, preconditioner="jacobi", progress=lambda s: seen.append(int(s.iterations)), chunk=5)
+    b = effective_conductivity(sigma, preconditioner="jacobi")
+    assert seen[0] == 0 and seen == sorted(seen) and len(seen) > 2
+    np.testing.assert_allclose(float(a.sigma_eff), float(b.sigma_eff), rtol=1e-6)
+    assert int(a.iterations) >= int(b.iterations)
+
+
+def test_not_converged_is_reported():
+    r = effective_conductivity(_random_field(7).astype(np.float32), preconditioner="none", max_iter=3)
+    assert not bool(r.converged) and int(r.iterations) == 3 and float(r.relative_residual) > 1e-5
+
+
+def test_m_factor_phases_and_axes():
+    lab = np.zeros((12, 10, 8), np.uint8)
+    lab[:, :, :3] = 2
+    lab[:, :, 3:5] = 1
+    pore = m_factor(lab, "pore")
+    np.testing.assert_allclose(float(pore.m_factor), 3 / 8, rtol=1e-5)
+    np.testing.assert_allclose(float(pore.tau_eff), 1, rtol=1e-5)
+    solid = m_factor(lab, "solid", {2: 1.0, 1: 0.01})
+    np.testing.assert_allclose(float(solid.m_factor), (3 + 0.02) / 8, rtol=1e-5)
+    np.testing.assert_allclose(float(solid.eps), 5 / 8, rtol=1e-6)
+    # across the stripes nothing of the cb / graphite-only phases percolates in x ... but the
+    # solid as a whole does, in series: harmonic mean over x with half-voxel ends
+    across = m_factor(lab, "solid", {2: 1.0, 1: 0.01}, axis="x")
+    assert not bool(across.percolates)  # the pore stripe at x >= 5 blocks the flow
+    graphite_z = m_factor(np.swapaxes(lab, 0, 2), "graphite", axis="x")
+    np.testing.assert_allclose(float(graphite_z.m_factor), 3 / 8, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: effective_conductivity(-np.ones(SHAPE)), ">= 0"),
+        (lambda: effective_conductivity(np.full(SHAPE, np.nan)), "NaN"),
+        (lambda: effective_conductivity(np.full(SHAPE, np.inf)), "finite"),
+        (lambda: effective_conductivity(np.zeros(SHAPE)), "absent"),
+        (lambda: effective_conductivity(np.ones((4, 4))), "3D"),
+        (lambda: effective_conductivity(np.ones(SHAPE), "w"), "axis"),
+        (lambda: effective_conductivity(np.ones(SHAPE), rtol=2.0), "rtol"),
+        (lambda: effective_conductivity(np.ones(SHAPE), preconditioner="ilu"), "preconditioner"),
+        (lambda: m_factor(np.ones(SHAPE, np.uint8), "pore"), "absent"),
+        (lambda: m_factor(np.full(SHAPE, 3, np.uint8), "pore"), "labels"),
+        (lambda: m_factor(np.zeros(SHAPE, np.uint8), "liquid"), "unknown phase"),
+        (lambda: m_factor(np.ones(SHAPE, np.uint8), "solid", {2: 1.0}), "no value"),
+        (lambda: m_factor(np.ones(SHAPE, np.uint8), "solid", {2: 1.0, 1: -1}), ">= 0"),
+        (lambda: m_factor(np.ones(SHAPE, np.uint8), "solid", {2: 1.0, 1: float("nan")}), ">= 0"),
+        (lambda: m_factor(np.ones(SHAPE, np.uint8), "solid", {0: 1.0, 1: 1, 2: 1}), "not in phase"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
