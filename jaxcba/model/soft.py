@@ -9,7 +9,10 @@ half-axes, axes, Exp(1) ball radii, complex white noise for the field); then
   ``|W|`` voxels), i.e. uniform positions with "arrival times" ``T_i``. The germs of
   intensity ``lambda`` are exactly the candidates with ``T_i < lambda |W|`` (a Poisson
   process of intensity ``lambda``). Soft inclusion weight
-  ``w_i = sigmoid((lambda |W| - T_i) / softness)`` (``softness`` read in count units).
+  ``w_i = sigmoid((lambda |W| - T_i) / (softness sqrt(lambda |W|)))``: the count is
+  smoothed on ``softness`` times its Poisson standard deviation, so that the derivative
+  in ``lambda`` is spread over several candidates (not a train of spikes) and the
+  inclusion becomes the exact Poisson thinning as ``softness -> 0``.
 * **Grains** - half-axes ``A = F^-1(u_A; alpha1/voxel_nm) / gamma`` (gamma inverse CDF with
   implicit gradients, :mod:`jaxcba.model.gamma_icdf`), ``C`` likewise, ball radii
   ``R = E / theta`` with ``E ~ Exp(1)``; indicator ``1[d < 0]`` replaced by
@@ -300,7 +303,8 @@ def _log_empty(pool: CandidatePool, lam_vox, pv, softness, shape, dtype):
     if not pool.sides:
         return acc
     marks = _marks(pool, pv, dtype)
-    logit = (lam_vox * pool.volume - pool.arrival.astype(dtype)) / softness
+    mean = lam_vox * pool.volume
+    logit = (mean - pool.arrival.astype(dtype)) / (softness * jnp.sqrt(mean))
     for side, lo, hi in zip(pool.sides, pool.lo, pool.hi):
         acc = log_complement(
             acc, pool.centres[lo:hi], marks[lo:hi], logit[lo:hi], softness, box=(side,) * 3, kind=pool.kind
@@ -347,13 +351,15 @@ def simulate_soft(params: CBAParams, noise: SoftNoise, shape, voxel_nm: float, s
 
 
 def simulate_soft_batch(params: CBAParams, noise: SoftNoise, shape, voxel_nm: float, softness, *, dtype=jnp.float32):
-    """:func:`simulate_soft` vmapped over a batch of parameters (fields with a leading axis ``B``).
+    """:func:`simulate_soft` vmapped over a batch of parameters (array fields with a leading
+    axis ``B`` are mapped, scalar fields shared).
 
     Returns ``(graphite, cb)``, each ``(B, nz, ny, nx)``. The validity range is checked
     for every parameter set before tracing.
     """
     noise.check(params, softness)
-    f = jax.vmap(lambda p: simulate_soft(p, noise, shape, voxel_nm, softness, dtype=dtype))
+    axes = jax.tree_util.tree_map(lambda v: 0 if jnp.ndim(v) > 0 else None, params)
+    f = jax.vmap(lambda p: simulate_soft(p, noise, shape, voxel_nm, softness, dtype=dtype), in_axes=(axes,))
     return f(params)
 
 
@@ -382,6 +388,16 @@ def _hard_union(pool: CandidatePool, lam_vox, pv, shape, dtype):
     return vol
 
 
+@partial(jax.jit, static_argnames=("shape", "voxel_nm", "dtype"))
+def _realize(params, noise, shape, voxel_nm, dtype):
+    pv = _voxel_params(params, voxel_nm, dtype)
+    g = _hard_union(noise.graphite, pv["lambda_x"], pv, shape, dtype)
+    b = _hard_union(noise.balls, pv["lambda_y"], pv, shape, dtype)
+    z = field_and_gradient(noise.xi, shape, pv["eta"], dtype=dtype)
+    cb = (z >= pv["mu"]) & ~b
+    return jnp.where(g, jnp.uint8(2), jnp.where(cb, jnp.uint8(1), jnp.uint8(0)))
+
+
 def realize_noise(params: CBAParams, noise: SoftNoise, shape, voxel_nm: float, *, dtype=jnp.float32) -> jax.Array:
     """The hard realization (uint8 labels) made from the same noise as :func:`simulate_soft`.
 
@@ -393,12 +409,7 @@ def realize_noise(params: CBAParams, noise: SoftNoise, shape, voxel_nm: float, *
     if tuple(noise.shape) != shape or noise.voxel_nm != voxel_nm:
         raise ValueError(f"noise was drawn for shape {noise.shape} at {noise.voxel_nm} nm, not {shape} at {voxel_nm} nm")
     noise.check(params, noise.softness_max)
-    pv = _voxel_params(params, voxel_nm, dtype)
-    g = _hard_union(noise.graphite, pv["lambda_x"], pv, shape, dtype)
-    b = _hard_union(noise.balls, pv["lambda_y"], pv, shape, dtype)
-    z = field_and_gradient(noise.xi, shape, pv["eta"], dtype=dtype)
-    cb = (z >= pv["mu"]) & ~b
-    return jnp.where(g, jnp.uint8(2), jnp.where(cb, jnp.uint8(1), jnp.uint8(0)))
+    return _realize(params, noise, shape, voxel_nm, dtype)
 
 
 __all__ = [
