@@ -86,8 +86,15 @@ def pore_cpsd(labels, voxel_nm: float, radii_vox: np.ndarray) -> np.ndarray:
     if _cpsd is not None:
         res = _cpsd(pore, voxel_nm, radii_vox=radii_vox)
         return np.asarray(res.fraction, dtype=float)
+    return cpsd_edt(pore, radii_vox)
+
+
+def cpsd_edt(pore, radii_vox) -> np.ndarray:
+    """Host CPSD of the bool phase ``pore`` at ``radii_vox`` (scipy exact Euclidean distance transforms)."""
     from scipy import ndimage
 
+    pore = np.asarray(pore, dtype=bool)
+    radii_vox = np.asarray(radii_vox, dtype=float)
     depth = ndimage.distance_transform_edt(pore)
     n_pore = float(np.count_nonzero(pore))
     out = np.empty(len(radii_vox))

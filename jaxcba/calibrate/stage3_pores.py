@@ -1,0 +1,306 @@
+"""Stage 3 (paper Section 3.2.3, Eqs. 24-26): the large-pore Boolean model Ξ3 — ``lambda_Y`` from
+the total volume fraction (Eq. 25) for every trial ``theta``, and ``theta`` by minimising the L1
+distance between the pore-phase CPSD (Eq. 26) of model realizations and of the image.
+
+Two searches over ``theta`` (both available, ``search="both"`` runs and reports both):
+
+``"grid"`` — the paper's: seven ``theta`` values, ``n_realizations`` (3) each, pick the best.
+The paper's grid ``0.0125 ... 0.0091 nm^-1`` was placed around its answer 0.0105; for other
+images the same relative grid is centred on a hint (stage 2's ``theta`` by-product, or
+``1 / r50`` of the image's pore CPSD).
+
+``"golden"`` (default) — a bounded 1-D Brent/golden-section search on ``log theta``
+(``scipy.optimize.minimize_scalar(method="bounded")``) with common random numbers.
+
+Common random numbers (both searches): per realization key, Ξ1 ∪ Ξ2 is simulated once
+(``jaxcba.simulate`` with a negligible ``lambda_Y``) and the balls are carved from one fixed
+pool of candidates (:mod:`jaxcba.calibrate._balls`): between two trial ``theta`` the same
+balls only grow or shrink and a few join or leave, so the objective is almost smooth in
+``theta`` instead of noisy, the search converges between grid nodes, and a trial costs
+only the carving and the CPSD, not a new realization.
+
+``lambda_Y`` comes from Eq. 25 with ``V`` and ``V1`` measured on the image (``V1`` = its graphite
+fraction; the paper uses stage 1's fitted ``V1``, which matches the image's to ~0.3 %): this fixes
+``1 - V3 = q / V2`` with ``q`` the cb fraction of the graphite-free voxels, independent of how far
+a small window's graphite fraction lies from the model's.
+
+Variance reduction (``match_fraction=True``, default): in small windows the realized ball
+fraction fluctuates by a factor ~3 between realizations (the exponential radii put most of the
+volume in a few large balls), which swamps the CPSD's dependence on ``theta``. Each realization
+therefore carves the first ``K`` pool balls with ``K`` chosen so that its cb fraction in the
+graphite-free voxels equals the image's (one pass records for every voxel the first ball
+covering it, :func:`jaxcba.calibrate._balls.first_cover`); the CPSD then compares ball *sizes*
+at equal removed volume. ``lambda_Y`` is still Eq. 25's.
+
+The L1 distance is ``∫ |CPSD_model(r) - CPSD_image(r)| dr`` [nm] (trapezoid rule on the radius
+grid 1, 1.5, 2, ... voxels), with ``CPSD_model`` the mean of the realizations' CPSDs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import numpy as np
+
+from jaxcba.calibrate._balls import ball_mask, carve, draw_pool, first_cover
+from jaxcba.calibrate._measure import checked_labels, default_radii_vox, l1_distance, pore_cpsd
+from jaxcba.model.params import CBAParams
+
+#: The paper's grid of theta [nm^-1] (Section 3.2.3), 3 realizations each.
+PAPER_THETA_GRID = (0.0125, 0.0118, 0.0111, 0.0105, 0.0100, 0.0095, 0.0091)
+SEARCHES = ("golden", "grid", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class ThetaSearch:
+    """One search over theta: the best theta, its lambda_Y and L1, every evaluation, the cost."""
+
+    method: str
+    theta: float
+    lambda_y: float
+    l1: float
+    thetas: tuple
+    l1s: tuple
+    realizations: int
+    seconds: float
+    converged: bool
+    message: str
+    cpsd_model: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method, "theta": self.theta, "lambda_y": self.lambda_y, "l1_nm": self.l1,
+            "thetas": list(self.thetas), "l1s_nm": list(self.l1s), "realizations": self.realizations,
+            "seconds": self.seconds, "converged": self.converged, "message": self.message,
+            "cpsd_model": np.asarray(self.cpsd_model).tolist(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage3Result:
+    """Outcome of stage 3: the chosen search (``best``) and every search run (``searches``)."""
+
+    theta: float
+    lambda_y: float
+    l1: float
+    best: ThetaSearch
+    searches: tuple
+    r_nm: np.ndarray
+    cpsd_image: np.ndarray
+    v_total: float
+    v1: float
+    v2: float
+    window: tuple
+    converged: bool
+    message: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "theta": self.theta, "lambda_y": self.lambda_y, "l1_nm": self.l1, "best": self.best.method,
+            "searches": {s.method: s.to_dict() for s in self.searches}, "r_nm": np.asarray(self.r_nm).tolist(),
+            "cpsd_image": np.asarray(self.cpsd_image).tolist(), "v_total": self.v_total, "v1": self.v1,
+            "v2": self.v2, "window": list(self.window), "converged": self.converged, "message": self.message,
+            "seconds": self.seconds,
+        }
+
+
+def _matched_balls(base, pool, window, theta_vox, q_target):
+    """Balls of the first K pool candidates, K making the cb fraction of graphite-free voxels ~ ``q_target``."""
+    idx = first_cover(pool, window, theta_vox)
+    cb = base == 1
+    n_free = np.count_nonzero(base != 2)
+    excess = np.count_nonzero(cb) - q_target * n_free  # cb voxels to remove
+    if excess <= 0:
+        return np.zeros(base.shape, bool)
+    removed = np.cumsum(np.bincount(idx[cb], minlength=len(pool.t) + 1))  # removed[k] = cb voxels with idx <= k
+    k = int(np.searchsorted(removed, excess))  # first k with removed[k] >= excess
+    return idx <= k
+
+
+def lambda_y_for(v_total: float, v1: float, v2: float, theta: float) -> float:
+    """Eq. 25 (theory layer); ``ValueError`` when no ``lambda_Y >= 0`` reaches ``v_total``."""
+    from jaxcba.theory import lambda_y_for_fraction
+
+    lam = float(lambda_y_for_fraction(v_total, v1, v2, theta))
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(
+            f"Eq. 25 has no solution: the solid fraction V = {v_total:.4f} needs V2 (1 - V1) >= V - V1 with "
+            f"V1 = {v1:.4f}, V2 = {v2:.4f} (V2 (1 - V1) = {v2 * (1 - v1):.4f}); the excursion set of stage 2 "
+            "is too sparse to leave room for large pores"
+        )
+    return lam
+
+
+def fit_pores(
+    labels,
+    voxel_nm: float,
+    base: CBAParams,
+    v2: float,
+    *,
+    search: str = "golden",
+    theta_hint: float | None = None,
+    thetas=None,
+    n_realizations: int = 3,
+    window=None,
+    seed: int = 0,
+    bracket: tuple[float, float] | None = None,
+    xtol: float = 0.01,
+    max_evals: int = 16,
+    match_fraction: bool = True,
+    progress: bool = False,
+) -> Stage3Result:
+    """Stage 3: ``(theta, lambda_Y)`` of Ξ3 (module docstring).
+
+    Args:
+        labels: ``(z, y, x)`` labels.
+        voxel_nm: voxel side [nm].
+        base: parameters of Ξ1 and Ξ2 (stages 1-2); ``theta``/``lambda_y`` are ignored.
+        v2: volume fraction of Ξ2 (stage 2) used in Eq. 25.
+        search: ``"golden"`` (default), ``"grid"`` or ``"both"`` (best of both is returned).
+        theta_hint: centre of the default grid / bracket [nm^-1].
+        thetas: explicit grid [nm^-1] (default: :data:`PAPER_THETA_GRID` scaled to ``theta_hint``).
+        n_realizations: realizations per trial theta (common random numbers: same keys).
+        window: realization shape (default: the image's).
+        seed: seed of the realization keys.
+        bracket: ``(theta_lo, theta_hi)`` of the golden search (default ``hint / 2, hint * 2``).
+        xtol: absolute tolerance of the golden search in ``log theta``.
+        max_evals: evaluation budget of the golden search.
+        match_fraction: per realization, carve as many pool balls (in arrival order) as make
+            its cb fraction of the graphite-free voxels equal the image's (variance reduction,
+            module docstring); ``False``: the ``lambda_Y`` of Eq. 25 for every realization.
+        progress: tqdm bar on stderr.
+    """
+    from jaxcba import simulate
+
+    t_start = time.perf_counter()
+    if search not in SEARCHES:
+        raise ValueError(f"unknown theta search {search!r}; allowed: {', '.join(SEARCHES)}")
+    if n_realizations < 1:
+        raise ValueError(f"n_realizations must be >= 1, got {n_realizations}")
+    vol = checked_labels(labels)
+    window = tuple(vol.shape) if window is None else tuple(int(s) for s in np.broadcast_to(window, (3,)))
+    v_total = float(np.count_nonzero(vol)) / vol.size
+    # Eq. 25 with the image's graphite fraction: then (1 - V3) = q / V2 with q the cb fraction of the
+    # graphite-free voxels, so the cb fraction of the model matches the image's even when the window's
+    # graphite fraction deviates from the model's V1 (large grains in a small window)
+    v1 = float(np.count_nonzero(vol == 2)) / vol.size
+    if v1 >= 1.0:
+        raise ValueError("the volume is all graphite: stage 3 (large pores) needs graphite-free voxels")
+    if not 0.0 < v2 < 1.0 or not math.isfinite(v2):
+        raise ValueError(f"v2 must lie in (0, 1), got {v2}")
+    lambda_y_for(v_total, v1, v2, 1.0 / voxel_nm)  # reachability check (independent of theta)
+    q_img = float(np.count_nonzero(vol == 1)) / float(np.count_nonzero(vol != 2))
+
+    radii_vox = default_radii_vox(0.25 * min(vol.shape))
+    cpsd_img = pore_cpsd(vol, voxel_nm, radii_vox)
+    keep = int(np.max(np.nonzero(cpsd_img > 0)[0], initial=0)) + 3  # grid up to a little past the image's zero
+    radii_vox = radii_vox[: min(keep, len(radii_vox))]
+    cpsd_img = cpsd_img[: len(radii_vox)]
+    r_nm = radii_vox * voxel_nm
+    if theta_hint is None or not (math.isfinite(theta_hint) and theta_hint > 0):
+        half = np.nonzero(cpsd_img < 0.5)[0]
+        r50 = r_nm[half[0]] if half.size else r_nm[-1]
+        theta_hint = 1.0 / r50
+    grid = None
+    if search in ("grid", "both"):
+        grid = (np.asarray(PAPER_THETA_GRID) * theta_hint / 0.0105) if thetas is None else np.asarray(thetas, float)
+        if grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
+            raise ValueError(f"thetas must be finite numbers > 0 [nm^-1], got {grid.tolist()}")
+    lo, hi = bracket if bracket is not None else (theta_hint / 2.0, theta_hint * 2.0)
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bracket must satisfy 0 < theta_lo < theta_hi, got {(lo, hi)}")
+    theta_lo = min(lo, float(grid.min())) if grid is not None else lo
+    theta_hi = max(hi, float(grid.max())) if grid is not None else hi
+
+    # common random numbers: per key one realization of Xi1 ∪ Xi2 (no balls) and one ball pool
+    keys = jax.random.split(jax.random.PRNGKey(seed), 2 * n_realizations)
+    lam_max = lambda_y_for(v_total, v1, v2, theta_hi) * voxel_nm**3
+    no_balls = base.replace(theta=1.0, lambda_y=1e-30)
+    bases, pools = [], []
+    for i in range(n_realizations):
+        bases.append(np.asarray(simulate(no_balls, window, voxel_nm, keys[2 * i])))
+        pools.append(draw_pool(keys[2 * i + 1], window, theta_lo * voxel_nm, lam_max))
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="stage 3 (theta)", unit="realization", file=sys.stderr, leave=False)
+    cache: dict[float, tuple[float, float, np.ndarray]] = {}
+
+    def evaluate(theta: float):
+        theta = float(theta)
+        if theta in cache:
+            return cache[theta]
+        lam = lambda_y_for(v_total, v1, v2, theta)
+        curves = []
+        for b, pool in zip(bases, pools):
+            if match_fraction:
+                labels_m = carve(b, _matched_balls(b, pool, window, theta * voxel_nm, q_img))
+            else:
+                labels_m = carve(b, ball_mask(pool, window, lam * voxel_nm**3, theta * voxel_nm))
+            curves.append(pore_cpsd(labels_m, voxel_nm, radii_vox))
+            if bar is not None:
+                bar.update(1)
+        mean = np.mean(curves, axis=0)
+        cache[theta] = (lam, l1_distance(r_nm, mean, cpsd_img), mean)
+        return cache[theta]
+
+    searches = []
+    if search in ("grid", "both"):
+        t0 = time.perf_counter()
+        n0 = len(cache)
+        results = [evaluate(t) for t in grid]
+        i = int(np.argmin([r[1] for r in results]))
+        at_edge = i in (0, len(grid) - 1) and len(grid) > 2
+        searches.append(ThetaSearch(
+            method="grid", theta=float(grid[i]), lambda_y=results[i][0], l1=results[i][1],
+            thetas=tuple(map(float, grid)), l1s=tuple(r[1] for r in results),
+            realizations=(len(cache) - n0) * n_realizations, seconds=time.perf_counter() - t0,
+            converged=not at_edge,
+            message="best grid value at the edge of the grid: widen it" if at_edge else "best of the grid",
+            cpsd_model=results[i][2],
+        ))
+    if search in ("golden", "both"):
+        import scipy.optimize
+
+        t0 = time.perf_counter()
+        n0 = len(cache)
+        trace = []
+
+        def objective(log_theta):
+            lam, l1, _ = evaluate(math.exp(log_theta))
+            trace.append((math.exp(log_theta), l1))
+            return l1
+
+        res = scipy.optimize.minimize_scalar(
+            objective, bounds=(math.log(lo), math.log(hi)), method="bounded",
+            options={"xatol": xtol, "maxiter": max_evals},
+        )
+        theta = math.exp(res.x)
+        lam, l1, mean = evaluate(theta)
+        near_edge = min(res.x - math.log(lo), math.log(hi) - res.x) < 2 * xtol
+        converged = bool(res.success) and not near_edge
+        message = ("bounded Brent search on log theta with common random numbers" if converged else
+                   ("optimum at the edge of the bracket: widen it" if near_edge else f"not converged: {res.message}"))
+        searches.append(ThetaSearch(
+            method="golden", theta=theta, lambda_y=lam, l1=l1, thetas=tuple(t for t, _ in trace),
+            l1s=tuple(v for _, v in trace), realizations=(len(cache) - n0) * n_realizations,
+            seconds=time.perf_counter() - t0, converged=converged, message=message, cpsd_model=mean,
+        ))
+    if bar is not None:
+        bar.close()
+    best = min(searches, key=lambda s: s.l1)
+    return Stage3Result(
+        theta=best.theta, lambda_y=best.lambda_y, l1=best.l1, best=best, searches=tuple(searches), r_nm=r_nm,
+        cpsd_image=cpsd_img, v_total=v_total, v1=v1, v2=float(v2), window=window, converged=best.converged,
+        message=best.message, seconds=time.perf_counter() - t_start,
+    )
+
+
+__all__ = ["Stage3Result", "ThetaSearch", "fit_pores", "lambda_y_for", "PAPER_THETA_GRID", "SEARCHES"]
