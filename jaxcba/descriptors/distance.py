@@ -1,0 +1,81 @@
+"""Exact Euclidean distance transforms in JAX (jittable, vmappable).
+
+Squared distances are computed by three separable *windowed min-plus* passes (one per axis):
+
+    f_{a}(x) = min_{|k| <= W} f_{a-1}(x + k e_a) + k^2,    f_0 = 0 on the sites, +inf elsewhere,
+
+each pass one fused XLA kernel over ``2W + 1`` shifted slices. The result is the exact squared
+distance ``D(x) = min_{s in sites} |x - s|^2`` wherever ``D(x) <= W^2`` (the minimising site then
+has every coordinate offset ``<= W``, so it is inside every window), and is ``> W^2`` elsewhere
+(each pass only restricts the set of candidate sites). With ``W >= max(shape) - 1`` the transform
+is exact everywhere. Cost ``3 (2W + 1)`` additions and minima per voxel, memory a few copies of
+the volume. Distances are in voxels between voxel centres, as in
+``scipy.ndimage.distance_transform_edt`` (the window border is not a site).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["squared_distance_to", "edt", "edt_squared"]
+
+
+def _min_plus_pass(f: jax.Array, axis: int, window: int) -> jax.Array:
+    """``min_{|k| <= window} f(x + k e_axis) + k^2`` along one axis (outside the array: +inf)."""
+    if window <= 0:
+        return f
+    n = f.shape[axis]
+    w = min(int(window), n - 1)
+    if w <= 0:
+        return f
+    pad = [(0, 0)] * f.ndim
+    pad[axis] = (w, w)
+    fp = jnp.pad(f, pad, constant_values=jnp.inf)
+    out = lax.slice_in_dim(fp, w, w + n, axis=axis)  # centre from the padded copy: one fused kernel per pass
+    for k in range(1, w + 1):
+        lo = lax.slice_in_dim(fp, w - k, w - k + n, axis=axis)
+        hi = lax.slice_in_dim(fp, w + k, w + k + n, axis=axis)
+        out = jnp.minimum(out, jnp.minimum(lo, hi) + jnp.float32(k * k))
+    return out
+
+
+@partial(jax.jit, static_argnames=("window",))
+def squared_distance_to(sites: jax.Array, window: int | None = None) -> jax.Array:
+    """Squared Euclidean distance [voxel^2] from every voxel centre to the nearest ``True`` voxel.
+
+    Args:
+        sites: bool ``(z, y, x)``.
+        window: static; exact wherever the distance is ``<= window`` voxels, ``> window^2``
+            elsewhere (``+inf`` where no site is within reach). Default ``max(shape) - 1``
+            (exact everywhere).
+
+    Returns:
+        float32 ``(z, y, x)``; 0 on the sites.
+    """
+    sites = jnp.asarray(sites, dtype=bool)
+    if sites.ndim != 3:
+        raise ValueError(f"expected a 3D (z, y, x) array, got shape {sites.shape}")
+    w = max(sites.shape) - 1 if window is None else int(window)
+    f = jnp.where(sites, jnp.float32(0), jnp.float32(jnp.inf))
+    for axis in range(3):
+        f = _min_plus_pass(f, axis, w)
+    return f
+
+
+def edt_squared(mask: jax.Array, window: int | None = None) -> jax.Array:
+    """Squared distance [voxel^2] from each ``mask`` voxel to the nearest non-mask voxel (0 off the mask).
+
+    Same convention as ``scipy.ndimage.distance_transform_edt(mask) ** 2``; ``+inf`` (or, with a
+    ``window``, any value ``> window^2``) where no background voxel is within reach.
+    """
+    mask = jnp.asarray(mask, dtype=bool)
+    return squared_distance_to(~mask, window)
+
+
+def edt(mask: jax.Array, window: int | None = None) -> jax.Array:
+    """Euclidean distance transform [voxels] of ``mask``: ``sqrt`` of :func:`edt_squared`."""
+    return jnp.sqrt(edt_squared(mask, window))

@@ -1,0 +1,191 @@
+"""`describe`: every descriptor of the paper's Sections 3.2-3.3 for the phases of a labelled volume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxcba.descriptors import geodesic, pore_size
+from jaxcba.descriptors.minkowski import intrinsic_densities
+from jaxcba.descriptors.phases import check_phase, phase_mask
+from jaxcba.descriptors.two_point import two_point_coverage
+
+__all__ = ["DESCRIPTORS", "NOT_PERCOLATING", "PhaseReport", "Report", "describe"]
+
+#: Selectable descriptor groups, cheapest first. "intrinsic" gives surface_density and the
+#: other intrinsic volume densities; "cpsd" gives the CPSD and r_max; "constrictivity" gives
+#: r_min, r_max and beta; "geodesic_tortuosity" the mean geodesic tortuosity.
+DESCRIPTORS = ("volume_fraction", "intrinsic", "two_point", "cpsd", "constrictivity", "geodesic_tortuosity")
+#: Value reported instead of a number when a phase has no path between the two faces.
+NOT_PERCOLATING = "not percolating"
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseReport:
+    """Descriptors of one phase; a field is ``None`` when not requested (or not available).
+
+    ``volume_fraction`` [1]; ``surface_density`` [nm^-1]; ``intrinsic`` dict V_V, S_V [nm^-1],
+    M_V [nm^-2], chi_V [nm^-3]; ``two_point`` dict h_nm, C, centered, C_axes; ``cpsd`` dict
+    r_nm, fraction; ``r_min``, ``r_max`` [nm]; ``constrictivity`` [1]; ``geodesic_tortuosity``
+    [1]. ``r_min``, ``constrictivity`` and ``geodesic_tortuosity`` are the string
+    ``"not percolating"`` when the phase does not connect the faces along ``axis``.
+    """
+
+    phase: str
+    volume_fraction: float | None = None
+    surface_density: float | None = None
+    intrinsic: dict | None = None
+    two_point: dict | None = None
+    cpsd: dict | None = None
+    r_min: float | str | None = None
+    r_max: float | None = None
+    constrictivity: float | str | None = None
+    geodesic_tortuosity: float | str | None = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("phase")
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Result of :func:`describe`: ``voxel_nm``, ``shape``, ``axis`` and one :class:`PhaseReport` per phase."""
+
+    voxel_nm: float
+    shape: tuple[int, int, int]
+    axis: int
+    phases: tuple[PhaseReport, ...]
+    notes: tuple[str, ...] = ()
+
+    def __getitem__(self, phase: str) -> PhaseReport:
+        for p in self.phases:
+            if p.phase == phase:
+                return p
+        raise KeyError(phase)
+
+    def to_dict(self) -> dict:
+        return {
+            "voxel_nm": self.voxel_nm,
+            "shape": list(self.shape),
+            "axis": self.axis,
+            "phases": {p.phase: p.to_dict() for p in self.phases},
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+
+@partial(jax.jit, static_argnames=("phase",))
+def _cheap(labels, voxel_nm, phase):
+    m = phase_mask(labels, phase)
+    return intrinsic_densities(m, voxel_nm)
+
+
+@partial(jax.jit, static_argnames=("phase", "max_lag_vox"))
+def _two_point(labels, voxel_nm, phase, max_lag_vox):
+    return two_point_coverage(phase_mask(labels, phase), voxel_nm, max_lag_vox)
+
+
+def _f(x) -> float:
+    return float(np.asarray(x))
+
+
+def _list(x) -> list:
+    return np.asarray(x, dtype=np.float64).tolist()
+
+
+def describe(
+    labels,
+    voxel_nm: float,
+    phases=("solid", "pore"),
+    which=DESCRIPTORS,
+    *,
+    axis: int = 0,
+    max_lag_vox: int | None = None,
+) -> Report:
+    """Morphological descriptors of the phases of a labelled ``(z, y, x)`` volume.
+
+    ``labels``: integer array with values in {0 pore, 1 cb, 2 graphite}; ``voxel_nm`` [nm];
+    ``phases`` from {"solid", "pore", "graphite", "cb"}; ``which`` a subset of
+    :data:`DESCRIPTORS` (the path-based ones, "cpsd", "constrictivity" and
+    "geodesic_tortuosity", are the expensive ones); ``axis``: transport direction for r_min
+    and tortuosity (from face 0 to the opposite face); ``max_lag_vox``: largest lag of C(h)
+    (default half the smallest axis). Raises ``ValueError`` for invalid input, before any work.
+    """
+    from jaxcba.io import check_labels
+
+    lab = check_labels(labels, name="labels")
+    if not (np.isfinite(voxel_nm) and voxel_nm > 0):
+        raise ValueError(f"voxel_nm must be a finite number > 0, got {voxel_nm!r}")
+    if isinstance(phases, str):
+        phases = (phases,)
+    phases = tuple(check_phase(p) for p in phases)
+    if not phases:
+        raise ValueError("phases must name at least one of solid, pore, graphite, cb")
+    which = tuple(which)
+    bad = [w for w in which if w not in DESCRIPTORS]
+    if bad:
+        raise ValueError(f"unknown descriptor(s) {bad}; allowed: {', '.join(DESCRIPTORS)}")
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
+    if min(lab.shape) < 2:
+        raise ValueError(f"every axis needs at least 2 voxels, got shape {lab.shape}")
+    for p in phases:
+        if not np.any(np.asarray(phase_mask(lab, p))):
+            raise ValueError(f"phase {p!r} is empty (no voxel of it in the volume)")
+
+    notes: list[str] = []
+    if "geodesic_tortuosity" in which:
+        notes.append(f"geodesic tortuosity metric: {geodesic.METRIC}; thickness = (n - 1) voxels along axis {axis}")
+    if {"cpsd", "constrictivity"} & set(which):
+        notes.append("r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel")
+
+    jlab = jax.numpy.asarray(lab)
+    out = []
+    for p in phases:
+        fields: dict[str, Any] = {"phase": p}
+        if {"volume_fraction", "intrinsic"} & set(which):
+            d = _cheap(jlab, float(voxel_nm), p)
+            if "volume_fraction" in which:
+                fields["volume_fraction"] = _f(d.V_V)
+            if "intrinsic" in which:
+                fields["surface_density"] = _f(d.S_V)
+                fields["intrinsic"] = {k: _f(v) for k, v in dataclasses.asdict(d).items()}
+        if "two_point" in which:
+            tp = _two_point(jlab, float(voxel_nm), p, max_lag_vox)
+            fields["two_point"] = {
+                "h_nm": _list(tp.h_nm),
+                "C": _list(tp.C),
+                "centered": _list(tp.centered),
+                "C_axes": _list(tp.C_axes),
+            }
+        mask = None
+        if {"cpsd", "constrictivity", "geodesic_tortuosity"} & set(which):
+            mask = np.asarray(phase_mask(jlab, p))
+        if {"cpsd", "constrictivity"} & set(which):
+            radii = pore_size.default_radii_vox(mask)
+            if "constrictivity" in which:
+                con = pore_size.constrictivity(mask, voxel_nm, radii_vox=radii, axis=axis)
+                r_nm, frac, r_max = con.r_nm, con.cpsd, con.r_max_nm
+                perc = bool(np.asarray(con.percolates))
+                fields["r_min"] = _f(con.r_min_nm) if perc else NOT_PERCOLATING
+                fields["constrictivity"] = _f(con.beta) if perc else NOT_PERCOLATING
+            else:
+                c = pore_size.cpsd(mask, voxel_nm, radii_vox=radii)
+                r_nm, frac, r_max = c.r_nm, c.fraction, c.r_max_nm
+            fields["r_max"] = _f(r_max)
+            if "cpsd" in which:
+                fields["cpsd"] = {"r_nm": _list(r_nm), "fraction": _list(frac)}
+        if "geodesic_tortuosity" in which:
+            t = geodesic.geodesic_tortuosity(mask, axis=axis)
+            perc = bool(np.asarray(t.percolates))
+            fields["geodesic_tortuosity"] = _f(t.mean) if perc else NOT_PERCOLATING
+        out.append(PhaseReport(**fields))
+    return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in lab.shape), axis=axis, phases=tuple(out), notes=tuple(notes))

@@ -1,0 +1,185 @@
+"""Distance transform, CPSD, intrusion, local thickness and constrictivity (paper Eq. 26, Section 3.3)."""
+
+import jax
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from jaxcba.descriptors.distance import edt, edt_squared, squared_distance_to
+from jaxcba.descriptors.pore_size import (
+    constrictivity,
+    cpsd,
+    default_radii_vox,
+    intrusion,
+    local_thickness,
+    radius_at_half,
+)
+
+
+def _blobs(n, porosity, seed, sigma=2.0):
+    rng = np.random.default_rng(seed)
+    f = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), sigma, mode="wrap")
+    return f > np.quantile(f, 1 - porosity)
+
+
+def _cylinder(n, radius, length, axis=0, centre=None):
+    c = (n - 1) / 2 if centre is None else centre
+    y, x = np.mgrid[:n, :n]
+    disk = (y - c) ** 2 + (x - c) ** 2 < radius**2
+    vol = np.broadcast_to(disk, (length, n, n))
+    return np.ascontiguousarray(np.moveaxis(vol, 0, axis))
+
+
+def _cpsd_scipy(mask, radii):
+    """Host reference: two exact scipy EDTs per radius (erosion, then dilation by the open ball)."""
+    depth = ndimage.distance_transform_edt(mask)
+    out = []
+    for r in radii:
+        centres = depth >= r
+        out.append(np.count_nonzero(ndimage.distance_transform_edt(~centres) < r) / mask.sum() if centres.any() else 0.0)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed,porosity", [(0, 0.5), (1, 0.3), (2, 0.8)])
+def test_edt_exact_against_scipy(seed, porosity):
+    m = _blobs(40, porosity, seed)
+    ref = np.rint(ndimage.distance_transform_edt(m) ** 2)
+    np.testing.assert_array_equal(np.asarray(edt_squared(m)), ref)
+    np.testing.assert_allclose(np.asarray(edt(m)), np.sqrt(ref), rtol=1e-6)
+    # a window W is exact wherever the distance is <= W and says "> W^2" elsewhere
+    w = 2
+    d2 = np.asarray(edt_squared(m, w))
+    exact = ref <= w * w
+    np.testing.assert_array_equal(d2[exact], ref[exact])
+    assert np.all(d2[~exact] > w * w)
+
+
+def test_distance_to_anisotropic_box_and_no_sites():
+    sites = np.zeros((7, 20, 33), bool)
+    sites[3, 5, 30] = True
+    z, y, x = np.indices(sites.shape)
+    np.testing.assert_array_equal(np.asarray(squared_distance_to(sites)), (z - 3) ** 2 + (y - 5) ** 2 + (x - 30) ** 2)
+    assert np.all(np.isinf(np.asarray(squared_distance_to(np.zeros((4, 5, 6), bool)))))
+
+
+@pytest.mark.parametrize("seed,porosity", [(0, 0.5), (3, 0.35)])
+def test_cpsd_equals_scipy_reference(seed, porosity):
+    m = _blobs(48, porosity, seed)
+    radii = default_radii_vox(m)
+    assert radii[0] == 1.0 and np.isclose(radii[-1], np.floor(2 * ndimage.distance_transform_edt(m).max()) / 2)
+    res = cpsd(m, 20.0, radii_vox=radii)
+    np.testing.assert_allclose(np.asarray(res.fraction), _cpsd_scipy(m, radii), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(res.r_nm), radii * 20.0, rtol=1e-6)
+    f = np.asarray(res.fraction)
+    i = np.flatnonzero(f >= 0.5)[-1]
+    expect = radii[i] + (f[i] - 0.5) / (f[i] - f[i + 1]) * (radii[i + 1] - radii[i])
+    assert float(res.r_max_nm) == pytest.approx(20.0 * expect, rel=1e-5)
+
+
+def test_calibrate_measure_uses_this_cpsd():
+    from jaxcba.calibrate._measure import pore_cpsd
+
+    m = _blobs(32, 0.5, 4)
+    labels = np.where(m, 0, 1).astype(np.uint8)
+    radii = np.arange(1.0, 5.01, 0.5)
+    np.testing.assert_allclose(pore_cpsd(labels, 20.0, radii), _cpsd_scipy(m, radii), atol=1e-6)
+
+
+def test_radius_at_half_edge_cases():
+    r = np.array([1.0, 2.0, 3.0])
+    assert float(radius_at_half(r, np.array([1.0, 0.6, 0.4]))) == pytest.approx(2.5)
+    assert float(radius_at_half(r, np.array([0.4, 0.3, 0.1]))) == 0.0
+    assert float(radius_at_half(r, np.array([1.0, 0.9, 0.8]))) == 3.0
+
+
+def test_straight_cylinder_has_constrictivity_one():
+    R = 6.0
+    m = _cylinder(24, R, 40, axis=0)
+    con = constrictivity(m, 10.0, axis=0)
+    assert bool(con.percolates)
+    assert float(con.beta) == pytest.approx(1.0, abs=1e-6)
+    assert float(con.r_min_nm) == pytest.approx(float(con.r_max_nm))
+    assert 10.0 * (R - 1) <= float(con.r_max_nm) <= 10.0 * R  # discrete disk: CPSD drops between R - 1 and R
+
+
+def test_bottleneck_radius_gives_r_min_and_beta_below_one():
+    R, rb = 8.0, 3.0
+    m = _cylinder(22, R, 64, axis=0)
+    neck = _cylinder(22, rb, 4, axis=0)
+    m[12:16] = neck  # short constriction near the inlet: 75 % of the channel lies behind it
+    con = constrictivity(m, 1.0, axis=0)
+    assert bool(con.percolates)
+    # a ball of radius <= rb passes the neck (its centre line has dt = rb), one of rb + 0.5 does not
+    assert rb - 0.5 <= float(con.r_min_nm) <= rb + 0.5  # within the 0.5-voxel radius grid
+    assert R - 1.5 <= float(con.r_max_nm) <= R
+    beta = float(con.beta)
+    assert beta == pytest.approx((float(con.r_min_nm) / float(con.r_max_nm)) ** 2, rel=1e-5)
+    assert ((rb - 0.5) / R) ** 2 < beta < ((rb + 0.5) / (R - 1.5)) ** 2
+    # intrusion never covers more than the opening
+    assert np.all(np.asarray(con.intrusion) <= np.asarray(con.cpsd) + 1e-7)
+
+
+def test_not_percolating_phase_reports_nan_r_min():
+    m = _blobs(32, 0.6, 5)
+    m[16] = False  # a wall across the axis
+    con = constrictivity(m, 1.0, axis=0)
+    assert not bool(con.percolates)
+    assert np.isnan(float(con.r_min_nm)) and np.isnan(float(con.beta))
+    assert np.isfinite(float(con.r_max_nm))
+
+
+def test_vmap_equals_loop():
+    batch = np.stack([_blobs(20, p, s) for s, p in enumerate((0.45, 0.7))])
+    radii = (1.0, 2.0, 3.0, 4.0)
+    fn = jax.jit(jax.vmap(lambda m: constrictivity(m, 20.0, radii_vox=radii, axis=1)))
+    got = fn(batch)
+    for k in range(len(batch)):
+        one = constrictivity(batch[k], 20.0, radii_vox=radii, axis=1)
+        for field in ("cpsd", "intrusion", "r_max_nm", "r_min_nm", "beta", "percolates"):
+            np.testing.assert_array_equal(np.asarray(getattr(got, field))[k], np.asarray(getattr(one, field)))
+    c = jax.vmap(lambda m: cpsd(m, 20.0, radii_vox=radii))(batch)
+    np.testing.assert_array_equal(np.asarray(c.fraction), np.asarray(got.cpsd))
+
+
+def test_bad_input():
+    m = _blobs(16, 0.5, 0)
+    with pytest.raises(ValueError, match="3D"):
+        cpsd(m[0])
+    with pytest.raises(ValueError, match="empty"):
+        cpsd(np.zeros((8, 8, 8), bool))
+    with pytest.raises(ValueError, match="radii_vox"):
+        cpsd(m, radii_vox=[1.0, -2.0])
+    with pytest.raises(ValueError, match="increasing"):
+        cpsd(m, radii_vox=[2.0, 1.0])
+    with pytest.raises(ValueError, match="axis"):
+        constrictivity(m, axis=3)
+
+
+@pytest.mark.peers
+def test_cpsd_and_local_thickness_against_porespy():
+    ps = pytest.importorskip("porespy")
+    m = _blobs(48, 0.6, 7)
+    radii = default_radii_vox(m)
+    lt = np.asarray(local_thickness(m, radii_vox=radii))
+    lt_ps = ps.filters.local_thickness(m)  # integer ball radii from the distance transform
+    whole = radii[radii == np.floor(radii)]
+    ours = np.asarray(cpsd(m, 1.0, radii_vox=radii).fraction)[radii == np.floor(radii)]
+    theirs = np.array([np.mean(lt_ps[m] >= r) for r in whole])
+    np.testing.assert_allclose(ours, theirs, atol=0.01)
+    # voxel-wise local thickness: identical on >= 98 % of the phase at integer radii
+    agree = np.mean(np.floor(lt[m]) == np.floor(lt_ps[m]))
+    assert agree >= 0.98, agree
+
+
+@pytest.mark.peers
+def test_intrusion_against_porespy_porosimetry():
+    ps = pytest.importorskip("porespy")
+    m = _blobs(40, 0.6, 8)
+    inlets = np.zeros_like(m)
+    inlets[0] = True
+    po = ps.filters.porosimetry(m, inlets=inlets)
+    radii = default_radii_vox(m)
+    whole = radii[radii == np.floor(radii)]
+    ours = np.asarray(intrusion(m, 1.0, radii_vox=radii, axis=0).fraction)[radii == np.floor(radii)]
+    theirs = np.array([np.mean(po[m] >= r) for r in whole])
+    np.testing.assert_allclose(ours, theirs, atol=0.02)
