@@ -1,0 +1,136 @@
+"""Geodesic distance (26-neighbourhood, Euclidean steps) and mean geodesic tortuosity."""
+
+import itertools
+
+import jax
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from jaxcba.descriptors.geodesic import geodesic_distance, geodesic_tortuosity
+
+
+def _dijkstra(mask, seeds):
+    """Independent reference: scipy Dijkstra on the explicit 26-neighbourhood graph."""
+    idx = -np.ones(mask.shape, int)
+    pts = np.argwhere(mask)
+    idx[mask] = np.arange(len(pts))
+    rows, cols, w = [], [], []
+    for d in itertools.product((-1, 0, 1), repeat=3):
+        if not any(d):
+            continue
+        q = pts + d
+        ok = np.all((q >= 0) & (q < mask.shape), axis=1)
+        j = idx[tuple(q[ok].T)]
+        good = j >= 0
+        rows.append(np.arange(len(pts))[ok][good])
+        cols.append(j[good])
+        w.append(np.full(good.sum(), np.linalg.norm(d)))
+    g = coo_matrix((np.concatenate(w), (np.concatenate(rows), np.concatenate(cols))), shape=(len(pts),) * 2).tocsr()
+    out = np.full(mask.shape, np.inf)
+    out[mask] = dijkstra(g, indices=idx[seeds & mask], min_only=True)
+    return out
+
+
+def _blobs(n, porosity, seed, sigma=1.5):
+    rng = np.random.default_rng(seed)
+    f = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), sigma, mode="wrap")
+    return f > np.quantile(f, 1 - porosity)
+
+
+@pytest.mark.parametrize("seed,porosity", [(0, 0.35), (1, 0.55)])
+def test_geodesic_distance_equals_dijkstra(seed, porosity):
+    m = _blobs(28, porosity, seed)
+    seeds = np.zeros_like(m)
+    seeds[-1] = True
+    got = np.asarray(geodesic_distance(m, seeds))
+    ref = _dijkstra(m, seeds)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_straight_channels_have_tortuosity_one(axis):
+    shape = (20, 22, 24)
+    m = np.zeros(shape, bool)
+    sl = [slice(8, 12)] * 3  # a 4 x 4 square channel along `axis`, plus a dead-end side branch
+    sl[axis] = slice(None)
+    m[tuple(sl)] = True
+    br = [slice(8, 9)] * 3
+    br[axis] = slice(5, 6)
+    br[(axis + 1) % 3] = slice(0, 12)
+    m[tuple(br)] = True
+    t = geodesic_tortuosity(m, axis=axis)
+    assert bool(t.percolates)
+    assert float(t.mean) == pytest.approx(1.0, abs=1e-6)
+    assert float(t.fraction_connected) == 1.0 and int(t.n_starts) == 16
+
+
+def test_diagonal_zigzag_and_staircase_path_ratios():
+    n = 33
+    # face-diagonal zig-zag, one voxel wide, edge-connected only: length sqrt(2) per slice
+    zig = np.zeros((n, 3, 18), bool)
+    for z in range(n):
+        k = z % 16
+        zig[z, 1, k if (z // 16) % 2 == 0 else 16 - k] = True
+    assert float(geodesic_tortuosity(zig).mean) == pytest.approx(np.sqrt(2), rel=1e-6)
+    # space-diagonal line, corner-connected only: sqrt(3)
+    diag = np.zeros((16, 16, 16), bool)
+    diag[np.arange(16), np.arange(16), np.arange(16)] = True
+    assert float(geodesic_tortuosity(diag).mean) == pytest.approx(np.sqrt(3), rel=1e-6)
+    # face-connected staircase (steps of s along z then s along x): exact ratio from Dijkstra on the graph
+    for s in (1, 3):
+        st = np.zeros((4 * s + 1, 1, 4 * s + 1), bool)
+        z = x = 0
+        st[0, 0, 0] = True
+        while z < 4 * s:
+            for _ in range(s):
+                z += 1
+                st[z, 0, x] = True
+            for _ in range(s):
+                if x < 4 * s:
+                    x += 1
+                    st[z, 0, x] = True
+        starts = np.zeros_like(st)
+        starts[-1] = True
+        ref = _dijkstra(st, starts)[0]
+        expected = ref[np.isfinite(ref)].mean() / (st.shape[0] - 1)
+        assert 1.0 < expected < 2.0  # corners are cut diagonally: shorter than the Manhattan path
+        assert float(geodesic_tortuosity(st).mean) == pytest.approx(expected, rel=1e-6)
+
+
+def test_not_percolating_and_partial_connection():
+    m = _blobs(24, 0.6, 3)
+    m[12] = False
+    t = geodesic_tortuosity(m, axis=0)
+    assert not bool(t.percolates) and np.isnan(float(t.mean)) and int(t.n_starts) == 0
+    # two channels, one blocked: only the open one's start voxels count
+    c = np.zeros((10, 6, 6), bool)
+    c[:, 1, 1] = True
+    c[:, 4, 4] = True
+    c[5, 4, 4] = False
+    t = geodesic_tortuosity(c)
+    assert float(t.mean) == pytest.approx(1.0) and int(t.n_starts) == 1 and float(t.fraction_connected) == 0.5
+
+
+def test_vmap_equals_loop():
+    batch = np.stack([_blobs(20, p, s) for s, p in enumerate((0.5, 0.6))])
+    got = jax.vmap(lambda m: geodesic_tortuosity(m, axis=2))(batch)
+    for k in range(len(batch)):
+        one = geodesic_tortuosity(batch[k], axis=2)
+        np.testing.assert_allclose(np.asarray(got.mean)[k], np.asarray(one.mean), rtol=1e-6)
+        assert int(np.asarray(got.n_starts)[k]) == int(one.n_starts)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="3D"):
+        geodesic_tortuosity(np.ones((4, 4), bool))
+    with pytest.raises(ValueError, match="axis"):
+        geodesic_tortuosity(np.ones((4, 4, 4), bool), axis=-1)
+    with pytest.raises(ValueError, match="empty"):
+        geodesic_tortuosity(np.zeros((4, 4, 4), bool))
+    with pytest.raises(ValueError, match="at least 2"):
+        geodesic_tortuosity(np.ones((1, 4, 4), bool))
