@@ -246,3 +246,20 @@ def test_memory_estimate_within_budget():
     from jaxcba.model.window import realization_bytes
 
     assert realization_bytes((800, 800, 800)) / 800**3 < 12
+
+
+def test_resolution_conversion():
+    from jaxcba.model import resolution
+
+    v20 = float(theory.volume_fractions(PAPER, 20.0).graphite)
+    v80 = float(theory.volume_fractions(PAPER, 80.0).graphite)
+    assert abs(v20 - 0.105) < 2e-3 and abs(v80 - 0.107) < 2e-3  # paper recipe: variance grows with voxel size
+    assert resolution.convert(PAPER, 20.0, 80.0) is PAPER
+    same = resolution.convert(PAPER, 20.0, 80.0, mode="same_law")
+    assert abs(float(theory.volume_fractions(same, 80.0).graphite) - v20) < 1e-6
+    back = resolution.from_voxel_units(resolution.voxel_units(PAPER, 40.0), 40.0)
+    assert np.allclose([back.to_dict()[k] for k in jaxcba.model.FIELDS], [PAPER.to_dict()[k] for k in jaxcba.model.FIELDS], rtol=1e-12)
+    with pytest.raises(ValueError, match="mode"):
+        resolution.convert(PAPER, 20.0, 80.0, mode="nope")
+    with pytest.raises(ValueError, match="to_nm"):
+        resolution.convert(PAPER, 20.0, 0.0)
