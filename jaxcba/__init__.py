@@ -11,7 +11,8 @@ does). Volumes are always created with explicit dtypes (uint8 / float32).
 """
 
 from jaxcba import descriptors, theory, transport
-from jaxcba.model import CBAParams, draw_noise, simulate, simulate_soft
+from jaxcba.model import CBAParams, draw_noise, simulate, simulate_batch, simulate_soft, simulate_soft_batch
 
 __version__ = "0.1.0"
-__all__ = ["CBAParams", "simulate", "simulate_soft", "draw_noise", "theory", "descriptors", "transport"]
+__all__ = ["CBAParams", "simulate", "simulate_batch", "simulate_soft", "simulate_soft_batch", "draw_noise", "theory",
+           "descriptors", "transport"]
