@@ -10,7 +10,9 @@ the solid), voxels as points at their centres, open balls ``B(c, r) = {|x - c| <
   ``(X - B_r) + B_r``, Eq. 26). ``r_max = CPSD^-1(0.5)``.
 * **Intrusion(r)** (simulated mercury intrusion from the face ``index 0`` of ``axis``): the same
   with ``A_r`` replaced by its part 6-connected to that face (a ball of radius ``r`` pushed in
-  from outside can reach exactly those centres). ``r_min = Intrusion^-1(0.5)``, the largest
+  from outside can reach exactly those centres). Computed for all radii at once by a
+  widest-path transform ``w(c) = max over 6-paths from the face of min dt^2`` (line sweeps):
+  the reachable centres are ``{w >= r^2}``. ``r_min = Intrusion^-1(0.5)``, the largest
   radius whose intruding balls still cover half of the phase.
 * **Constrictivity** ``beta = (r_min / r_max)^2`` in [0, 1] (Neumann et al. 2019, the paper's ref. [55]).
 * **Local thickness** ``LT(x) = max{r : x in opening by B_r}`` on the radius grid.
@@ -36,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcba.descriptors.distance import edt_squared, squared_distance_to
-from jaxcba.morphology import face_seeds, percolating_cluster, reconstruct
+from jaxcba.descriptors.distance import capped_squared_distance, edt_squared, within_distance
+from jaxcba.morphology import face_seeds, percolating_cluster
 
 __all__ = [
     "Constrictivity",
@@ -177,13 +179,51 @@ def _buckets(radii: tuple[float, ...]) -> list[tuple[int, tuple[float, ...]]]:
     return sorted((w, tuple(rs)) for w, rs in groups.items())
 
 
+def _max_min_lines(w, cap, reverse):
+    """Along axis 0: ``out[i] = max(w[i], min(out[i -+ 1], cap[i]))`` (a wall has ``cap = 0``)."""
+
+    def step(carry, xs):
+        wi, ci = xs
+        out = jnp.maximum(wi, jnp.minimum(carry, ci))
+        return out, out
+
+    _, out = lax.scan(step, jnp.zeros(w.shape[1:], w.dtype), (w, cap), reverse=reverse)
+    return out
+
+
+def _widest_path(cap, seeds, max_sweeps: int = 100_000):
+    """``w(x) = max over 6-connected paths from a seed to x of min cap along the path`` (0 if none).
+
+    ``{w >= t}`` is the reconstruction of ``{cap >= t}`` from the seeds, for every threshold ``t``
+    at once (a bottleneck / widest-path transform), by line sweeps along the three axes.
+    """
+    w0 = jnp.where(seeds, cap, 0)
+
+    def sweep(w):
+        for axis in range(3):
+            wa, ca = jnp.moveaxis(w, axis, 0), jnp.moveaxis(cap, axis, 0)
+            wa = _max_min_lines(_max_min_lines(wa, ca, False), ca, True)
+            w = jnp.moveaxis(wa, 0, axis)
+        return w
+
+    def body(state):
+        w, _, k = state
+        new = sweep(w)
+        return new, jnp.any(new != w), k + 1
+
+    w, _, _ = lax.while_loop(lambda s: s[1] & (s[2] < max_sweeps), body, (w0, jnp.array(True), jnp.array(0, jnp.int32)))
+    return w
+
+
 @partial(jax.jit, static_argnames=("radii", "axis", "opening", "intrude", "thickness"))
 def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False):
     """Opening / intrusion coverage fractions ``(R,)`` and local thickness for a static radius grid."""
     mask = jnp.asarray(mask, dtype=bool)
     n_phase = jnp.sum(mask, dtype=jnp.float32)
-    dt2 = edt_squared(mask, max(math.ceil(max(radii)), 1))  # exact wherever <= max(radii)^2
-    seeds = face_seeds(mask.shape, axis, "first")
+    wmax = max(math.ceil(max(radii)), 1)
+    dt2 = capped_squared_distance(~mask, wmax).astype(jnp.float32)  # exact below (wmax + 1)^2 > max(radii)^2
+    if intrude:  # entry radius^2 of every voxel from the inlet face, all radii at once
+        entry2 = _widest_path(jnp.where(mask, dt2, 0.0), face_seeds(mask.shape, axis, "first") & mask)
     lt0 = jnp.zeros(mask.shape, jnp.float32)
     opens, intrs = [], []
     for window, rs in _buckets(radii):
@@ -192,13 +232,13 @@ def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False):
             centres = mask & (dt2 >= r * r)
             out_open = out_intr = jnp.float32(0)
             if opening:
-                covered = mask & (squared_distance_to(centres, window) < r * r)
+                covered = mask & within_distance(centres, r, window)
                 out_open = jnp.sum(covered, dtype=jnp.float32) / n_phase
                 if thickness:
                     lt = jnp.where(covered, jnp.maximum(lt, r), lt)
             if intrude:
-                reach = reconstruct(centres, seeds)
-                covered_i = mask & (squared_distance_to(reach, window) < r * r)
+                reach = mask & (entry2 >= r * r)  # = reconstruct(centres, inlet face), 6-connected
+                covered_i = mask & within_distance(reach, r, window)
                 out_intr = jnp.sum(covered_i, dtype=jnp.float32) / n_phase
             return lt, (out_open, out_intr)
 
