@@ -43,3 +43,19 @@ def test_graphite_sweep_quick_signs(tmp_path):
     sweep = _rows(tmp_path / "sweep.csv")
     assert len(sweep) == 14 and all(r["converged"] == "True" for r in sweep)
     assert (tmp_path / "fig8.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_validation_small_window(tmp_path):
+    mod = _load("validation")
+    assert mod.main(["--window-um", "1.28", "--n", "1", "--out", str(tmp_path)]) == 0
+    rows = _rows(tmp_path / "validation.csv")
+    cases = {r["case"] for r in rows}
+    assert cases == {"simulated 20 nm", "simulated 40 nm", "simulated 80 nm", "down-sampled 40 nm", "down-sampled 80 nm"}
+    eps = {(r["case"], r["phase"]): float(r["mean"]) for r in rows if r["descriptor"] == "eps"}
+    for c in cases:  # solid + pore fractions add up, and the solid fraction is near the model's 0.33
+        assert eps[(c, "solid")] + eps[(c, "pore")] == pytest.approx(1.0, abs=1e-6)
+        assert 0.15 < eps[(c, "solid")] < 0.5
+    sv = {r["case"]: float(r["mean"]) for r in rows if r["descriptor"].startswith("S_V") and r["phase"] == "solid"}
+    assert sv["simulated 20 nm"] > sv["simulated 80 nm"]  # coarser voxels lose surface (paper Sec. 4.2)
+    assert (tmp_path / "fig5.png").stat().st_size > 1000 and (tmp_path / "fig6_7.png").stat().st_size > 1000
