@@ -309,7 +309,7 @@ def plot(hist, scan, verif, target, path):
         ax[2].plot(lam, per[:, k], "-", color="0.75", lw=0.8, label="one design noise" if k == 0 else None)
     ax[2].plot(lam, [s["M_hard_mean"] for s in scan], "o-", label="hard, design noises (mean)")
     f = next(v for v in verif if v["set"] == "fresh seeds")
-    ax[2].errorbar([f["lambda_x"]], [f["mean_M"]], yerr=[2 * f["sem_M"]], fmt="D", color="tab:red",
+    ax[2].errorbar([f["lambda_x"]], [f["mean_M"]], yerr=[[min(2 * f["sem_M"], 0.9 * f["mean_M"])], [2 * f["sem_M"]]], fmt="D", color="tab:red",
                    label=f"hard, {f['n']} fresh seeds (±2 s.e.)")
     ax[2].axhline(target, color="k", ls="--", label="target")
     ax[2].axvline(f["lambda_x"], color="tab:red", ls=":", lw=0.8)
