@@ -9,11 +9,17 @@ trials included; Nelder–Mead: function evaluations) and the seconds up to then
 compilation excluded, pro rata of the evaluations). Ratio = Nelder–Mead / L-BFGS (> 1: the
 gradient method needs fewer).
 
-Part 2 (``--pipeline N``): simulate an ``N^3`` volume at ``--voxel-nm`` from the paper's
-parameters and time the whole staged pipeline (stages 1, 2, 3).
+Part 2 (``--pipeline N``): simulate an ``N^3`` volume at ``--voxel-nm`` from known parameters
+(``--twins``: the paper's Table 2 and the other twins of :data:`TWINS`), time the staged
+pipeline (stages 1, 2, 3) and, with ``--joint``, the joint mode after it; print recovered
+volume fractions and length scales (mean half-axes alpha/gamma, 1/eta, 1/theta) relative to
+the truth for the staged and the joint parameters side by side, and the joint mode's
+held-out descriptors on hard realizations.
 
     python experiments/benchmarks/bench_calibrate.py                 # part 1
     python experiments/benchmarks/bench_calibrate.py --pipeline 200  # + pipeline on 200^3
+    python experiments/benchmarks/bench_calibrate.py --skip-stage1 --pipeline 128 --joint \
+        --twins paper,coarse-pores,small-graphite
 """
 
 from __future__ import annotations
@@ -72,31 +78,80 @@ def stage1(n_starts: int, method: str) -> list[dict]:
     return rows
 
 
-def pipeline(n: int, voxel_nm: float, seed: int, method: str) -> None:
+#: Synthetic twins: the paper's Table 2 and two others (finer Gaussian field with larger pores; smaller graphite).
+TWINS = {
+    "paper": {},
+    "coarse-pores": {"mu": 0.35, "eta": 0.0095, "theta": 0.008, "v3": 0.15},
+    "small-graphite": {"lambda_x": 4.0e-10, "alpha1": 160.0, "alpha2": 1600.0, "gamma": 2.0},
+}
+
+
+def twin_params(name: str) -> CBAParams:
+    import math
+
+    spec = dict(TWINS[name])
+    v3 = spec.pop("v3", None)
+    p = CBAParams.paper().replace(**spec)
+    if v3 is not None:  # lambda_Y for a given ball fraction: V3 = 1 - exp(-lambda 8 pi / theta^3)
+        p = p.replace(lambda_y=float(-math.log1p(-v3) * p.theta**3 / (8 * math.pi)))
+    return p
+
+
+def _scales(p):
+    return {"a = alpha1/gamma": p.alpha1 / p.gamma, "c = alpha2/gamma": p.alpha2 / p.gamma, "1/eta": 1 / p.eta,
+            "1/theta": 1 / p.theta}
+
+
+def pipeline(n: int, voxel_nm: float, seed: int, method: str, twins=("paper",), joint: bool = False,
+             joint_steps: int = 20, joint_window: int = 48, joint_noise: int = 2) -> list[dict]:
+    import warnings
+
     from jaxcba import simulate
     from jaxcba.calibrate import calibrate
-
-    params = CBAParams.paper()
-    t0 = time.perf_counter()
-    labels = np.asarray(simulate(params, (n, n, n), voxel_nm, jax.random.PRNGKey(seed)))
-    t_sim = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = calibrate(labels, voxel_nm, stages=(1, 2, 3), method=method)
-    t_cal = time.perf_counter() - t0
-    print(f"\npipeline on {n}^3 at {voxel_nm} nm: simulate {t_sim:.1f} s, staged calibration {t_cal:.1f} s "
-          f"(stage seconds: {res.seconds_by_stage}), peak RSS {peak_rss_mb():.0f} MB")
-    print(res.table())
     from jaxcba.theory import volume_fractions
 
-    vt, vf = volume_fractions(params, voxel_nm), volume_fractions(res.params, voxel_nm)
-    print("\ntwin recovery (fitted / truth - 1):")
-    for name in ("graphite", "cb", "solid"):
-        print(f"  volume fraction {name:<9} {float(getattr(vf, name)) / float(getattr(vt, name)) - 1:+.3f}")
-    p, q = params, res.params
-    for name, a, b in (("mean half-axis a = alpha1/gamma", p.alpha1 / p.gamma, q.alpha1 / q.gamma),
-                       ("mean half-axis c = alpha2/gamma", p.alpha2 / p.gamma, q.alpha2 / q.gamma),
-                       ("1/eta", 1 / p.eta, 1 / q.eta), ("1/theta", 1 / p.theta, 1 / q.theta)):
-        print(f"  {name:<32} truth {a:9.1f} nm  fitted {b:9.1f} nm  {b / a - 1:+.3f}")
+    out = []
+    for name in twins:
+        params = twin_params(name)
+        t0 = time.perf_counter()
+        labels = np.asarray(simulate(params, (n, n, n), voxel_nm, jax.random.PRNGKey(seed)))
+        t_sim = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if joint:
+                res = calibrate(labels, voxel_nm, stages="joint", method=method, joint_options=dict(
+                    max_steps=joint_steps, window=joint_window, n_noise=joint_noise, n_hard=2, hard_window=96))
+            else:
+                res = calibrate(labels, voxel_nm, stages=(1, 2, 3), method=method)
+        t_cal = time.perf_counter() - t0
+        staged = res.joint.initial if joint else res.params
+        fits = {"staged": staged} | ({"joint": res.params} if joint else {})
+        print(f"\n=== twin '{name}' on {n}^3 at {voxel_nm} nm: simulate {t_sim:.1f} s, calibration {t_cal:.1f} s "
+              f"(stage seconds: { {k: round(v, 1) for k, v in res.seconds_by_stage.items()} }), "
+              f"peak RSS {peak_rss_mb():.0f} MB; warnings: {[str(w.message)[:80] for w in caught]}")
+        print(res.table())
+        vt = volume_fractions(params, voxel_nm)
+        img = {"graphite": np.count_nonzero(labels == 2) / labels.size, "cb": np.count_nonzero(labels == 1) / labels.size,
+               "solid": np.count_nonzero(labels) / labels.size}
+        print(f"\n{'recovery (fitted / truth - 1)':<34}" + "".join(f"{k:>10}" for k in fits))
+        row = {"twin": name, "n": n, "seconds": t_cal, "stage_seconds": dict(res.seconds_by_stage)}
+        for ph in ("graphite", "cb", "solid"):
+            vals = [float(getattr(volume_fractions(p, voxel_nm), ph)) / float(getattr(vt, ph)) - 1 for p in fits.values()]
+            print(f"  volume fraction {ph:<17}" + "".join(f"{v:>+10.3f}" for v in vals)
+                  + f"   (image / truth - 1: {img[ph] / float(getattr(vt, ph)) - 1:+.3f})")
+            row[f"V_{ph}"] = vals
+        truth_scales = _scales(params)
+        for key, a in truth_scales.items():
+            vals = [_scales(p)[key] / a - 1 for p in fits.values()]
+            print(f"  {key + f' (truth {a:.0f} nm)':<32}" + "".join(f"{v:>+10.3f}" for v in vals))
+            row[key] = vals
+        if joint and res.joint.held_out is not None:
+            print(res.joint.held_out.table())
+            row["held_out"] = res.joint.held_out.to_dict()
+            row["joint_loss"] = (res.joint.loss_initial, res.joint.loss)
+        out.append(row)
+    return out
 
 
 def main(argv=None) -> None:
@@ -106,10 +161,18 @@ def main(argv=None) -> None:
     ap.add_argument("--pipeline", type=int, default=0, metavar="N", help="also time the staged pipeline on N^3")
     ap.add_argument("--voxel-nm", type=float, default=40.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--twins", default="paper", help=f"comma-separated subset of {','.join(TWINS)}")
+    ap.add_argument("--joint", action="store_true", help="also run the joint mode (staged and joint side by side)")
+    ap.add_argument("--joint-steps", type=int, default=20)
+    ap.add_argument("--joint-window", type=int, default=48)
+    ap.add_argument("--joint-noise", type=int, default=2)
+    ap.add_argument("--skip-stage1", action="store_true", help="skip part 1 (stage 1 vs Nelder-Mead)")
     args = ap.parse_args(argv)
-    stage1(args.starts, args.method)
+    if not args.skip_stage1:
+        stage1(args.starts, args.method)
     if args.pipeline:
-        pipeline(args.pipeline, args.voxel_nm, args.seed, args.method)
+        pipeline(args.pipeline, args.voxel_nm, args.seed, args.method, tuple(args.twins.split(",")), args.joint,
+                 args.joint_steps, args.joint_window, args.joint_noise)
 
 
 if __name__ == "__main__":

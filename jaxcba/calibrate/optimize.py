@@ -177,7 +177,13 @@ _STATUS = {
 }
 
 
-def _make_runner(loss_fn, unravel, method, max_steps, gtol, ftol, learning_rate, patience, memory_size, max_ls):
+def _history_length(max_steps: int) -> int:
+    """Static history buffer: a power of two >= max_steps + 1 (at least 2048), so that step
+    budgets share one compiled runner (the budget itself is a dynamic loop bound)."""
+    return max(2048, 1 << int(max_steps).bit_length())
+
+
+def _make_runner(loss_fn, unravel, method, n_hist, gtol, ftol, learning_rate, patience, memory_size, max_ls):
     def f(flat, args):
         return loss_fn(unravel(flat), *args)
 
@@ -191,8 +197,8 @@ def _make_runner(loss_fn, unravel, method, max_steps, gtol, ftol, learning_rate,
 
     def init(flat0, args):
         value, grad = value_and_grad(flat0, args)
-        history = jnp.full((max_steps + 1,), jnp.nan, dtype=value.dtype).at[0].set(value)
-        fevs = jnp.zeros((max_steps + 1,), dtype=jnp.int32).at[0].set(1)
+        history = jnp.full((n_hist,), jnp.nan, dtype=value.dtype).at[0].set(value)
+        fevs = jnp.zeros((n_hist,), dtype=jnp.int32).at[0].set(1)
         status = jnp.where(jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)), 0, 3)
         status = jnp.where((status == 0) & (jnp.max(jnp.abs(grad)) <= gtol), 1, status)
         return (flat0, opt.init(flat0), value, grad, jnp.asarray(0), jnp.asarray(1, jnp.int32), (history, fevs), status,
@@ -252,8 +258,9 @@ def _make_runner(loss_fn, unravel, method, max_steps, gtol, ftol, learning_rate,
 def _gradient(loss_fn, flat0, unravel, args, method, max_steps, gtol, ftol, learning_rate, patience,
               memory_size, max_ls, chunk, progress, desc):
     args = tuple(args)
+    n_hist = _history_length(max_steps)
     key = (
-        loss_fn, method, max_steps, gtol, ftol, learning_rate, patience, memory_size, max_ls,
+        loss_fn, method, n_hist, gtol, ftol, learning_rate, patience, memory_size, max_ls,
         jax.tree_util.tree_structure((flat0, args)),
         tuple((np.shape(a), np.result_type(a).str) for a in jax.tree_util.tree_leaves((flat0, args))),
         _unravel_signature(unravel, flat0),
@@ -261,7 +268,7 @@ def _gradient(loss_fn, flat0, unravel, args, method, max_steps, gtol, ftol, lear
     t0 = time.perf_counter()
     compile_s = 0.0
     if key not in _RUNNERS:
-        _RUNNERS[key] = _make_runner(loss_fn, unravel, method, max_steps, gtol, ftol, learning_rate, patience,
+        _RUNNERS[key] = _make_runner(loss_fn, unravel, method, n_hist, gtol, ftol, learning_rate, patience,
                                      memory_size, max_ls)
         init, run_chunk = _RUNNERS[key]
         tc = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Stages (paper Section 3.2): 1 graphite (Eq. 17) -> 2 excursion set (Eqs. 18-21) -> 3 large
 pores (Eqs. 24-26). ``stages="joint"`` runs the three stages and then refines all eight
-parameters at once (not implemented yet: ``ValueError``). A subset of stages keeps the other
+parameters at once through soft realizations (:func:`jaxcba.calibrate.joint.fit_joint`). A subset of stages keeps the other
 parameters at ``initial`` (default: the paper's Table 2).
 
 Every stage that did not converge adds a line to ``CalibrationResult.warnings``, is
@@ -157,7 +157,9 @@ def calibrate(
         stage2_estimator: ``"masked"`` (default) or ``"cutout"``; ``cutout``: its box.
         theta_search: ``"golden"`` (default), ``"grid"`` or ``"both"``.
         n_realizations, window, seed: stage 3 realizations.
-        joint_options: reserved for the joint mode (not implemented yet).
+        joint_options: keyword arguments of :func:`jaxcba.calibrate.joint.fit_joint` (e.g.
+            ``window``, ``n_noise``, ``max_steps``, ``soft_voxel_nm``, ``method``: default
+            ``"adam"``, or ``"lbfgs"``).
         progress: tqdm bars on stderr.
 
     Returns:
@@ -169,9 +171,15 @@ def calibrate(
     if not (math.isfinite(voxel_nm) and voxel_nm > 0):
         raise ValueError(f"voxel_nm must be a finite number > 0, got {voxel_nm}")
     vol = checked_labels(labels)
+    joint_options = dict(joint_options or {})
     if stages == "joint":
-        raise ValueError("the joint mode (all eight parameters through soft realizations) is not implemented yet; "
-                         "use stages '1,2,3'")
+        from jaxcba.calibrate.joint import JOINT_METHODS
+
+        if method == "nelder-mead" and "method" not in joint_options:
+            raise ValueError("the joint mode needs a gradient method (adam or lbfgs), not nelder-mead")
+        joint_options.setdefault("method", "adam")
+        if joint_options["method"] not in JOINT_METHODS:
+            raise ValueError(f"joint_options['method'] must be one of {JOINT_METHODS}, got {joint_options['method']!r}")
     run = (1, 2, 3) if stages == "joint" else stages
     values = (initial or CBAParams.paper()).validate().to_dict()
     problems: list[str] = []
@@ -209,8 +217,20 @@ def calibrate(
         if not s3.converged:
             problems.append(f"stage 3: {s3.message}")
         seconds["stage3"] = time.perf_counter() - t0
+    if stages == "joint":
+        from jaxcba.calibrate.joint import fit_joint
+
+        t0 = time.perf_counter()
+        joint = fit_joint(vol, voxel_nm, CBAParams(**values).validate(), seed=joint_options.pop("seed", seed),
+                          progress=progress, **joint_options)
+        values.update(joint.params.to_dict())
+        if not joint.converged:
+            problems.append(f"joint mode did not converge: {joint.message}")
+        seconds["joint"] = time.perf_counter() - t0
     params = CBAParams(**values).validate()
     rows = _descriptor_rows(vol, voxel_nm, params, s1, s2, s3)
+    if joint is not None:
+        rows.extend(_joint_rows(joint))
     for msg in problems:
         warnings.warn(msg, CalibrationWarning, stacklevel=2)
     seconds["total"] = time.perf_counter() - t_all
@@ -254,6 +274,20 @@ def _descriptor_rows(vol, voxel_nm, params, s1, s2, s3) -> list[DescriptorRow]:
         r50_img = _r50(s3.r_nm, s3.cpsd_image)
         r50_mod = _r50(s3.r_nm, s3.best.cpsd_model)
         rows.append(DescriptorRow("pore r_max (CPSD=0.5)", "nm", r50_img, r50_mod, "stage 3 realizations"))
+    return rows
+
+
+def _joint_rows(joint) -> list[DescriptorRow]:
+    """Joint loss (staged -> joint) and held-out descriptors (image vs joint; the staged value in ``source``)."""
+    rows = [DescriptorRow("joint soft loss", "1", joint.loss_initial, joint.loss,
+                          f"joint ({joint.optim.method}); image column: at the staged params")]
+    ho = joint.held_out
+    if ho is not None:
+        for i, name in enumerate(ho.names):
+            rows.append(DescriptorRow(f"{name} (held out)", ho.units[i], ho.image[i], ho.joint[i],
+                                      f"hard realizations; staged {ho.staged[i]:.4g}"))
+        rows.append(DescriptorRow("held-out mean rel. error", "1", ho.mean_err_staged, ho.mean_err_joint,
+                                  "image column: staged; model: joint" + (" (improved)" if ho.improved else "")))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""`jaxcba calibrate VOL.tif|VOL.npy --voxel-nm 20 [--stages 1,2,3] [--method lbfgs] [--out params.json] [--json]`."""
+"""`jaxcba calibrate VOL.tif|VOL.npy --voxel-nm 20 [--stages 1,2,3|joint] [--method lbfgs] [--out params.json] [--json]`."""
 
 from __future__ import annotations
 
@@ -19,9 +19,16 @@ def add_parser(sub):
     )
     p.add_argument("volume", metavar="VOL.tif|VOL.npy", help="labelled (z, y, x) volume")
     p.add_argument("--voxel-nm", type=positive_float, required=True, help="voxel side length [nm]")
-    p.add_argument("--stages", default="1,2,3", help="comma-separated subset of 1,2,3 (default all); the others "
-                   "keep --initial's values ('joint' is not implemented yet)")
+    p.add_argument("--stages", default="1,2,3", help="comma-separated subset of 1,2,3 (default all; the others "
+                   "keep --initial's values), or 'joint': stages 1-3, then all eight parameters at once through "
+                   "soft realizations")
     p.add_argument("--method", default="lbfgs", choices=METHODS, help="optimiser of stages 1-2 (default lbfgs)")
+    p.add_argument("--joint-method", default="adam", choices=("adam", "lbfgs"), help="optimiser of the joint mode")
+    p.add_argument("--joint-steps", type=int, default=40, help="joint mode: optimiser step budget (default 40)")
+    p.add_argument("--joint-window", type=int, default=48, help="joint mode: soft window side [soft voxels]")
+    p.add_argument("--joint-noise", type=int, default=2, help="joint mode: fixed noise draws (default 2)")
+    p.add_argument("--joint-voxel-nm", type=positive_float, default=None,
+                   help="joint mode: voxel of the soft realizations, a multiple of --voxel-nm (default ~80 nm)")
     p.add_argument("--starts", type=int, default=4, help="stage 1 starts (default 4)")
     p.add_argument("--estimator", default="masked", choices=ESTIMATORS, help="stage 2 estimator (default masked)")
     p.add_argument("--cutout", default=None, metavar="z0:z1,y0:y1,x0:x1|auto",
@@ -49,6 +56,12 @@ def run(args) -> int:
     stages = parse_stages(args.stages)  # bad --stages fails before reading the volume
     if args.realizations < 1:
         raise ValueError(f"--realizations must be >= 1, got {args.realizations}")
+    if min(args.joint_steps, args.joint_window, args.joint_noise) < 1:
+        raise ValueError("--joint-steps, --joint-window and --joint-noise must be >= 1")
+    joint_options = None
+    if stages == "joint":
+        joint_options = {"method": args.joint_method, "max_steps": args.joint_steps, "window": args.joint_window,
+                         "n_noise": args.joint_noise, "soft_voxel_nm": args.joint_voxel_nm}
     initial = load_params(args.initial)
     vol = load_volume(args.volume)
     estimator = "cutout" if args.cutout is not None else args.estimator
@@ -56,7 +69,8 @@ def run(args) -> int:
     res = calibrate(
         vol, args.voxel_nm, stages, args.method, initial=initial, stage1_starts=args.starts,
         stage2_estimator=estimator, cutout=cutout, theta_search=args.theta_search,
-        n_realizations=args.realizations, seed=args.seed, progress=not args.no_progress,
+        n_realizations=args.realizations, seed=args.seed, joint_options=joint_options,
+        progress=not args.no_progress,
     )
     if args.out:
         res.params.to_json(args.out)
