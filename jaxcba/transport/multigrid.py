@@ -36,7 +36,8 @@ def _pair_sum(a: jax.Array, axes) -> jax.Array:
             a = jax.lax.slice_in_dim(a, 1, 2, axis=ax)
             continue
         m = (n + 1) // 2
-        a = jax.lax.slice_in_dim(a, 1, 1 + 2 * m, stride=2, axis=ax) + jax.lax.slice_in_dim(a, 2, 2 + 2 * m, stride=2, axis=ax)
+        # padded indices 1, 3, ..., 2m - 1 plus 2, 4, ..., 2m (2m = n + 1, the ghost, when n is odd)
+        a = jax.lax.slice_in_dim(a, 1, 2 * m, stride=2, axis=ax) + jax.lax.slice_in_dim(a, 2, 2 * m + 1, stride=2, axis=ax)
     return a
 
 
