@@ -8,7 +8,8 @@ volume fractions, constrictivity, mean geodesic tortuosity and the M-factor of t
     Eq. 28:  M = eps^a beta^b / tau^c  (a, b, c >= 0; both phases pooled, log least squares)
     Eq. 29:  M = c1 V1 + c0            (per phase; V1 = realized graphite fraction)
 
-and prints them beside the paper's (a = 2.1939, b = 0, c = 5.0152; solid c0 = -0.02061,
+where M is in the paper's (TauFactor's) convention eps * sigma_eff / mean(sigma) (for the
+solid about 3x sigma_eff / sigma_graphite; docs/transport.md), and prints them beside the paper's (a = 2.1939, b = 0, c = 5.0152; solid c0 = -0.02061,
 c1 = 0.5588; pore c0 = 0.4556, c1 = -1.874; M at 10.57 % graphite: solid 0.0357, pore 0.2429).
 Writes ``OUT/runs/`` (batch results), ``OUT/sweep.csv``, ``OUT/fits.csv``, ``OUT/fig8.png``.
 
@@ -48,7 +49,8 @@ def table(rows: list[dict]) -> list[dict]:
                 "eps": r["fractions"][phase],
                 "beta": r["constrictivity"][phase]["beta"],
                 "tau_geodesic": r["geodesic_tortuosity"][phase]["mean"],
-                "M": m["M"], "tau_eff": m["tau_eff"], "converged": m["converged"],
+                "M": m["M_paper"], "sigma_eff_over_sigma_max": m["M"], "tau_eff": m["tau_eff"],
+                "converged": m["converged"],
             })
     return out
 

@@ -85,9 +85,11 @@ def geodesic_tortuosity(labels, voxel_nm):
 
 def _m_factor(labels, voxel_nm, phase, conductivity):
     from jaxcba.transport import m_factor
+    from jaxcba.transport.paper import paper_m_factor
 
     r = m_factor(labels, phase, conductivity, axis="z")
-    return {"M": r.m_factor, "tau_eff": r.tau_eff, "eps": r.eps, "converged": r.converged, "percolates": r.percolates}
+    return {"M": r.m_factor, "M_paper": paper_m_factor(r, labels, phase, conductivity), "tau_eff": r.tau_eff,
+            "eps": r.eps, "converged": r.converged, "percolates": r.percolates}
 
 
 MEASURES = {
