@@ -6,6 +6,7 @@ vmap and grad friendly).
 """
 
 from jaxcba.transport.phases import PAPER_SOLID_CONDUCTIVITY, PHASE_LABELS, conductivity_field, m_factor
+from jaxcba.transport.paper import paper_m_factor
 from jaxcba.transport.result import TransportResult
 from jaxcba.transport.solver import SolverOptions, axis_index, effective_conductivity
 
@@ -15,6 +16,7 @@ __all__ = [
     "effective_conductivity",
     "axis_index",
     "m_factor",
+    "paper_m_factor",
     "conductivity_field",
     "PHASE_LABELS",
     "PAPER_SOLID_CONDUCTIVITY",

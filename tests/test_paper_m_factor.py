@@ -1,0 +1,43 @@
+"""The paper's M convention (TauFactor multiphase: eps * sigma_eff / mean sigma) against TauFactor itself."""
+
+import numpy as np
+import pytest
+
+from jaxcba.transport import m_factor
+from jaxcba.transport.paper import paper_m_factor
+
+
+def _three_phase(seed, n=32):
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:n, :n, :n]
+    lab = np.zeros((n, n, n), np.uint8)
+    for _ in range(60):  # carbon-black balls
+        c, r = rng.uniform(0, n, 3), rng.uniform(2, 4)
+        lab[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r * r] = 1
+    for _ in range(3):  # graphite plates along z, through part of the window
+        y0, z0 = rng.integers(0, n - 3), rng.integers(0, n // 2)
+        lab[z0 : z0 + n // 2, y0 : y0 + 2, :] = 2
+    lab[:, n // 2 - 1 : n // 2 + 1, n // 2 - 1 : n // 2 + 1] = np.maximum(lab[:, n // 2 - 1 : n // 2 + 1, n // 2 - 1 : n // 2 + 1], 1)
+    return lab  # the cb rod along z makes the solid percolate
+
+
+def test_single_conductivity_equals_m_factor():
+    lab = _three_phase(0)
+    r = m_factor(lab, "pore")
+    assert float(paper_m_factor(r, lab, "pore")) == pytest.approx(float(r.m_factor), rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_two_conductivities_against_taufactor_multiphase(seed):
+    tf = pytest.importorskip("taufactor")
+    lab = _three_phase(seed)
+    cond = {2: 1.0, 1: 0.01}
+    ours = m_factor(lab, "solid", cond, axis="z", boundary="ghost_voxel", rtol=1e-7, flux_tol=1e-4)
+    solver = tf.MultiPhaseSolver(lab, cond={1: 0.01, 2: 1.0}, device="cpu")
+    tau = float(solver.solve(verbose=False, iter_limit=50000, conv_crit=1e-4)[0])
+    eps = float(np.mean(lab > 0))
+    assert float(paper_m_factor(ours, lab, "solid", cond)) == pytest.approx(eps / tau, rel=1e-2)
+    # and the factor between the conventions is eps / sum(eps_i sigma_i)
+    mean_sigma = np.mean(lab == 2) * 1.0 + np.mean(lab == 1) * 0.01
+    ratio = float(paper_m_factor(ours, lab, "solid", cond)) / float(ours.m_factor)
+    assert ratio == pytest.approx(eps / mean_sigma, rel=1e-5)
