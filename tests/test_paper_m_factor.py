@@ -41,3 +41,16 @@ def test_two_conductivities_against_taufactor_multiphase(seed):
     mean_sigma = np.mean(lab == 2) * 1.0 + np.mean(lab == 1) * 0.01
     ratio = float(paper_m_factor(ours, lab, "solid", cond)) / float(ours.m_factor)
     assert ratio == pytest.approx(eps / mean_sigma, rel=1e-5)
+
+
+def test_harmonic_mean_gradient_finite_for_tiny_soft_conductivities():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxcba.transport.stencil import harmonic_mean2
+
+    a = jnp.array([1e-20, 1e-19, 1e-10, 0.0, 1.0], jnp.float32)
+    b = jnp.array([1e-20, 3e-19, 1e-10, 0.0, 0.01], jnp.float32)
+    g = jax.grad(lambda x: jnp.sum(harmonic_mean2(x, b)))(a)
+    assert bool(jnp.all(jnp.isfinite(g)))
+    assert float(g[-1]) == pytest.approx(2 * 0.01**2 / 1.01**2, rel=1e-5)

@@ -35,10 +35,15 @@ _IN = slice(1, -1)
 
 
 def harmonic_mean2(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``2ab / (a + b)``, 0 where ``a + b == 0``, with finite gradients everywhere."""
+    """``2ab / (a + b)``, 0 where ``a + b <= 1e-18``, with finite gradients everywhere.
+
+    The cut keeps ``(a + b)^2`` in the gradient above float32's underflow (soft fields reach
+    ``1e-19``); below it the conductance is < 1e-18 and set to 0 (gradient 0).
+    """
     s = a + b
-    safe = jnp.where(s > 0, s, 1)
-    return jnp.where(s > 0, 2 * a * b / safe, 0)
+    ok = s > 1e-18
+    safe = jnp.where(ok, s, 1)
+    return jnp.where(ok, 2 * a * b / safe, 0)
 
 
 def pad(a: jax.Array) -> jax.Array:
