@@ -20,8 +20,6 @@ Usage:  python experiments/graphite_sweep.py [--out results/graphite_sweep] [--s
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +73,6 @@ def fit_eq29(t: list[dict], phase: str) -> dict:
     return {"c0": float(c0), "c1": float(c1), "M_at_10.57%": float(c0 + c1 * 0.1057)}
 
 
-def _csv(rows):
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
 
 def plot(t, fits, path):
     from jaxcba.plotting import figure, save_png
@@ -126,13 +117,13 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from jaxcba.batch import load_rows, run_batch
-    from jaxcba.io import write_text_atomic
+    from jaxcba.io import write_csv_atomic
 
     out = Path(a.out)
     summary = run_batch(spec(shape, voxel_nm, seeds), out / "runs", per_device=1)
     t = table(load_rows(out / "runs"))
     fits = {"eq28": fit_eq28(t), "eq29_solid": fit_eq29(t, "solid"), "eq29_pore": fit_eq29(t, "pore")}
-    write_text_atomic(out / "sweep.csv", _csv(t))
+    write_csv_atomic(out / "sweep.csv", t)
     fit_rows = [
         {"coefficient": "a (Eq. 28)", "jaxcba": fits["eq28"]["a"], "paper": PAPER["a"]},
         {"coefficient": "b (Eq. 28)", "jaxcba": fits["eq28"]["b"], "paper": PAPER["b"]},
@@ -145,7 +136,7 @@ def main(argv=None) -> int:
             {"coefficient": f"{phase} c1 (Eq. 29)", "jaxcba": f["c1"], "paper": PAPER[f"{phase}_c1"]},
             {"coefficient": f"{phase} M at V1 = 10.57 %", "jaxcba": f["M_at_10.57%"], "paper": PAPER[f"{phase}_M_at_10.57%"]},
         ]
-    write_text_atomic(out / "fits.csv", _csv(fit_rows))
+    write_csv_atomic(out / "fits.csv", fit_rows)
     plot(t, fits, out / "fig8.png")
     print(f"graphite sweep: {len(LAMBDAS)} lambda_X x {seeds} seed(s), {shape}^3 voxels of {voxel_nm:g} nm "
           f"({summary.done} run now, {summary.skipped} resumed)")

@@ -10,8 +10,6 @@ Usage:  python experiments/table1_table3.py [--out results/tables] [--voxel-nm 2
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from pathlib import Path
 
 import jax
@@ -19,7 +17,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from jaxcba import CBAParams, theory  # noqa: E402
-from jaxcba.io import write_text_atomic  # noqa: E402
+from jaxcba.io import write_csv_atomic  # noqa: E402
 
 TABLE1_IMAGE = {"V": 0.10550, "S": 0.0014526, "K": 4.2043e-7, "N": 1.6344e-9}
 TABLE1_MODEL = {"V": 0.10569, "S": 0.0014377, "K": 4.5445e-7, "N": -1.3038e-9}
@@ -27,13 +25,6 @@ TABLE3 = [(2.21e-11, 0.0381), (3.55e-11, 0.0605), (4.93e-11, 0.0830), (6.36e-11,
           (9.33e-11, 0.1512), (1.09e-10, 0.1744)]
 UNITS = {"V": "1", "S": "nm^-1", "K": "nm^-2", "N": "nm^-3"}
 
-
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def table1(voxel_nm: float) -> list[dict]:
@@ -63,8 +54,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out)
     t1, t3 = table1(a.voxel_nm), table3(a.voxel_nm)
-    write_text_atomic(out / "table1.csv", _csv(t1))
-    write_text_atomic(out / "table3.csv", _csv(t3))
+    write_csv_atomic(out / "table1.csv", t1)
+    write_csv_atomic(out / "table3.csv", t3)
 
     print(f"Table 1 (graphite Boolean model, Table 2 parameters, {a.voxel_nm:g} nm convention)")
     print(f"{'':6} {'image':>12} {'paper model':>12} {'jaxcba':>12} {'rel. diff':>10}")

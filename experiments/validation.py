@@ -16,8 +16,6 @@ Usage:  python experiments/validation.py [--out results/validation] [--window-um
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -108,15 +106,11 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from jaxcba import CBAParams, theory
-    from jaxcba.io import write_text_atomic
+    from jaxcba.io import write_csv_atomic, write_text_atomic
 
     out = Path(a.out)
     rows, curves = run(window, n)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(out / "validation.csv", buf.getvalue())
+    write_csv_atomic(out / "validation.csv", rows)
     write_text_atomic(out / "curves.json", json.dumps(curves))
     plot(rows, curves, out)
     th = theory.volume_fractions(CBAParams.paper(), 20.0)

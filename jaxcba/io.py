@@ -230,6 +230,37 @@ def save_volume(path: str | Path, vol: np.ndarray, voxel_nm=None) -> Path:
     return path
 
 
+def read_json(source: str | Path, what: str = "JSON file"):
+    """Parse JSON from a file path, or from text starting with ``{``; ``ValueError`` says
+    ``cannot read <what> <source>`` or ``<what> <source> is not valid JSON (line n)``."""
+    import json
+
+    text = str(source)
+    if not text.lstrip().startswith("{"):
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read {what} {source}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = "" if str(source).lstrip().startswith("{") else f" {source}"
+        raise ValueError(f"{what}{where} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict]) -> Path:
+    """Write ``rows`` (dicts; columns = the union of their keys, in first-seen order) as CSV, atomically."""
+    import csv
+    import io as _io
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns)
+    w.writeheader()
+    w.writerows(rows)
+    return write_text_atomic(path, buf.getvalue())
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write text to ``path`` atomically (temp file in the same folder + rename)."""
     path = Path(path)

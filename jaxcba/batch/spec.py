@@ -87,16 +87,9 @@ def parse_spec(data: dict | str | Path, known_measures=None) -> Spec:
 
     known_measures = MEASURES if known_measures is None else known_measures
     if isinstance(data, (str, Path)):
-        text = str(data)
-        if not text.lstrip().startswith("{"):
-            try:
-                text = Path(data).read_text()
-            except OSError as exc:
-                raise ValueError(f"cannot read spec {data}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"spec is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        from jaxcba.io import read_json
+
+        data = read_json(data, "spec")
     if not isinstance(data, dict):
         raise ValueError("spec must be a JSON object")
     unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcba.calibrate.optimize import OptimResult, minimize
+from jaxcba.calibrate.optimize import minimize
 from jaxcba.model.params import CBAParams
 
 GRAPHITE_FIELDS = ("lambda_x", "alpha1", "alpha2", "gamma")

@@ -122,7 +122,7 @@ def run(args) -> int:
     print("paper: fractions of the FIB-SEM image (Sec. 2.3.3); M of model realizations at 10.57 % graphite (Sec. 4.3).")
     print("M solid in the paper's (TauFactor's) convention eps * sigma_eff / mean(sigma); see docs/transport.md.")
     print("Small windows scatter: graphite platelets are ~4 µm wide (--paper-size for the paper's 16 µm window).")
-    print(f"seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"wrote {out / 'demo.png'}, {out / 'report.json'}, {out / 'volume.tif'}")
     return 0
 

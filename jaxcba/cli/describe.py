@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 from jaxcba.cli._common import positive_float, print_json
 
 _JSON_KEYS = (
@@ -82,12 +78,9 @@ def print_table(report) -> None:
 
 
 def plot(report, path: str) -> None:
-    import matplotlib
+    from jaxcba.plotting import figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2) = figure(1, 2, figsize=(10, 4))
     for p in report.phases:
         if p.two_point:
             a1.plot(p.two_point["h_nm"], p.two_point["centered"], label=p.phase)
@@ -100,18 +93,7 @@ def plot(report, path: str) -> None:
             a.legend()
         a.axhline(0, color="0.7", lw=0.8)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
-    os.close(fd)
-    try:  # atomic: never a half-written PNG
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
+    save_png(fig, path)  # atomic: never a half-written PNG
 
 
 def run(args) -> int:

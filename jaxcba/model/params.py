@@ -130,17 +130,9 @@ class CBAParams(eqx.Module):
     @classmethod
     def from_json(cls, source: str | Path) -> "CBAParams":
         """Read parameters from a JSON file path (or a JSON string starting with ``{``)."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise ValueError(f"cannot read parameter file {source}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"parameter file {source} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
-        return cls.from_dict(data)
+        from jaxcba.io import read_json
+
+        return cls.from_dict(read_json(source, "parameter file"))
 
     def replace(self, **changes: Any) -> "CBAParams":
         """Copy with some fields changed, e.g. ``p.replace(lambda_x=2.21e-11)``."""
