@@ -108,6 +108,7 @@ def pipeline(n: int, voxel_nm: float, seed: int, method: str, twins=("paper",), 
 
     from jaxcba import simulate
     from jaxcba.calibrate import calibrate
+    from jaxcba.calibrate.pipeline import CalibrationWarning
     from jaxcba.theory import volume_fractions
 
     out = []
@@ -129,13 +130,15 @@ def pipeline(n: int, voxel_nm: float, seed: int, method: str, twins=("paper",), 
         fits = {"staged": staged} | ({"joint": res.params} if joint else {})
         print(f"\n=== twin '{name}' on {n}^3 at {voxel_nm} nm: simulate {t_sim:.1f} s, calibration {t_cal:.1f} s "
               f"(stage seconds: { {k: round(v, 1) for k, v in res.seconds_by_stage.items()} }), "
-              f"peak RSS {peak_rss_mb():.0f} MB; warnings: {[str(w.message)[:80] for w in caught]}")
+              f"peak RSS {peak_rss_mb():.0f} MB; calibration warnings: "
+              f"{[str(w.message)[:120] for w in caught if issubclass(w.category, CalibrationWarning)]}")
         print(res.table())
         vt = volume_fractions(params, voxel_nm)
         img = {"graphite": np.count_nonzero(labels == 2) / labels.size, "cb": np.count_nonzero(labels == 1) / labels.size,
                "solid": np.count_nonzero(labels) / labels.size}
         print(f"\n{'recovery (fitted / truth - 1)':<34}" + "".join(f"{k:>10}" for k in fits))
-        row = {"twin": name, "n": n, "seconds": t_cal, "stage_seconds": dict(res.seconds_by_stage)}
+        row = {"twin": name, "n": n, "seconds": t_cal, "stage_seconds": dict(res.seconds_by_stage),
+               "converged": res.converged}
         for ph in ("graphite", "cb", "solid"):
             vals = [float(getattr(volume_fractions(p, voxel_nm), ph)) / float(getattr(vt, ph)) - 1 for p in fits.values()]
             print(f"  volume fraction {ph:<17}" + "".join(f"{v:>+10.3f}" for v in vals)
