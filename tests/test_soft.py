@@ -108,3 +108,23 @@ def test_noise_validity_checks(noise64):
         draw_noise(jax.random.key(0), 16, -1.0)
     with pytest.raises(ValueError, match="every side"):
         draw_noise(jax.random.key(0), (16, 0, 16), 80.0)
+
+
+@pytest.mark.slow
+def test_soft_graphite_fraction_tracks_theory_as_window_grows():
+    # Smaller platelets (mean C = 406 nm) so that windows of 1-2 µm hold many grains.
+    p = PAPER.replace(alpha2=800.0, lambda_x=1.0e-9)
+    v1 = float(theory.volume_fractions(p, 40.0).graphite)  # 0.0726
+    soft = jax.jit(simulate_soft, static_argnums=(2, 3))
+    stats = {}
+    for n in (24, 48):
+        vals = []
+        for s in range(4):
+            noise = draw_noise(jax.random.key(s), (n,) * 3, 40.0, p, softness_max=0.05)
+            g, _ = soft(p, noise, (n,) * 3, 40.0, 0.05)
+            vals.append(float(jnp.mean(g)))
+        stats[n] = (np.mean(vals), np.std(vals, ddof=1) / 2.0)  # mean and its standard error (4 noises)
+    for n, (m, se) in stats.items():  # each within 3 standard errors of Eq. 10
+        assert abs(m - v1) <= 3 * se + 2e-3, (n, m, se, v1)
+    assert stats[48][1] < stats[24][1]  # the scatter shrinks with the window
+    assert abs(stats[48][0] - v1) < 0.02
