@@ -114,3 +114,21 @@ def test_out_folder_of_another_spec_is_refused(tmp_path, capsys):
     assert main(["batch", str(spec), "--out", str(out), "--no-progress"]) == 2
     assert "different spec" in capsys.readouterr().err
     assert (out / "results.jsonl").read_text() == '{"job": "x"}\n'
+
+
+def test_save_volumes_and_csv(tmp_path, capsys):
+    from jaxcba import CBAParams, simulate
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "sweep": {}, "seeds": [5, 6], "shape": 16, "measure": ["fractions"]}))
+    out = tmp_path / "out"
+    assert main(["batch", str(spec), "--out", str(out), "--no-progress", "--save-volumes"]) == 0
+    rows = load_rows(out)
+    assert len(rows) == 2
+    for r in rows:
+        with np.load(out / "volumes" / f"{r['job']}.npz") as z:
+            vol = z["labels"]
+        assert np.array_equal(vol, np.asarray(simulate(CBAParams.paper(), 16, 80.0, r["seed"])))
+        assert r["fractions"]["graphite"] == float(np.mean(vol == 2))
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"job", "seed", "fractions.graphite", "params.lambda_x"} <= set(header)
