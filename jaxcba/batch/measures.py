@@ -23,9 +23,10 @@ def _masks(labels):
 
 
 def _radii_vox(shape) -> tuple[float, ...]:
-    """Static CPSD radius grid [voxels]: 1, 1.5, ..., up to a quarter of the smallest side."""
-    top = max(2.0, min(shape) / 4.0)
-    return tuple(float(r) for r in np.arange(1.0, top + 0.25, 0.5))
+    """Static CPSD radius grid [voxels]: 1, 1.5, ..., up to a quarter of the smallest side (at least 2)."""
+    from jaxcba.descriptors.pore_size import radius_grid
+
+    return tuple(float(r) for r in radius_grid(max(2.0, min(shape) / 4.0)))
 
 
 def fractions(labels, voxel_nm):

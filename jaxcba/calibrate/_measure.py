@@ -75,49 +75,16 @@ def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.n
         return c / n, n
 
 
-def default_radii_vox(max_radius_vox: float) -> np.ndarray:
-    """Radius grid of the CPSD comparisons: 1, 1.5, 2, ... voxels up to ``max_radius_vox``."""
-    return np.arange(1.0, max(float(max_radius_vox), 1.0) + 0.25, 0.5)
-
-
 def pore_cpsd(labels, voxel_nm: float, radii_vox: np.ndarray) -> np.ndarray:
-    """CPSD (Eq. 26) of the pore phase (label 0) at ``radii_vox``: fractions, shape ``(len(radii),)``.
+    """CPSD (Eq. 26) of the pore phase (label 0) at ``radii_vox``: fractions, shape ``(len(radii),)``
+    (:func:`jaxcba.descriptors.pore_size.cpsd`)."""
+    from jaxcba.descriptors.pore_size import cpsd
 
-    Uses :func:`jaxcba.descriptors.pore_size.cpsd` when the descriptors layer provides it,
-    else an equivalent host implementation with two exact Euclidean distance transforms per
-    radius (scipy): open balls ``{|x - c| < r}`` with centres at pore depth ``>= r``.
-    """
     pore = np.asarray(labels) == 0
     if not pore.any():
         raise ValueError("the volume has no pore voxels (label 0): its pore size distribution is undefined")
-    radii_vox = np.asarray(radii_vox, dtype=float)
-    try:
-        from jaxcba.descriptors.pore_size import cpsd as _cpsd
-    except ImportError:
-        _cpsd = None
-    if _cpsd is not None:
-        res = _cpsd(pore, voxel_nm, radii_vox=radii_vox)
-        return np.asarray(res.fraction, dtype=float)
-    return cpsd_edt(pore, radii_vox)
-
-
-def cpsd_edt(pore, radii_vox) -> np.ndarray:
-    """Host CPSD of the bool phase ``pore`` at ``radii_vox`` (scipy exact Euclidean distance transforms)."""
-    from scipy import ndimage
-
-    pore = np.asarray(pore, dtype=bool)
-    radii_vox = np.asarray(radii_vox, dtype=float)
-    depth = ndimage.distance_transform_edt(pore)
-    n_pore = float(np.count_nonzero(pore))
-    out = np.empty(len(radii_vox))
-    for i, r in enumerate(radii_vox):
-        centres = depth >= r
-        if not centres.any():
-            out[i:] = 0.0
-            break
-        reach = ndimage.distance_transform_edt(~centres)
-        out[i] = np.count_nonzero(reach < r) / n_pore
-    return out
+    res = cpsd(pore, voxel_nm, radii_vox=np.asarray(radii_vox, dtype=float))
+    return np.asarray(res.fraction, dtype=float)
 
 
 def l1_distance(radii_nm: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

@@ -593,12 +593,12 @@ def held_out_comparison(labels, voxel_nm: float, staged: CBAParams, joint: CBAPa
     ``window`` at the staged and the joint parameters (same keys: common random numbers)."""
     import jaxcba
 
-    from jaxcba.calibrate._measure import default_radii_vox
+    from jaxcba.descriptors.pore_size import radius_grid
 
     t0 = time.perf_counter()
     vol = checked_labels(labels)
     window = tuple(vol.shape) if window is None else tuple(int(s) for s in window)
-    radii = tuple(float(r) for r in default_radii_vox(0.25 * min(window)))
+    radii = tuple(float(r) for r in radius_grid(0.25 * min(window)))
     img = np.nanmean([held_out_descriptors(vol[z:z + window[0], y:y + window[1], x:x + window[2]], voxel_nm, radii)
                       for z, y, x in _tiles(vol.shape, window)[:8]], axis=0)
     keys = jax.random.split(jax.random.PRNGKey(seed), n_realizations)

@@ -46,7 +46,8 @@ import jax
 import numpy as np
 
 from jaxcba.calibrate._balls import ball_mask, carve, draw_pool, first_cover
-from jaxcba.calibrate._measure import checked_labels, default_radii_vox, l1_distance, pore_cpsd
+from jaxcba.calibrate._measure import checked_labels, l1_distance, pore_cpsd
+from jaxcba.descriptors.pore_size import radius_grid
 from jaxcba.model.params import CBAParams
 
 #: The paper's grid of theta [nm^-1] (Section 3.2.3), 3 realizations each.
@@ -195,7 +196,7 @@ def fit_pores(
     lambda_y_for(v_total, v1, v2, 1.0 / voxel_nm)  # reachability check (independent of theta)
     q_img = float(np.count_nonzero(vol == 1)) / float(np.count_nonzero(vol != 2))
 
-    radii_vox = default_radii_vox(0.25 * min(vol.shape))
+    radii_vox = radius_grid(0.25 * min(vol.shape))
     cpsd_img = pore_cpsd(vol, voxel_nm, radii_vox)
     keep = int(np.max(np.nonzero(cpsd_img > 0)[0], initial=0)) + 3  # grid up to a little past the image's zero
     radii_vox = radii_vox[: min(keep, len(radii_vox))]

@@ -47,6 +47,7 @@ __all__ = [
     "constrictivity",
     "cpsd",
     "default_radii_vox",
+    "radius_grid",
     "intrusion",
     "local_thickness",
     "radius_at_half",
@@ -118,6 +119,11 @@ def _check_radii(radii_vox) -> tuple[float, ...]:
     return tuple(float(x) for x in r)
 
 
+def radius_grid(max_radius_vox: float, step: float = 0.5) -> np.ndarray:
+    """Radius grid ``1, 1 + step, ...`` [voxels] up to ``max_radius_vox`` (at least ``[1]``)."""
+    return np.arange(1.0, max(float(max_radius_vox), 1.0) + 1e-9, step)
+
+
 def default_radii_vox(mask, step: float = 0.5) -> np.ndarray:
     """Radius grid ``1, 1 + step, ...`` [voxels] up to the largest distance-to-boundary in ``mask`` (host).
 
@@ -133,7 +139,7 @@ def default_radii_vox(mask, step: float = 0.5) -> np.ndarray:
         d2 = np.asarray(edt_squared(m[k], None if w <= 64 else _max_dt_window(m[k])))
         finite = d2[np.isfinite(d2) & m[k]]
         dt_max = max(dt_max, float(np.sqrt(finite.max())) if finite.size else float(w))
-    return np.arange(1.0, max(dt_max, 1.0) + 1e-9, step)
+    return radius_grid(dt_max, step)
 
 
 def _max_dt_window(mask) -> int:
