@@ -71,14 +71,11 @@ def _changed(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def crop(labels: np.ndarray, box) -> np.ndarray:
-    """Cut ``labels[z0:z1, y0:y1, x0:x1]``; ``box = ((z0, z1), (y0, y1), (x0, x1))`` must lie inside."""
-    box = tuple(tuple(int(v) for v in b) for b in box)
-    if len(box) != 3 or any(len(b) != 2 for b in box):
-        raise ValueError(f"crop box must be ((z0, z1), (y0, y1), (x0, x1)), got {box}")
-    for (lo, hi), n, ax in zip(box, labels.shape, "zyx"):
-        if not 0 <= lo < hi <= n:
-            raise ValueError(f"crop box {ax} range [{lo}, {hi}) is empty or outside [0, {n})")
-    return labels[tuple(slice(lo, hi) for lo, hi in box)]
+    """Cut ``labels[z0:z1, y0:y1, x0:x1]``; ``box``: ``((z0, z1), (y0, y1), (x0, x1))``, 6 ints or
+    ``"z0:z1,y0:y1,x0:x1"`` (:meth:`jaxcba.calibrate.cutout.Box.parse`), inside the volume."""
+    from jaxcba.calibrate.cutout import Box
+
+    return labels[Box.parse(box, labels.shape, what="crop box").slices]
 
 
 def close_additive(labels: np.ndarray, radius: int = 1) -> np.ndarray:
@@ -191,7 +188,7 @@ def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=N
         voxel_nm_zyx: input voxel size, a number or ``(z, y, x)`` [nm] (e.g. ``(20, 10, 10)``).
         to_voxel_nm: cubic output voxel side [nm]; ``None`` keeps the grid (must be cubic then).
         grey: optional grey-value / probability volume (same shape) for graphite detection.
-        box: optional crop ``((z0, z1), (y0, y1), (x0, x1))`` in input voxels.
+        box: optional crop ``((z0, z1), (y0, y1), (x0, x1))`` or ``"z0:z1,y0:y1,x0:x1"`` in input voxels.
         closing_radius: 0 disables the closing. remove_components: step 3 on/off;
         min_component_voxels: remove only components smaller than this (default: all but the largest).
         downsample: final slice-removal factor.
@@ -207,9 +204,12 @@ def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=N
         if grey.shape != vol.shape:
             raise ValueError(f"grey-value volume has shape {grey.shape}, labels have {vol.shape}")
     if box is not None:
-        vol = crop(vol, box)
-        grey = None if grey is None else crop(grey, box)
-        steps.append(StepReport("crop", 0, vol.shape, {"box": [list(b) for b in box]}))
+        from jaxcba.calibrate.cutout import Box
+
+        b = Box.parse(box, vol.shape, what="crop box")
+        vol = vol[b.slices]
+        grey = None if grey is None else grey[b.slices]
+        steps.append(StepReport("crop", 0, vol.shape, {"box": [[b.z0, b.z1], [b.y0, b.y1], [b.x0, b.x1]]}))
     if closing_radius > 0:
         new = close_additive(vol, closing_radius)
         steps.append(StepReport("close_additive", _changed(vol, new), new.shape, {"radius": closing_radius}))

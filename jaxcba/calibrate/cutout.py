@@ -54,8 +54,9 @@ class Box:
         return {**dataclasses.asdict(self), "shape": list(self.shape)}
 
     @classmethod
-    def parse(cls, spec, volume_shape) -> "Box":
-        """From a :class:`Box`, 6 integers ``(z0, z1, y0, y1, x0, x1)`` or ``"z0:z1,y0:y1,x0:x1"``.
+    def parse(cls, spec, volume_shape, what: str = "cutout") -> "Box":
+        """From a :class:`Box`, 6 integers ``(z0, z1, y0, y1, x0, x1)`` (flat or as three
+        ``(start, stop)`` pairs) or ``"z0:z1,y0:y1,x0:x1"``; ``what`` names it in errors.
 
         Raises ``ValueError`` for boxes outside the volume or with an empty side.
         """
@@ -69,17 +70,17 @@ class Box:
                     if len(parts) != 3 or any(len(p) != 2 for p in parts):
                         raise ValueError
                 except ValueError:
-                    raise ValueError(f"cutout {spec!r} must look like 'z0:z1,y0:y1,x0:x1' (voxel indices)") from None
+                    raise ValueError(f"{what} {spec!r} must look like 'z0:z1,y0:y1,x0:x1' (voxel indices)") from None
             else:
-                vals = [int(v) for v in spec]
+                vals = [int(v) for v in np.ravel(np.asarray(spec, dtype=object))]
                 if len(vals) != 6:
-                    raise ValueError(f"cutout needs 6 integers (z0, z1, y0, y1, x0, x1), got {len(vals)}")
+                    raise ValueError(f"{what} needs 6 integers (z0, z1, y0, y1, x0, x1), got {len(vals)}")
             box = cls(*vals)
         lo = (box.z0, box.y0, box.x0)
         hi = (box.z1, box.y1, box.x1)
         for ax, (a, b, n) in enumerate(zip(lo, hi, volume_shape)):
             if not 0 <= a < b <= n:
-                raise ValueError(f"cutout {box.to_dict()} is empty or outside the volume of shape "
+                raise ValueError(f"{what} {box.to_dict()} is empty or outside the volume of shape "
                                  f"{tuple(volume_shape)} along axis {ax}: need 0 <= start < stop <= {n}")
         return box
 

@@ -19,16 +19,6 @@ def _triple(text: str) -> tuple[float, float, float]:
     return tuple(vals)
 
 
-def _box(text: str):
-    try:
-        parts = [tuple(int(v) for v in p.split(":")) for p in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected Z0:Z1,Y0:Y1,X0:X1") from None
-    if len(parts) != 3 or any(len(p) != 2 for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected Z0:Z1,Y0:Y1,X0:X1")
-    return tuple(parts)
-
-
 def add_parser(sub):
     p = sub.add_parser(
         "preprocess",
@@ -44,7 +34,7 @@ def add_parser(sub):
     p.add_argument("--labels", default=None, metavar="RAW=LABEL,...", help="value mapping, e.g. 0=0,128=1,255=2")
     p.add_argument("--grey", default=None, metavar="FILE", help="grey-value/probability volume for graphite detection")
     p.add_argument("--quantile", type=float, default=0.85, help="graphite threshold quantile of --grey (default 0.85)")
-    p.add_argument("--crop", type=_box, default=None, metavar="Z0:Z1,Y0:Y1,X0:X1", help="crop box in input voxels")
+    p.add_argument("--crop", default=None, metavar="Z0:Z1,Y0:Y1,X0:X1", help="crop box in input voxels")
     p.add_argument("--closing-radius", type=int, default=1, help="closing cube half-size in voxels (0: off; default 1)")
     p.add_argument("--min-component", type=int, default=None,
                    help="remove additive components below this many voxels (default: all but the largest)")
