@@ -77,18 +77,26 @@ def reconstruct(mask: jax.Array, seeds: jax.Array, connectivity: int = 6, max_sw
             reached = _propagate_runs(reached, mask, axis)
         return reached
 
+    return sweep_until_stable(sweep, seeds & mask, limit)
+
+
+def sweep_until_stable(sweep, x0, max_sweeps: int):
+    """Apply ``sweep`` until its output stops changing or ``max_sweeps`` sweeps ran (``lax.while_loop``).
+
+    ``sweep`` maps an array to one of the same shape and dtype (a monotone propagation step).
+    """
+
     def cond(state):
         _, changed, i = state
-        return changed & (i < limit)
+        return changed & (i < max_sweeps)
 
     def body(state):
-        reached, _, i = state
-        new = sweep(reached)
-        return new, jnp.any(new != reached), i + 1
+        x, _, i = state
+        new = sweep(x)
+        return new, jnp.any(new != x), i + 1
 
-    start = seeds & mask
-    reached, _, _ = lax.while_loop(cond, body, (start, jnp.array(True), jnp.array(0, jnp.int32)))
-    return reached
+    x, _, _ = lax.while_loop(cond, body, (x0, jnp.array(True), jnp.array(0, jnp.int32)))
+    return x
 
 
 def face_seeds(shape: tuple[int, ...], axis: int, side: str) -> jax.Array:

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcba.morphology import sweep_until_stable
+
 __all__ = ["GeodesicTortuosity", "geodesic_distance", "geodesic_tortuosity", "METRIC"]
 
 METRIC = "26-neighbourhood graph, Euclidean step lengths 1, sqrt(2), sqrt(3)"
@@ -165,16 +167,7 @@ def geodesic_distance(mask: jax.Array, seeds: jax.Array, max_sweeps: int = 1000)
             g = _direction_sweep(g, d)
         return g
 
-    def cond(state):
-        _, changed, k = state
-        return changed & (k < max_sweeps)
-
-    def body(state):
-        g, _, k = state
-        new = sweep(g)
-        return new, jnp.any(new < g), k + 1
-
-    g, _, _ = lax.while_loop(cond, body, (g0, jnp.array(True), jnp.array(0, jnp.int32)))
+    g = sweep_until_stable(sweep, g0, max_sweeps)  # sweeps only lower g: "changed" = "lowered"
     return jnp.where(g < _UNREACHED, g, jnp.inf)
 
 
