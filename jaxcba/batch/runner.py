@@ -91,9 +91,7 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
     from jaxcba.model import simulate
 
     spec = spec if isinstance(spec, Spec) else parse_spec(spec)
-    jobs = spec.jobs()
-    for job in jobs:  # validates every swept parameter set before any work
-        job.cba_params().validate()
+    jobs = spec.jobs()  # validates every swept parameter set before any work
     if distributed:
         jax.distributed.initialize()
     out = store.prepare(out_dir, spec.raw)

@@ -115,9 +115,7 @@ def run(args) -> int:
     print()
     print(f"{'quantity':<32} {'realization':>12} {'theory':>10} {'paper':>10}")
     for q, v, t_ in rows:
-        def fmt(x):
-            return f"{x:>10.4g}" if isinstance(x, (int, float)) and x is not None else f"{'—' if x is None else x!s:>10}"
-        print(f"{q:<32} {fmt(v):>12} {fmt(t_)} {fmt(PAPER.get(q))}")
+        print(f"{q:<32} {_fmt(v):>12} {_fmt(t_)} {_fmt(PAPER.get(q))}")
     print()
     print("paper: fractions of the FIB-SEM image (Sec. 2.3.3); M of model realizations at 10.57 % graphite (Sec. 4.3).")
     print("M solid in the paper's (TauFactor's) convention eps * sigma_eff / mean(sigma); see docs/transport.md.")
@@ -125,6 +123,13 @@ def run(args) -> int:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"wrote {out / 'demo.png'}, {out / 'report.json'}, {out / 'volume.tif'}")
     return 0
+
+
+def _fmt(x) -> str:
+    """A number to 4 significant digits, None as a dash, text (e.g. "not percolating") as is."""
+    if x is None:
+        return f"{'—':>10}"
+    return f"{x:>10.4g}" if isinstance(x, (int, float)) else f"{x!s:>10}"
 
 
 def _panel(labels, voxel_nm, report, path, title):
