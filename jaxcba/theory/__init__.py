@@ -1,4 +1,4 @@
-"""Closed-form theory of the CBA model (paper Eqs. 2, 10-25): pure, jittable, differentiable.
+"""Closed-form theory of the CBA model (paper Eqs. 2, 10-25, and the graphite two-point coverage): pure, jittable, differentiable.
 
 Every function takes JAX arrays or :class:`~jaxcba.CBAParams` (fields may be batched or
 traced) and returns arrays or small result modules with ``to_dict()``. Lengths in nm.
@@ -17,6 +17,7 @@ from jaxcba.theory.excursion import (
 )
 from jaxcba.theory.fractions import VolumeFractions, ball_fraction, lambda_y_for_fraction, volume_fractions
 from jaxcba.theory.grains import GrainMoments, grain_moments
+from jaxcba.theory.graphite_covariance import graphite_two_point, mean_grain_covariogram
 from jaxcba.theory.miles import GraphiteDensities, graphite_densities, miles_densities
 from jaxcba.theory.spheroid import (
     spheroid_functionals,
@@ -36,6 +37,8 @@ __all__ = [
     "excursion_fraction",
     "fit_eta",
     "grain_moments",
+    "graphite_two_point",
+    "mean_grain_covariogram",
     "graphite_densities",
     "lambda_y_for_fraction",
     "miles_densities",

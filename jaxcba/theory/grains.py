@@ -82,10 +82,13 @@ def _reaches(k1, k2, t_mode, width, iterations: int = 12):
     return left, right
 
 
-def beta_spheroid_means(k1, k2, n: int = 64):
-    """``E[(V, S, K)(W, 1 - W)]`` for ``W ~ Beta(k1, k2)``; each of shape ``broadcast(k1, k2)``.
+def beta_rule(k1, k2, n: int = 64):
+    """Nodes and weights of the logit-Beta rule for ``W ~ Beta(k1, k2)`` (module docstring).
 
-    The spheroid has half-axes ``(W, 1 - W)``; see the module docstring for the rule.
+    Returns ``(w, one_minus_w, weight)``, each of shape ``broadcast(k1, k2) + (2 n,)``: the
+    nodes ``W`` and ``1 - W`` (computed separately, both accurate near 0) and weights summing
+    to 1, so ``E[f(W)] ~ sum(weight * f(w, one_minus_w), -1)``. The two halves of the nodes
+    lie on either side of ``W = 1/2`` (where ``min``/``max`` of the half-axes have a kink).
     """
     k1 = jnp.asarray(k1, dtype=jnp.result_type(k1, float))
     k2 = jnp.asarray(k2, dtype=jnp.result_type(k2, float))
@@ -110,18 +113,24 @@ def beta_spheroid_means(k1, k2, n: int = 64):
             - k1e * jax.nn.log_sigmoid(t_mode)
             - k2e * jax.nn.log_sigmoid(-t_mode)
         )
-        weight = w * half * width * jnp.cosh(v) * jnp.exp(log_density)
-        vol, surf, curv = spheroid_functionals(jax.nn.sigmoid(t), jax.nn.sigmoid(-t))
-        return weight, vol, surf, curv
+        return t, w * half * width * jnp.cosh(v) * jnp.exp(log_density)
 
-    w1, v1, s1, c1 = piece(v_lo, v_split)
-    w2, v2, s2, c2 = piece(v_split, v_hi)
-    total = jnp.sum(w1, -1) + jnp.sum(w2, -1)
+    t1, w1 = piece(v_lo, v_split)
+    t2, w2 = piece(v_split, v_hi)
+    t = jnp.concatenate([t1, t2], -1)
+    weight = jnp.concatenate([w1, w2], -1)
+    weight = weight / jnp.sum(weight, -1, keepdims=True)
+    return jax.nn.sigmoid(t), jax.nn.sigmoid(-t), weight
 
-    def mean(f1, f2):
-        return (jnp.sum(w1 * f1, -1) + jnp.sum(w2 * f2, -1)) / total
 
-    return mean(v1, v2), mean(s1, s2), mean(c1, c2)
+def beta_spheroid_means(k1, k2, n: int = 64):
+    """``E[(V, S, K)(W, 1 - W)]`` for ``W ~ Beta(k1, k2)``; each of shape ``broadcast(k1, k2)``.
+
+    The spheroid has half-axes ``(W, 1 - W)``; see the module docstring for the rule.
+    """
+    w, one_minus_w, weight = beta_rule(k1, k2, n)
+    vol, surf, curv = spheroid_functionals(w, one_minus_w)
+    return tuple(jnp.sum(weight * f, -1) for f in (vol, surf, curv))
 
 
 @partial(jax.jit, static_argnames=('n',))
@@ -147,4 +156,4 @@ def grain_moments(params, voxel_nm: float = 20.0, n: int = 64) -> GrainMoments:
     )
 
 
-__all__ = ["GrainMoments", "grain_moments", "beta_spheroid_means"]
+__all__ = ["GrainMoments", "grain_moments", "beta_spheroid_means", "beta_rule"]
