@@ -2,10 +2,10 @@
 
 In small windows (64^3 at 40 nm, mean ball radius 2.4-3.6 voxels) the image's own CPSD is
 dominated by its few largest balls (exponential radii put most pore-ball volume in a handful of
-balls), so theta is identifiable only to a factor ~1.5 here (measured: a 112^3 twin with
-theta = 0.007 gave a smooth common-random-number objective with its minimum at 0.005-0.006);
-the tolerance below is a factor 1.6, the issue's 15 % on 200^3 twins is run by
-experiments/benchmarks/bench_calibrate.py.
+balls), so theta is identifiable only to a factor ~1.5 here; the tolerance below is a factor 1.6
+(measured with 3 realizations over the default wide scan: 0.0105 -> 0.0098, 0.007 -> 0.0078 on
+seed 11; with 1 realization the 64^3 objective is too flat and noisy, its minimum fell on the
+scan's large-ball edge). The issue's 15 % on 200^3 twins is run by experiments/benchmarks/bench_calibrate.py.
 """
 
 import functools
@@ -28,14 +28,14 @@ SMALL_GRAPHITE = dict(lambda_x=1.5e-8, alpha1=80.0, alpha2=400.0, gamma=2.0)
 
 
 @functools.lru_cache(maxsize=None)
-def _twin(theta, seed):
+def _twin(theta, seed, n=64):
     p = jaxcba.CBAParams.paper().replace(**SMALL_GRAPHITE, theta=theta)
     p = p.replace(lambda_y=float(-math.log1p(-0.18) * theta**3 / (8 * math.pi)))  # V3 = 0.18
-    img = np.asarray(jaxcba.simulate(p, (64, 64, 64), VOXEL, jax.random.PRNGKey(seed)))
+    img = np.asarray(jaxcba.simulate(p, (n, n, n), VOXEL, jax.random.PRNGKey(seed)))
     return p, img
 
 
-@pytest.mark.parametrize("theta, search, n_real", [(0.0105, "both", 1), (0.007, "golden", 1)])
+@pytest.mark.parametrize("theta, search, n_real", [(0.0105, "both", 3), (0.007, "golden", 3)])
 def test_theta_recovered_on_twin(theta, search, n_real):
     truth, img = _twin(theta, seed=11)
     v2 = float(volume_fractions(truth, VOXEL).excursion)
@@ -53,12 +53,47 @@ def test_theta_recovered_on_twin(theta, search, n_real):
     best = min(res.searches, key=lambda s: s.l1)
     assert res.best is best and res.l1 == best.l1
     golden = [s for s in res.searches if s.method == "golden"][0]
-    assert golden.realizations <= n_real * 17 and golden.converged, golden.message
+    assert golden.realizations <= n_real * (len(golden.thetas) + 1) and golden.converged, golden.message
     if search == "both":  # the bracketing search is at least as good as the paper's grid on the same numbers
         grid = [s for s in res.searches if s.method == "grid"][0]
         assert golden.l1 <= grid.l1 * 1.05 and len(grid.thetas) == 7
     d = res.to_dict()
     assert d["theta"] == res.theta and len(d["r_nm"]) == len(d["cpsd_image"])
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_wrong_hint_does_not_restrict_the_scan(seed):
+    # the hint is 3x too small, so (hint / 2, 2 hint) excludes the truth (the old bracket's failure on
+    # the 200^3 paper twin); the default scan spans mean radii 1 voxel .. min(W / 4, 2 x largest pore).
+    # 80^3 window, 3 realizations: measured 0.0110 and 0.0083 for the truth 0.0105 (tolerance factor 1.4;
+    # 64^3 windows are too noisy: one seed of three ended at the scan's small-ball edge, a factor 2.4 off)
+    theta = 0.0105
+    truth, img = _twin(theta, seed=seed, n=80)
+    v2 = float(volume_fractions(truth, VOXEL).excursion)
+    hint = theta / 3.0
+    res = fit_pores(img, VOXEL, truth, v2, theta_hint=hint)
+    g = res.best
+    assert g.method == "golden" and g.converged and res.converged, g.message
+    assert max(g.thetas) > 2 * hint and min(g.thetas) < hint  # the scan reaches beyond the old bracket
+    assert any(t == pytest.approx(hint, rel=1e-9) for t in g.thetas)  # the hint is one more scan point
+    assert theta / 1.4 < res.theta < theta * 1.4, sorted(zip(g.thetas, g.l1s))
+    # the refinement (Brent inside the best scan point's neighbours) ends at the smallest value seen
+    assert g.l1 == pytest.approx(min(g.l1s)) and res.l1 == g.l1
+
+
+@pytest.mark.parametrize("bracket, edge", [((0.001, 0.0025), "upper"), ((0.02, 0.04), "lower")])
+def test_truth_outside_the_scan_range_is_not_converged(bracket, edge):
+    theta = 0.0105
+    truth, img = _twin(theta, seed=11)
+    v2 = float(volume_fractions(truth, VOXEL).excursion)
+    res = fit_pores(img, VOXEL, truth, v2, bracket=bracket, theta_hint=theta)  # the hint lies outside: ignored
+    g = res.best
+    assert not res.converged and not g.converged
+    assert f"{edge} edge" in g.message and "widen" in g.message and "bracket" in g.message
+    assert res.theta == pytest.approx(bracket[1] if edge == "upper" else bracket[0])
+    assert bracket[0] * (1 - 1e-9) <= min(g.thetas) and max(g.thetas) <= bracket[1] * (1 + 1e-9)
+    with pytest.raises(ValueError, match="bracket"):
+        fit_pores(img, VOXEL, truth, v2, bracket=(0.01, 0.005))
 
 
 def test_cpsd_and_l1_reference():

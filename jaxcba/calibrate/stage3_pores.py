@@ -9,8 +9,15 @@ The paper's grid ``0.0125 ... 0.0091 nm^-1`` was placed around its answer 0.0105
 images the same relative grid is centred on a hint (stage 2's ``theta`` by-product, or
 ``1 / r50`` of the image's pore CPSD).
 
-``"golden"`` (default) — a bounded 1-D Brent/golden-section search on ``log theta``
-(``scipy.optimize.minimize_scalar(method="bounded")``) with common random numbers.
+``"golden"`` (default) — no hint needed: a coarse log-spaced scan of ``theta`` (ratio
+:data:`SCAN_RATIO`) over a wide range, the mean ball radius ``1 / theta`` from 1 voxel to the
+smaller of 1/4 of the window's smallest side and twice the image's largest pore radius (where
+its CPSD reaches 0; :func:`scan_range_vox`), or over a user ``bracket``; then a Brent search on
+``log theta`` (``scipy.optimize.minimize_scalar(method="brent")``) started from the best scan
+point and its two neighbours. A hint only adds one scan point. When the best scan point is the
+first or last of the range the search is reported as not converged, naming the edge. (The
+earlier default, a bounded search in ``(hint / 2, 2 hint)`` around stage 2's by-product, missed
+the truth of the 200^3 paper twin when the hint was 3x off and still reported convergence.)
 
 Common random numbers (both searches): per realization key, Ξ1 ∪ Ξ2 is simulated once
 (``jaxcba.simulate`` with a negligible ``lambda_Y``) and the balls are carved from one fixed
@@ -33,7 +40,7 @@ covering it, :func:`jaxcba.calibrate._balls.first_cover`); the CPSD then compare
 at equal removed volume. ``lambda_Y`` is still Eq. 25's.
 
 The L1 distance is ``∫ |CPSD_model(r) - CPSD_image(r)| dr`` [nm] (trapezoid rule on the radius
-grid 1, 1.5, 2, ... voxels), with ``CPSD_model`` the mean of the realizations' CPSDs.
+grid 1, 2, 3, ... voxels, :data:`CPSD_STEP_VOX`), with ``CPSD_model`` the mean of the realizations' CPSDs.
 """
 
 from __future__ import annotations
@@ -53,6 +60,17 @@ from jaxcba.model.params import CBAParams
 #: The paper's grid of theta [nm^-1] (Section 3.2.3), 3 realizations each.
 PAPER_THETA_GRID = (0.0125, 0.0118, 0.0111, 0.0105, 0.0100, 0.0095, 0.0091)
 SEARCHES = ("golden", "grid", "both")
+#: Default scan range of the mean ball radius ``1 / theta``: 1 voxel .. this fraction of the window's smallest side.
+#: The upper end is also at most ``R_MAX_PORES`` times the image's largest pore radius (its CPSD's zero).
+R_MIN_VOX = 1.0
+R_MAX_FRACTION = 0.25
+R_MAX_PORES = 2.0
+#: Ratio of neighbouring theta in the default log-spaced scan.
+SCAN_RATIO = 1.6
+#: Step of the CPSD radius grid [voxels] of the L1 distance (1, 2, 3, ...).
+CPSD_STEP_VOX = 1.0
+#: Ball pool sized for this multiple of Eq. 25's lambda_Y at the largest trial theta (``match_fraction``).
+POOL_HEADROOM = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,17 +127,68 @@ class Stage3Result:
         }
 
 
-def _matched_balls(base, pool, window, theta_vox, q_target):
-    """Balls of the first K pool candidates, K making the cb fraction of graphite-free voxels ~ ``q_target``."""
-    idx = first_cover(pool, window, theta_vox)
+def _matched_balls(base, pool, window, theta_vox, q_target, lam_vox):
+    """Balls of the first K pool candidates, K making the cb fraction of graphite-free voxels ~ ``q_target``.
+
+    Only the candidates arriving before ``2 lam_vox`` (Eq. 25's intensity) are drawn first, then
+    twice as many until they remove enough carbon black (a sparse realization) or the pool ends.
+    """
     cb = base == 1
-    n_free = np.count_nonzero(base != 2)
-    excess = np.count_nonzero(cb) - q_target * n_free  # cb voxels to remove
+    excess = np.count_nonzero(cb) - q_target * np.count_nonzero(base != 2)  # cb voxels to remove
     if excess <= 0:
         return np.zeros(base.shape, bool)
-    removed = np.cumsum(np.bincount(idx[cb], minlength=len(pool.t) + 1))  # removed[k] = cb voxels with idx <= k
-    k = int(np.searchsorted(removed, excess))  # first k with removed[k] >= excess
+    lam = 2.0 * lam_vox
+    while True:
+        n = int(np.searchsorted(pool.t, lam))
+        idx = first_cover(pool, window, theta_vox, n=n)
+        removed = np.cumsum(np.bincount(idx[cb], minlength=n + 1)[:n])  # removed[k] = cb voxels with idx <= k
+        if (n and removed[-1] >= excess) or n == len(pool.t):
+            break
+        lam *= 2.0
+    k = min(int(np.searchsorted(removed, excess)), n - 1)  # first k with removed[k] >= excess
     return idx <= k
+
+
+def _scan_and_refine(evaluate, scan, user_bracket, xtol, max_evals, n_realizations, n_cached) -> ThetaSearch:
+    """The default search: the log-spaced ``scan``, then Brent on ``log theta`` inside the best point's neighbours."""
+    import scipy.optimize
+
+    t0 = time.perf_counter()
+    n0 = n_cached()
+    trace = []
+
+    def objective(x):  # x = log theta - log theta_ref + 10 (|x| ~ 10: Brent's tolerance is relative)
+        theta = math.exp(x - 10.0) * ref
+        l1 = evaluate(theta)[1]
+        trace.append((theta, l1))
+        return l1
+
+    ref = float(scan[0])
+    l1s = [objective(10.0 + math.log(t / ref)) for t in scan]
+    i = int(np.argmin(l1s))
+    where = "given bracket" if user_bracket else "default scan range (scan_range_vox)"
+    if i in (0, len(scan) - 1):
+        theta = float(scan[i])
+        side = ("lower edge (largest balls, theta_lo)" if i == 0 else "upper edge (smallest balls, theta_hi)")
+        converged = False
+        message = (f"not converged: the best scan value theta = {theta:.4g} nm^-1 lies at the {side} of the {where} "
+                   f"[{scan[0]:.4g}, {scan[-1]:.4g}] nm^-1: widen the range (bracket=...) beyond that edge")
+    else:
+        xs = [10.0 + math.log(scan[j] / ref) for j in (i - 1, i, i + 1)]
+        res = scipy.optimize.minimize_scalar(objective, bracket=tuple(xs), method="brent",
+                                             options={"xtol": xtol / 10.0, "maxiter": max_evals})
+        x_best = res.x if res.fun <= l1s[i] else xs[1]
+        theta = math.exp(x_best - 10.0) * ref
+        converged = bool(res.success)
+        message = (f"log-spaced scan of {len(scan)} theta over the {where}, then Brent on log theta between "
+                   f"{scan[i - 1]:.4g} and {scan[i + 1]:.4g} nm^-1 (common random numbers)"
+                   if converged else f"not converged: Brent refinement stopped: {res.message.strip()}")
+    lam, l1, mean = evaluate(theta)
+    return ThetaSearch(
+        method="golden", theta=theta, lambda_y=lam, l1=l1, thetas=tuple(t for t, _ in trace),
+        l1s=tuple(v for _, v in trace), realizations=(n_cached() - n0) * n_realizations,
+        seconds=time.perf_counter() - t0, converged=converged, message=message, cpsd_model=mean,
+    )
 
 
 def lambda_y_for(v_total: float, v1: float, v2: float, theta: float) -> float:
@@ -136,6 +205,14 @@ def lambda_y_for(v_total: float, v1: float, v2: float, theta: float) -> float:
     return lam
 
 
+def scan_range_vox(window, r_zero_vox: float) -> tuple[float, float]:
+    """Default scan range of the mean ball radius ``1 / theta`` [voxels]: from :data:`R_MIN_VOX` to
+    ``min(R_MAX_FRACTION * min(window), R_MAX_PORES * r_zero_vox)`` (at least twice the lower end),
+    with ``r_zero_vox`` the largest radius at which the image's CPSD is still > 0."""
+    r_hi = min(R_MAX_FRACTION * min(window), R_MAX_PORES * r_zero_vox)
+    return R_MIN_VOX, max(2.0 * R_MIN_VOX, r_hi)
+
+
 def fit_pores(
     labels,
     voxel_nm: float,
@@ -149,8 +226,9 @@ def fit_pores(
     window=None,
     seed: int = 0,
     bracket: tuple[float, float] | None = None,
+    scan_ratio: float = SCAN_RATIO,
     xtol: float = 0.01,
-    max_evals: int = 16,
+    max_evals: int = 12,
     match_fraction: bool = True,
     progress: bool = False,
 ) -> Stage3Result:
@@ -162,14 +240,18 @@ def fit_pores(
         base: parameters of Ξ1 and Ξ2 (stages 1-2); ``theta``/``lambda_y`` are ignored.
         v2: volume fraction of Ξ2 (stage 2) used in Eq. 25.
         search: ``"golden"`` (default), ``"grid"`` or ``"both"`` (best of both is returned).
-        theta_hint: centre of the default grid / bracket [nm^-1].
-        thetas: explicit grid [nm^-1] (default: :data:`PAPER_THETA_GRID` scaled to ``theta_hint``).
+        theta_hint: centre of the paper's grid [nm^-1] (default ``1 / r50`` of the image's pore
+            CPSD); for ``"golden"`` only one extra scan point, it never narrows the scan.
+        thetas: explicit grid of ``"grid"`` [nm^-1] (default: :data:`PAPER_THETA_GRID` scaled to ``theta_hint``).
         n_realizations: realizations per trial theta (common random numbers: same keys).
         window: realization shape (default: the image's).
         seed: seed of the realization keys.
-        bracket: ``(theta_lo, theta_hi)`` of the golden search (default ``hint / 2, hint * 2``).
-        xtol: absolute tolerance of the golden search in ``log theta``.
-        max_evals: evaluation budget of the golden search.
+        bracket: ``(theta_lo, theta_hi)`` [nm^-1] of the ``"golden"`` scan (user override; default:
+            mean ball radius ``1 / theta`` from 1 voxel to the smaller of 1/4 of the window's smallest
+            side and twice the image's largest pore radius, :func:`scan_range_vox`).
+        scan_ratio: ratio of neighbouring theta of the log-spaced scan (> 1).
+        xtol: absolute tolerance of the Brent refinement in ``log theta``.
+        max_evals: iteration budget of the Brent refinement (after the scan).
         match_fraction: per realization, carve as many pool balls (in arrival order) as make
             its cb fraction of the graphite-free voxels equal the image's (variance reduction,
             module docstring); ``False``: the ``lambda_Y`` of Eq. 25 for every realization.
@@ -196,9 +278,11 @@ def fit_pores(
     lambda_y_for(v_total, v1, v2, 1.0 / voxel_nm)  # reachability check (independent of theta)
     q_img = float(np.count_nonzero(vol == 1)) / float(np.count_nonzero(vol != 2))
 
-    radii_vox = radius_grid(0.25 * min(vol.shape))
+    radii_vox = radius_grid(0.25 * min(vol.shape), CPSD_STEP_VOX)
     cpsd_img = pore_cpsd(vol, voxel_nm, radii_vox)
-    keep = int(np.max(np.nonzero(cpsd_img > 0)[0], initial=0)) + 3  # grid up to a little past the image's zero
+    last = int(np.max(np.nonzero(cpsd_img > 0)[0], initial=0))
+    r_zero_vox = float(radii_vox[last])
+    keep = last + 2  # grid up to a little past the image's zero
     radii_vox = radii_vox[: min(keep, len(radii_vox))]
     cpsd_img = cpsd_img[: len(radii_vox)]
     r_nm = radii_vox * voxel_nm
@@ -211,15 +295,27 @@ def fit_pores(
         grid = (np.asarray(PAPER_THETA_GRID) * theta_hint / 0.0105) if thetas is None else np.asarray(thetas, float)
         if grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
             raise ValueError(f"thetas must be finite numbers > 0 [nm^-1], got {grid.tolist()}")
-    lo, hi = bracket if bracket is not None else (theta_hint / 2.0, theta_hint * 2.0)
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise ValueError(f"bracket must satisfy 0 < theta_lo < theta_hi, got {(lo, hi)}")
-    theta_lo = min(lo, float(grid.min())) if grid is not None else lo
-    theta_hi = max(hi, float(grid.max())) if grid is not None else hi
+    if not (scan_ratio > 1.0 and math.isfinite(scan_ratio)):
+        raise ValueError(f"scan_ratio must be a finite number > 1, got {scan_ratio}")
+    scan = None
+    if search in ("golden", "both"):
+        if bracket is not None:
+            lo, hi = (float(x) for x in bracket)
+            if not (0 < lo < hi and math.isfinite(hi)):
+                raise ValueError(f"bracket must satisfy 0 < theta_lo < theta_hi [nm^-1], got {(lo, hi)}")
+        else:
+            r_lo, r_hi = scan_range_vox(window, r_zero_vox)
+            lo, hi = 1.0 / (r_hi * voxel_nm), 1.0 / (r_lo * voxel_nm)
+        n_scan = max(3, int(math.ceil(math.log(hi / lo) / math.log(scan_ratio) - 1e-9)) + 1)
+        scan = np.geomspace(lo, hi, n_scan)
+        if lo < theta_hint < hi and np.min(np.abs(np.log(scan / theta_hint))) > 0.1 * math.log(scan_ratio):
+            scan = np.sort(np.append(scan, theta_hint))  # the hint is one more scan point, never a limit
+    theta_lo = min(float(x.min()) for x in (grid, scan) if x is not None)
+    theta_hi = max(float(x.max()) for x in (grid, scan) if x is not None)
 
     # common random numbers: per key one realization of Xi1 ∪ Xi2 (no balls) and one ball pool
     keys = jax.random.split(jax.random.PRNGKey(seed), 2 * n_realizations)
-    lam_max = lambda_y_for(v_total, v1, v2, theta_hi) * voxel_nm**3
+    lam_max = POOL_HEADROOM * lambda_y_for(v_total, v1, v2, theta_hi) * voxel_nm**3
     no_balls = base.replace(theta=1.0, lambda_y=1e-30)
     bases, pools = [], []
     for i in range(n_realizations):
@@ -242,7 +338,7 @@ def fit_pores(
         curves = []
         for b, pool in zip(bases, pools):
             if match_fraction:
-                labels_m = carve(b, _matched_balls(b, pool, window, theta * voxel_nm, q_img))
+                labels_m = carve(b, _matched_balls(b, pool, window, theta * voxel_nm, q_img, lam * voxel_nm**3))
             else:
                 labels_m = carve(b, ball_mask(pool, window, lam * voxel_nm**3, theta * voxel_nm))
             curves.append(pore_cpsd(labels_m, voxel_nm, radii_vox))
@@ -268,32 +364,8 @@ def fit_pores(
             cpsd_model=results[i][2],
         ))
     if search in ("golden", "both"):
-        import scipy.optimize
-
-        t0 = time.perf_counter()
-        n0 = len(cache)
-        trace = []
-
-        def objective(log_theta):
-            lam, l1, _ = evaluate(math.exp(log_theta))
-            trace.append((math.exp(log_theta), l1))
-            return l1
-
-        res = scipy.optimize.minimize_scalar(
-            objective, bounds=(math.log(lo), math.log(hi)), method="bounded",
-            options={"xatol": xtol, "maxiter": max_evals},
-        )
-        theta = math.exp(res.x)
-        lam, l1, mean = evaluate(theta)
-        near_edge = min(res.x - math.log(lo), math.log(hi) - res.x) < 2 * xtol
-        converged = bool(res.success) and not near_edge
-        message = ("bounded Brent search on log theta with common random numbers" if converged else
-                   ("optimum at the edge of the bracket: widen it" if near_edge else f"not converged: {res.message}"))
-        searches.append(ThetaSearch(
-            method="golden", theta=theta, lambda_y=lam, l1=l1, thetas=tuple(t for t, _ in trace),
-            l1s=tuple(v for _, v in trace), realizations=(len(cache) - n0) * n_realizations,
-            seconds=time.perf_counter() - t0, converged=converged, message=message, cpsd_model=mean,
-        ))
+        searches.append(_scan_and_refine(evaluate, scan, bracket is not None, xtol, max_evals, n_realizations,
+                                         lambda: len(cache)))
     if bar is not None:
         bar.close()
     best = min(searches, key=lambda s: s.l1)
@@ -304,4 +376,4 @@ def fit_pores(
     )
 
 
-__all__ = ["Stage3Result", "ThetaSearch", "fit_pores", "lambda_y_for", "PAPER_THETA_GRID", "SEARCHES"]
+__all__ = ["Stage3Result", "ThetaSearch", "fit_pores", "lambda_y_for", "scan_range_vox", "PAPER_THETA_GRID", "SEARCHES"]
