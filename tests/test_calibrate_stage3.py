@@ -75,7 +75,8 @@ def test_wrong_hint_does_not_restrict_the_scan(seed):
     g = res.best
     assert g.method == "golden" and g.converged and res.converged, g.message
     assert max(g.thetas) > 2 * hint and min(g.thetas) < hint  # the scan reaches beyond the old bracket
-    assert any(t == pytest.approx(hint, rel=1e-9) for t in g.thetas)  # the hint is one more scan point
+    assert any(t == pytest.approx(hint, rel=1e-9) for t in g.scan)  # the hint is one more scan point
+    assert g.thetas[: len(g.scan)] == g.scan and len(g.scan) >= 6
     assert theta / 1.4 < res.theta < theta * 1.4, sorted(zip(g.thetas, g.l1s))
     # the refinement (Brent inside the best scan point's neighbours) ends at the smallest value seen
     assert g.l1 == pytest.approx(min(g.l1s)) and res.l1 == g.l1
@@ -92,6 +93,7 @@ def test_truth_outside_the_scan_range_is_not_converged(bracket, edge):
     assert f"{edge} edge" in g.message and "widen" in g.message and "bracket" in g.message
     assert res.theta == pytest.approx(bracket[1] if edge == "upper" else bracket[0])
     assert bracket[0] * (1 - 1e-9) <= min(g.thetas) and max(g.thetas) <= bracket[1] * (1 + 1e-9)
+    assert g.scan[0] == pytest.approx(bracket[0]) and g.scan[-1] == pytest.approx(bracket[1])
     with pytest.raises(ValueError, match="bracket"):
         fit_pores(img, VOXEL, truth, v2, bracket=(0.01, 0.005))
 

@@ -75,7 +75,9 @@ POOL_HEADROOM = 4.0
 
 @dataclasses.dataclass(frozen=True)
 class ThetaSearch:
-    """One search over theta: the best theta, its lambda_Y and L1, every evaluation, the cost."""
+    """One search over theta: the best theta, its lambda_Y and L1, every evaluation (``thetas``/``l1s``
+    in call order), the cost; ``scan``: the ``"golden"`` search's log-spaced scan points [nm^-1]
+    (the first ``len(scan)`` evaluations), empty for ``"grid"``."""
 
     method: str
     theta: float
@@ -88,10 +90,12 @@ class ThetaSearch:
     converged: bool
     message: str
     cpsd_model: np.ndarray
+    scan: tuple = ()
 
     def to_dict(self) -> dict:
         return {
             "method": self.method, "theta": self.theta, "lambda_y": self.lambda_y, "l1_nm": self.l1,
+            "scan": list(self.scan),
             "thetas": list(self.thetas), "l1s_nm": list(self.l1s), "realizations": self.realizations,
             "seconds": self.seconds, "converged": self.converged, "message": self.message,
             "cpsd_model": np.asarray(self.cpsd_model).tolist(),
@@ -188,6 +192,7 @@ def _scan_and_refine(evaluate, scan, user_bracket, xtol, max_evals, n_realizatio
         method="golden", theta=theta, lambda_y=lam, l1=l1, thetas=tuple(t for t, _ in trace),
         l1s=tuple(v for _, v in trace), realizations=(n_cached() - n0) * n_realizations,
         seconds=time.perf_counter() - t0, converged=converged, message=message, cpsd_model=mean,
+        scan=tuple(t for t, _ in trace[: len(scan)]),
     )
 
 
@@ -306,7 +311,7 @@ def fit_pores(
         else:
             r_lo, r_hi = scan_range_vox(window, r_zero_vox)
             lo, hi = 1.0 / (r_hi * voxel_nm), 1.0 / (r_lo * voxel_nm)
-        n_scan = max(3, int(math.ceil(math.log(hi / lo) / math.log(scan_ratio) - 1e-9)) + 1)
+        n_scan = max(3, math.ceil(math.log(hi / lo) / math.log(scan_ratio) - 1e-9) + 1)
         scan = np.geomspace(lo, hi, n_scan)
         if lo < theta_hint < hi and np.min(np.abs(np.log(scan / theta_hint))) > 0.1 * math.log(scan_ratio):
             scan = np.sort(np.append(scan, theta_hint))  # the hint is one more scan point, never a limit
