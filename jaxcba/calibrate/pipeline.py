@@ -133,6 +133,7 @@ def calibrate(
     initial: CBAParams | None = None,
     stage1_starts: int = 4,
     stage1_options: dict | None = None,
+    stage1_descriptor: str = "auto",
     stage2_estimator: str = "masked",
     cutout=None,
     theta_search: str = "golden",
@@ -154,6 +155,11 @@ def calibrate(
         initial: parameters for the stages not run (default: Table 2).
         stage1_starts: number of stage 1 starts.
         stage1_options: extra keyword arguments of :func:`fit_graphite` (e.g. ``max_steps``).
+        stage1_descriptor: ``"eq17"`` (the paper's V, S, K, N), ``"contact"`` (V and the graphite
+            contact distribution, :mod:`jaxcba.calibrate.stage1_contact`) or ``"auto"``
+            (default): ``"contact"`` for images coarser than :data:`CONTACT_ABOVE_NM` (the 2x2x2
+            K of thin platelets is ~2x too large at 40 nm), else ``"eq17"``; given
+            ``graphite_targets`` always use ``"eq17"``.
         stage2_estimator: ``"masked"`` (default) or ``"cutout"``; ``cutout``: its box.
         theta_search: ``"golden"`` (default), ``"grid"`` or ``"both"``.
         n_realizations, window, seed: stage 3 realizations.
@@ -188,10 +194,17 @@ def calibrate(
 
     if 1 in run:
         t0 = time.perf_counter()
-        targets = GraphiteTargets.from_labels(vol, voxel_nm) if graphite_targets is None else _targets(graphite_targets)
-        opt_method = method
-        s1 = fit_graphite(targets, voxel_nm, method=opt_method, starts=stage1_starts, progress=progress,
-                          **(stage1_options or {}))
+        descriptor = _stage1_descriptor(stage1_descriptor, voxel_nm, graphite_targets)
+        if descriptor == "contact":
+            from jaxcba.calibrate.stage1_contact import fit_graphite_contact
+
+            s1 = fit_graphite_contact(vol, voxel_nm, method=method, starts=stage1_starts, progress=progress,
+                                      **(stage1_options or {}))
+        else:
+            targets = (GraphiteTargets.from_labels(vol, voxel_nm) if graphite_targets is None
+                       else _targets(graphite_targets))
+            s1 = fit_graphite(targets, voxel_nm, method=method, starts=stage1_starts, progress=progress,
+                              **(stage1_options or {}))
         values.update(s1.params)
         if not s1.converged:
             problems.append(f"stage 1 did not converge: {s1.message}")
@@ -240,6 +253,22 @@ def calibrate(
     )
 
 
+#: ``stage1_descriptor="auto"`` uses the contact distribution for voxels coarser than this [nm].
+CONTACT_ABOVE_NM = 25.0
+
+
+def _stage1_descriptor(choice: str, voxel_nm: float, graphite_targets) -> str:
+    if choice not in ("auto", "eq17", "contact"):
+        raise ValueError(f"stage1_descriptor must be 'auto', 'eq17' or 'contact', got {choice!r}")
+    if graphite_targets is not None:
+        if choice == "contact":
+            raise ValueError("stage1_descriptor='contact' measures the image; it cannot use given graphite_targets")
+        return "eq17"
+    if choice == "auto":
+        return "contact" if voxel_nm > CONTACT_ABOVE_NM else "eq17"
+    return choice
+
+
 def _targets(t) -> GraphiteTargets:
     from jaxcba.calibrate.stage1_graphite import _as_targets
 
@@ -259,7 +288,12 @@ def _descriptor_rows(vol, voxel_nm, params, s1, s2, s3) -> list[DescriptorRow]:
                                        voxel_nm))
         for i, (name, unit) in enumerate((("graphite V_V", "1"), ("graphite S_V", "nm^-1"), ("graphite K_V (M_V)", "nm^-2"),
                                           ("graphite N_V (chi_V)", "nm^-3"))):
-            rows.append(DescriptorRow(name, unit, float(s1.targets.as_array()[i]), float(d[i]), "stage 1, Miles"))
+            used = s1.descriptor == "eq17" or i == 0
+            rows.append(DescriptorRow(name, unit, float(s1.targets.as_array()[i]), float(d[i]),
+                                      "stage 1, Miles" + ("" if used else " (held out)")))
+        if s1.contact is not None:
+            rows.append(DescriptorRow("graphite contact y(r) rms rel.", "1", 0.0, s1.residuals["y_rms"],
+                                      "stage 1 (contact distribution)"))
         if np.any(vol == 2):
             rows.append(_graphite_two_point_row(vol, voxel_nm, params))
     vf = volume_fractions(params, voxel_nm)

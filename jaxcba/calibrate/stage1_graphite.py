@@ -132,6 +132,8 @@ class Stage1Result:
         converged: the best run's optimiser converged, no bounded parameter is at its box
             edge and the values are not absurd (module docstring).
         message: the best run's stopping message, plus the reason when not converged.
+        descriptor: ``"eq17"`` (this module) or ``"contact"`` (:mod:`jaxcba.calibrate.stage1_contact`).
+        contact: ``"contact"`` only: measured and fitted ``y(r)``.
     """
 
     params: dict
@@ -150,6 +152,8 @@ class Stage1Result:
     n_reaching_best: int
     converged: bool
     message: str
+    descriptor: str = "eq17"
+    contact: dict | None = None
 
     @property
     def seconds(self) -> float:
@@ -170,6 +174,8 @@ class Stage1Result:
             "n_reaching_best": self.n_reaching_best,
             "converged": self.converged,
             "message": self.message,
+            "descriptor": self.descriptor,
+            "contact": self.contact,
             "seconds": self.seconds,
             "starts": [dict(s) for s in self.starts],
             "runs": [

@@ -30,6 +30,9 @@ def add_parser(sub):
     p.add_argument("--joint-voxel-nm", type=positive_float, default=None,
                    help="joint mode: voxel of the soft realizations, a multiple of --voxel-nm (default ~80 nm)")
     p.add_argument("--starts", type=int, default=4, help="stage 1 starts (default 4)")
+    p.add_argument("--stage1-descriptor", default="auto", choices=("auto", "eq17", "contact"),
+                   help="stage 1 targets: eq17 (the paper's V, S, K, N), contact (V and the graphite contact "
+                        "distribution, for coarse voxels), auto (contact above 25 nm; default)")
     p.add_argument("--estimator", default="masked", choices=ESTIMATORS, help="stage 2 estimator (default masked)")
     p.add_argument("--cutout", default=None, metavar="z0:z1,y0:y1,x0:x1|auto",
                    help="stage 2 cutout box (voxel indices; implies --estimator cutout)")
@@ -69,6 +72,7 @@ def run(args) -> int:
     res = calibrate(
         vol, args.voxel_nm, stages, args.method, initial=initial, stage1_starts=args.starts,
         stage2_estimator=estimator, cutout=cutout, theta_search=args.theta_search,
+        stage1_descriptor=args.stage1_descriptor,
         n_realizations=args.realizations, seed=args.seed, joint_options=joint_options,
         progress=not args.no_progress,
     )
