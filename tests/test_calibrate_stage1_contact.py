@@ -76,4 +76,5 @@ def test_bad_input():
         _stage1_descriptor("minkowski", 40.0, None)
     assert _stage1_descriptor("auto", 40.0, None) == "contact"
     assert _stage1_descriptor("auto", 20.0, None) == "eq17"
+    assert _stage1_descriptor("auto", 40.0, None, 48) == "eq17"  # too few radii in a 48^3 window
     assert _stage1_descriptor("auto", 40.0, {"V": 0.1, "S": 1e-3, "K": 1e-7, "N": 1e-10}) == "eq17"

@@ -158,7 +158,8 @@ def calibrate(
         stage1_descriptor: ``"eq17"`` (the paper's V, S, K, N), ``"contact"`` (V and the graphite
             contact distribution, :mod:`jaxcba.calibrate.stage1_contact`) or ``"auto"``
             (default): ``"contact"`` for images coarser than :data:`CONTACT_ABOVE_NM` (the 2x2x2
-            K of thin platelets is ~2x too large at 40 nm), else ``"eq17"``; given
+            K of thin platelets is ~2x too large at 40 nm) with sides of at least
+            :data:`CONTACT_MIN_SIDE` voxels, else ``"eq17"``; given
             ``graphite_targets`` always use ``"eq17"``.
         stage2_estimator: ``"masked"`` (default) or ``"cutout"``; ``cutout``: its box.
         theta_search: ``"golden"`` (default), ``"grid"`` or ``"both"``.
@@ -194,7 +195,7 @@ def calibrate(
 
     if 1 in run:
         t0 = time.perf_counter()
-        descriptor = _stage1_descriptor(stage1_descriptor, voxel_nm, graphite_targets)
+        descriptor = _stage1_descriptor(stage1_descriptor, voxel_nm, graphite_targets, min(vol.shape))
         if descriptor == "contact":
             from jaxcba.calibrate.stage1_contact import fit_graphite_contact
 
@@ -257,7 +258,12 @@ def calibrate(
 CONTACT_ABOVE_NM = 25.0
 
 
-def _stage1_descriptor(choice: str, voxel_nm: float, graphite_targets) -> str:
+#: ... and windows of at least this many voxels per side (the contact distribution is measured
+#: at r = 2 .. side/8 voxels with minus sampling, so smaller windows leave too few radii).
+CONTACT_MIN_SIDE = 64
+
+
+def _stage1_descriptor(choice: str, voxel_nm: float, graphite_targets, side: int = CONTACT_MIN_SIDE) -> str:
     if choice not in ("auto", "eq17", "contact"):
         raise ValueError(f"stage1_descriptor must be 'auto', 'eq17' or 'contact', got {choice!r}")
     if graphite_targets is not None:
@@ -265,7 +271,7 @@ def _stage1_descriptor(choice: str, voxel_nm: float, graphite_targets) -> str:
             raise ValueError("stage1_descriptor='contact' measures the image; it cannot use given graphite_targets")
         return "eq17"
     if choice == "auto":
-        return "contact" if voxel_nm > CONTACT_ABOVE_NM else "eq17"
+        return "contact" if voxel_nm > CONTACT_ABOVE_NM and side >= CONTACT_MIN_SIDE else "eq17"
     return choice
 
 
