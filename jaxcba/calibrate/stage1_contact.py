@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcba.calibrate._measure import checked_labels, graphite_densities_of_image
-from jaxcba.calibrate.optimize import minimize
 from jaxcba.calibrate.stage1_graphite import (
     DEFAULT_BOUNDS,
     GRAPHITE_FIELDS,
@@ -43,10 +42,10 @@ from jaxcba.calibrate.stage1_graphite import (
     _box,
     _from_coords,
     _sanity,
-    _to_coords,
     default_starts,
     graphite_params,
     model_densities,
+    run_starts,
 )
 
 V_WEIGHT = 100.0  # weight of the relative V residual against the mean relative y residual
@@ -134,21 +133,12 @@ def fit_graphite_contact(labels, voxel_nm: float, *, method: str = "lbfgs", star
     targets = graphite_densities_of_image(vol, voxel_nm)
     cd = contact_distribution(vol, voxel_nm)
     box_np = _box(None)
-    box = jnp.asarray(box_np)
-    args_tail = (box, jnp.asarray(voxel_nm), jnp.asarray(targets.V), jnp.asarray(cd.r_nm), jnp.asarray(cd.y))
+    args_tail = (jnp.asarray(voxel_nm), jnp.asarray(targets.V), jnp.asarray(cd.r_nm), jnp.asarray(cd.y))
     start_list = default_starts(targets, voxel_nm, starts)
     opts = {"gtol": 1e-9, "ftol": 1e-10} | dict(optimizer_options)
-    runs, finals, losses = [], [], []
-    for i, s in enumerate(start_list):
-        start = np.array([s[k] for k in GRAPHITE_FIELDS], dtype=float)
-        lam0 = jnp.asarray(start[0])
-        res = minimize(_contact_loss, jnp.asarray(_to_coords(start, box_np, voxel_nm)), method,
-                       args=(lam0,) + args_tail, max_steps=max_steps, progress=progress, **opts,
-                       desc=f"stage 1 (contact) start {i + 1}/{len(start_list)}")
-        values = np.asarray(_from_coords(res.x, lam0, box, voxel_nm), dtype=float)
-        runs.append(res)
-        finals.append(values)
-        losses.append(float(res.loss) if np.isfinite(res.loss) else np.inf)
+    runs, finals = run_starts(_contact_loss, start_list, box_np, voxel_nm, method, args_tail, max_steps=max_steps,
+                              progress=progress, desc="stage 1 (contact)", **opts)
+    losses = [float(r.loss) if np.isfinite(r.loss) else np.inf for r in runs]
     losses_arr = np.asarray(losses)
     if not np.any(np.isfinite(losses_arr)):
         raise ValueError("stage 1 (contact) failed: every start ended with a non-finite loss")

@@ -333,24 +333,11 @@ def fit_graphite(
     w_np = eq17_weights(weight_nm) * tw
     box_np = _box(bounds)
     weights = jnp.asarray(w_np)
-    box = jnp.asarray(box_np)
     target = jnp.asarray(targets.as_array())
     vox = jnp.asarray(float(voxel_nm))
-    runs, finals, losses = [], [], []
-    for i, s in enumerate(start_list):
-        start = np.asarray(_graphite_values(s), dtype=float)
-        if not (np.all(start > 0) and np.all(np.isfinite(start))):
-            raise ValueError(f"start {i} must have four finite positive graphite parameters, got {s}")
-        x0 = jnp.asarray(_to_coords(start, box_np, voxel_nm))
-        lam0 = jnp.asarray(start[0])
-        res = minimize(
-            _scaled_loss, x0, method, args=(lam0, box, target, weights, vox),
-            max_steps=max_steps, progress=progress, desc=f"stage 1 start {i + 1}/{len(start_list)}", **opts,
-        )
-        values = np.asarray(_from_coords(res.x, lam0, box, vox), dtype=float)
-        runs.append(res)
-        finals.append(values)
-        losses.append(_weighted_loss(values, targets, voxel_nm, w_np))
+    runs, finals = run_starts(_scaled_loss, start_list, box_np, voxel_nm, method, (target, weights, vox),
+                              max_steps=max_steps, progress=progress, desc="stage 1", **opts)
+    losses = [_weighted_loss(values, targets, voxel_nm, w_np) for values in finals]
     losses_arr = np.asarray(losses)
     losses_arr = np.where(np.isfinite(losses_arr), losses_arr, np.inf)
     best = int(np.argmin(losses_arr))
@@ -387,6 +374,27 @@ def fit_graphite(
         converged=converged,
         message=message,
     )
+
+
+def run_starts(loss_fn, start_list, box_np, voxel_nm: float, method: str, args_tail: tuple, *,
+               max_steps: int, progress: bool, desc: str, **opts) -> tuple[list, list]:
+    """One :func:`minimize` run per start in the bounded coordinates (:func:`_from_coords`).
+
+    ``loss_fn(x, lam0, box, *args_tail)``; returns the runs and each run's final
+    ``(lambda_x, alpha1, alpha2, gamma)`` as float arrays.
+    """
+    box = jnp.asarray(box_np)
+    runs, finals = [], []
+    for i, s in enumerate(start_list):
+        start = np.asarray(_graphite_values(s), dtype=float)
+        if not (np.all(start > 0) and np.all(np.isfinite(start))):
+            raise ValueError(f"start {i} must have four finite positive graphite parameters, got {s}")
+        lam0 = jnp.asarray(start[0])
+        res = minimize(loss_fn, jnp.asarray(_to_coords(start, box_np, voxel_nm)), method, args=(lam0, box) + args_tail,
+                       max_steps=max_steps, progress=progress, desc=f"{desc} start {i + 1}/{len(start_list)}", **opts)
+        runs.append(res)
+        finals.append(np.asarray(_from_coords(res.x, lam0, box, voxel_nm), dtype=float))
+    return runs, finals
 
 
 def _sanity(x, values, fitted, targets, voxel_nm) -> list[str]:
