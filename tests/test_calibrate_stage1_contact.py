@@ -72,6 +72,10 @@ def test_bad_input():
     tiny[5:7, 5:7, 5:7] = 2
     with pytest.raises(ValueError, match="too small"):
         contact_distribution(tiny, 40.0)
+    with pytest.raises(ValueError, match="voxel_nm"):
+        contact_distribution(tiny, -40.0)
+    with pytest.raises(ValueError, match="voxel_nm"):
+        fit_graphite_contact(tiny, float("nan"))
     with pytest.raises(ValueError, match="stage1_descriptor"):
         _stage1_descriptor("minkowski", 40.0, None)
     assert _stage1_descriptor("auto", 40.0, None) == "contact"

@@ -41,6 +41,7 @@ from jaxcba.calibrate.stage1_graphite import (
     Stage1Result,
     _box,
     _from_coords,
+    _positive,
     _sanity,
     default_starts,
     graphite_params,
@@ -69,6 +70,7 @@ def contact_distribution(labels, voxel_nm: float) -> ContactDistribution:
     """Border-corrected spherical contact distribution of the graphite phase (module docstring)."""
     from jaxcba.descriptors.distance import squared_distance_to
 
+    voxel_nm = _positive(voxel_nm, "voxel_nm")
     vol = checked_labels(labels)
     graphite = vol == 2
     if not graphite.any():
@@ -128,7 +130,7 @@ def fit_graphite_contact(labels, voxel_nm: float, *, method: str = "lbfgs", star
     ``"nelder-mead"``; ``starts``: number of default starts; ``**optimizer_options``: passed to
     :func:`jaxcba.calibrate.optimize.minimize`.
     """
-    voxel_nm = float(voxel_nm)
+    voxel_nm = _positive(voxel_nm, "voxel_nm")
     vol = checked_labels(labels)
     targets = graphite_densities_of_image(vol, voxel_nm)
     cd = contact_distribution(vol, voxel_nm)
