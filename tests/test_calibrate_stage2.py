@@ -176,3 +176,32 @@ def test_masked_estimator_flags_degenerate_small_windows():
             assert abs(res.mu - truth.mu) < 0.4 and abs(truth.eta / res.eta - 1) < 0.2, (n, seed, res.mu, 1 / res.eta)
         else:
             assert "not a fit" in res.message
+
+
+def test_refit_given_theta_recovers_eta_v3_from_the_closed_form():
+    # C_G(h) synthesised by the masked model itself at known (q, eta, theta, V3): the profile fit at the
+    # true theta must return eta and V3 (and V2 = q / (1 - V3), mu by Eq. 19); at a wrong theta the
+    # least-squares residual is larger.
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from jaxcba.calibrate.stage2_excursion import masked_model, refit_given_theta
+
+    labels = synthetic_cba((48,) * 3, 0.5, 0.5, v3=0.15, theta_vox=0.42, seed=3)
+    s2 = fit_excursion(labels, 40.0, estimator="masked")
+    q, eta, theta, v3 = 0.25, 0.0127, 0.0105, 0.18
+    h = np.arange(13) * 40.0
+    c = np.asarray(masked_model(jnp.asarray(h), q, eta, theta, v3))
+    s2 = dataclasses.replace(s2, q=q, h_nm=h, c_obs=c)
+    fit = refit_given_theta(s2, theta)
+    assert fit.converged and fit.theta == theta
+    assert fit.eta == pytest.approx(eta, rel=1e-4) and fit.v3 == pytest.approx(v3, abs=1e-4)
+    assert fit.v2 == pytest.approx(q / (1 - fit.v3), rel=1e-12)
+    assert fit.mu == pytest.approx(norm.ppf(1 - fit.v2), abs=1e-9)
+    assert refit_given_theta(s2, 2 * theta).loss > 100 * max(fit.loss, 1e-12)
+    with pytest.raises(ValueError, match="theta"):
+        refit_given_theta(s2, -1.0)
+    cut = fit_excursion(labels, 40.0, estimator="cutout", cutout=(0, 48, 0, 48, 0, 48))
+    with pytest.raises(ValueError, match="masked"):
+        refit_given_theta(cut, theta)

@@ -131,3 +131,33 @@ def test_bad_input():
         fit_pores(img.astype(np.float32) + 0.5, VOXEL, truth, v2)
     with pytest.raises(ValueError, match="pore"):
         fit_pores(np.ones((16, 16, 16), np.uint8), VOXEL, truth, v2)
+
+
+def test_profile_search_takes_mu_eta_from_the_refit_at_each_theta():
+    # excursion_for_theta is called at every trial theta; the result carries the refit at the chosen theta,
+    # lambda_Y is Eq. 25's with that refit's V2, and the chosen theta is the truth's within the tolerance
+    # of the small window (factor 1.6, module docstring). The stub returns the truth's (mu, eta) with a
+    # V2 that depends on theta, so the bases differ between trial theta.
+    from jaxcba.calibrate.stage2_excursion import ExcursionGivenTheta
+
+    theta = 0.0105
+    truth, img = _twin(theta, seed=11)
+    v2 = float(volume_fractions(truth, VOXEL).excursion)
+    calls = []
+
+    def profile(t):
+        calls.append(t)
+        v2_t = v2 * (1.0 + 0.02 * math.log(t / theta))
+        return ExcursionGivenTheta(theta=t, mu=truth.mu + 0.05 * math.log(t / theta), eta=truth.eta, v2=v2_t,
+                                   v3=0.0, loss=0.0, converged=True)
+
+    res = fit_pores(img, VOXEL, truth, v2, excursion_for_theta=profile)
+    assert theta / 1.6 < res.theta < theta * 1.6, sorted(zip(res.best.thetas, res.best.l1s))
+    assert set(calls) == set(res.best.thetas)
+    assert res.excursion is not None and res.excursion.theta == res.theta
+    v_img = np.count_nonzero(img) / img.size
+    v1_img = np.count_nonzero(img == 2) / img.size
+    assert res.lambda_y == pytest.approx(lambda_y_for(v_img, v1_img, res.excursion.v2, res.theta), rel=1e-9)
+    assert res.to_dict()["excursion"]["theta"] == res.theta
+    with pytest.raises(ValueError, match="condition_on_graphite"):
+        fit_pores(img, VOXEL, truth, v2, window=(32, 32, 32))

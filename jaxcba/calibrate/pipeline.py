@@ -137,6 +137,7 @@ def calibrate(
     stage2_estimator: str = "masked",
     cutout=None,
     theta_search: str = "golden",
+    stage3_profile: bool = True,
     n_realizations: int = 3,
     window=None,
     seed: int = 0,
@@ -163,6 +164,10 @@ def calibrate(
             ``graphite_targets`` always use ``"eq17"``.
         stage2_estimator: ``"masked"`` (default) or ``"cutout"``; ``cutout``: its box.
         theta_search: ``"golden"`` (default), ``"grid"`` or ``"both"``.
+        stage3_profile: after the masked stage 2, re-fit its ``(mu, eta, V3)`` at every trial
+            ``theta`` of stage 3 and report the values at the chosen ``theta`` (default; see
+            :mod:`jaxcba.calibrate.stage3_pores`); ``False``: keep stage 2's ``(mu, eta)``.
+            Stage 3 realizations use the image's own graphite unless ``window`` is given.
         n_realizations, window, seed: stage 3 realizations.
         joint_options: keyword arguments of :func:`jaxcba.calibrate.joint.fit_joint` (e.g.
             ``window``, ``n_noise``, ``max_steps``, ``soft_voxel_nm``, ``method``: default
@@ -225,9 +230,19 @@ def calibrate(
         base = CBAParams(**values)
         v2 = s2.v2 if s2 is not None else float(1.0 - ndtr(base.mu))
         hint = s2.theta if (s2 is not None and math.isfinite(s2.theta)) else None
+        profile = None
+        if s2 is not None and s2.estimator == "masked" and stage3_profile:
+            from jaxcba.calibrate.stage2_excursion import refit_given_theta
+
+            def profile(theta, s2=s2):
+                return refit_given_theta(s2, theta, method="lbfgs" if method == "adam" else method)
+
         s3 = fit_pores(vol, voxel_nm, base, v2, search=theta_search, theta_hint=hint, n_realizations=n_realizations,
-                       window=window, seed=seed, progress=progress)
+                       window=window, seed=seed, excursion_for_theta=profile, condition_on_graphite=window is None,
+                       progress=progress)
         values.update(theta=s3.theta, lambda_y=s3.lambda_y)
+        if s3.excursion is not None:  # stage 2's (mu, eta) re-fitted at stage 3's theta
+            values.update(mu=s3.excursion.mu, eta=s3.excursion.eta)
         if not s3.converged:
             problems.append(f"stage 3: {s3.message}")
         seconds["stage3"] = time.perf_counter() - t0
@@ -309,8 +324,15 @@ def _descriptor_rows(vol, voxel_nm, params, s1, s2, s3) -> list[DescriptorRow]:
     rows.append(DescriptorRow("solid fraction", "1", np.count_nonzero(vol) / n, float(vf.solid), "theory (Eq. 22)"))
     if s2 is not None:
         rows.append(DescriptorRow("cb | graphite-free", "1", s2.q, float(vf.cb / (1.0 - vf.graphite)), "theory"))
-        rms = float(np.sqrt(np.mean((s2.c_fit[1:] - s2.c_obs[1:]) ** 2)))
-        rows.append(DescriptorRow("C(h) rms misfit", "1", 0.0, rms, f"stage 2 ({s2.estimator})"))
+        c_fit, how = s2.c_fit, f"stage 2 ({s2.estimator})"
+        ex = None if s3 is None else s3.excursion
+        if ex is not None:
+            from jaxcba.calibrate.stage2_excursion import masked_model
+
+            c_fit = np.asarray(masked_model(jnp.asarray(s2.h_nm), s2.q, ex.eta, ex.theta, ex.v3))
+            how = "stage 2 (masked) at stage 3's theta"
+        rms = float(np.sqrt(np.mean((c_fit[1:] - s2.c_obs[1:]) ** 2)))
+        rows.append(DescriptorRow("C(h) rms misfit", "1", 0.0, rms, how))
     if s3 is not None:
         rows.append(DescriptorRow("pore CPSD L1 distance", "nm", 0.0, s3.l1, f"stage 3 ({s3.best.method})"))
         r50_img = _r50(s3.r_nm, s3.cpsd_image)

@@ -39,6 +39,21 @@ graphite-free voxels equals the image's (one pass records for every voxel the fi
 covering it, :func:`jaxcba.calibrate._balls.first_cover`); the CPSD then compares ball *sizes*
 at equal removed volume. ``lambda_Y`` is still Eq. 25's.
 
+Conditioning on the graphite (``condition_on_graphite=True``, default): Ξ1 is independent of Ξ2
+and Ξ3, so the model given the image's graphite is the image's Ξ1 with a simulated Ξ2 ∩ Ξ3^c
+outside it. The realizations use exactly that; the pore sizes near the (few, micrometre-sized)
+platelets of a small window then no longer differ between image and model by the chance of the
+graphite, and stage 3 does not depend on stage 1's fit.
+
+Profile search (``excursion_for_theta``, what the pipeline does after the masked stage 2): the
+masked fit of ``C_G(h)`` cannot separate ball size from ball fraction on windows of a few
+micrometres (``1/eta`` and ``1/theta`` are both ~2 voxels at 40 nm), so its ``(mu, eta, V3)``
+follow the ``theta`` it settles on. Stage 3 then re-fits ``(eta, V3)`` at each trial ``theta``
+(:func:`jaxcba.calibrate.stage2_excursion.refit_given_theta`), simulates Ξ1 ∪ Ξ2 with the
+resulting ``(mu, eta)`` from the same keys and compares CPSDs: ``theta`` is chosen by the pore
+sizes and ``(mu, eta)`` by the two-point coverage at that ``theta``. The result's
+``excursion`` holds the refit at the chosen ``theta``.
+
 The L1 distance is ``∫ |CPSD_model(r) - CPSD_image(r)| dr`` [nm] (trapezoid rule on the radius
 grid 1, 2, 3, ... voxels, :data:`CPSD_STEP_VOX`), with ``CPSD_model`` the mean of the realizations' CPSDs.
 """
@@ -71,6 +86,13 @@ SCAN_RATIO = 1.6
 CPSD_STEP_VOX = 1.0
 #: Ball pool sized for this multiple of Eq. 25's lambda_Y at the largest trial theta (``match_fraction``).
 POOL_HEADROOM = 4.0
+#: Profile search (``excursion_for_theta``): the pool has room for at least this ball fraction at every theta.
+PROFILE_POOL_V3 = 0.5
+
+
+def _lambda_for_v3(v3: float, theta: float) -> float:
+    """``lambda_Y`` [nm^-3] of balls with ``Exp(theta)`` radii covering the fraction ``v3`` (Eq. 24 inverted)."""
+    return -math.log1p(-v3) * theta**3 / (8.0 * math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +142,11 @@ class Stage3Result:
     converged: bool
     message: str
     seconds: float
+    excursion: object = None  # ExcursionGivenTheta at the chosen theta (profile search), else None
 
     def to_dict(self) -> dict:
         return {
+            "excursion": None if self.excursion is None else self.excursion.to_dict(),
             "theta": self.theta, "lambda_y": self.lambda_y, "l1_nm": self.l1, "best": self.best.method,
             "searches": {s.method: s.to_dict() for s in self.searches}, "r_nm": np.asarray(self.r_nm).tolist(),
             "cpsd_image": np.asarray(self.cpsd_image).tolist(), "v_total": self.v_total, "v1": self.v1,
@@ -235,6 +259,8 @@ def fit_pores(
     xtol: float = 0.01,
     max_evals: int = 12,
     match_fraction: bool = True,
+    excursion_for_theta=None,
+    condition_on_graphite: bool = True,
     progress: bool = False,
 ) -> Stage3Result:
     """Stage 3: ``(theta, lambda_Y)`` of Ξ3 (module docstring).
@@ -260,6 +286,12 @@ def fit_pores(
         match_fraction: per realization, carve as many pool balls (in arrival order) as make
             its cb fraction of the graphite-free voxels equal the image's (variance reduction,
             module docstring); ``False``: the ``lambda_Y`` of Eq. 25 for every realization.
+        excursion_for_theta: optional ``theta -> ExcursionGivenTheta`` (e.g. ``lambda t:
+            stage2_excursion.refit_given_theta(s2, t)``): at each trial theta, Ξ2's ``(mu, eta)``
+            and ``V2`` come from it instead of ``base``/``v2`` (profile search, module docstring);
+            the realizations keep their keys, so the random numbers stay common.
+        condition_on_graphite: realizations use the image's own graphite (Ξ1) and simulate only
+            Ξ2 and Ξ3 (module docstring); ``False``: Ξ1 simulated from ``base`` too.
         progress: tqdm bar on stderr.
     """
     from jaxcba import simulate
@@ -320,12 +352,35 @@ def fit_pores(
 
     # common random numbers: per key one realization of Xi1 ∪ Xi2 (no balls) and one ball pool
     keys = jax.random.split(jax.random.PRNGKey(seed), 2 * n_realizations)
-    lam_max = POOL_HEADROOM * lambda_y_for(v_total, v1, v2, theta_hi) * voxel_nm**3
+    lam_max = POOL_HEADROOM * lambda_y_for(v_total, v1, v2, theta_hi)
+    if excursion_for_theta is not None:  # V2 varies with theta: room for up to PROFILE_POOL_V3 of balls
+        lam_max = max(lam_max, _lambda_for_v3(PROFILE_POOL_V3, theta_hi))
     no_balls = base.replace(theta=1.0, lambda_y=1e-30)
-    bases, pools = [], []
-    for i in range(n_realizations):
-        bases.append(np.asarray(simulate(no_balls, window, voxel_nm, keys[2 * i])))
-        pools.append(draw_pool(keys[2 * i + 1], window, theta_lo * voxel_nm, lam_max))
+    graphite = None
+    if condition_on_graphite:
+        if window != vol.shape:
+            raise ValueError(f"condition_on_graphite needs the realization window to be the image's shape "
+                             f"{vol.shape}, got {window}")
+        graphite = vol == 2
+        no_balls = no_balls.replace(lambda_x=1e-30)  # Ξ2 alone; Ξ1 is the image's
+    pools = [draw_pool(keys[2 * i + 1], window, theta_lo * voxel_nm, lam_max * voxel_nm**3)
+             for i in range(n_realizations)]
+    base_cache: dict[tuple[float, float], list[np.ndarray]] = {}
+
+    def bases_for(mu: float, eta: float) -> list[np.ndarray]:
+        """Ξ1 ∪ Ξ2 for each realization key (same keys for every (mu, eta): common random numbers)."""
+        if (mu, eta) not in base_cache:
+            p = no_balls.replace(mu=mu, eta=eta)
+            out = []
+            for i in range(n_realizations):
+                b = np.asarray(simulate(p, window, voxel_nm, keys[2 * i]))
+                if graphite is not None:  # the image's own Ξ1 over a graphite-free Ξ2
+                    b = np.where(graphite, np.uint8(2), b)
+                out.append(b)
+            base_cache[(mu, eta)] = out
+        return base_cache[(mu, eta)]
+
+    profiles: dict[float, object] = {}
     bar = None
     if progress:
         import sys
@@ -339,7 +394,16 @@ def fit_pores(
         theta = float(theta)
         if theta in cache:
             return cache[theta]
-        lam = lambda_y_for(v_total, v1, v2, theta)
+        if excursion_for_theta is None:
+            bases, v2_t = bases_for(base.mu, base.eta), v2
+            lam = lambda_y_for(v_total, v1, v2_t, theta)
+        else:
+            ex = profiles[theta] = excursion_for_theta(theta)
+            bases, v2_t = bases_for(ex.mu, ex.eta), ex.v2
+            try:
+                lam = lambda_y_for(v_total, v1, v2_t, theta)
+            except ValueError:  # the profile put (almost) no balls at this theta
+                lam = _lambda_for_v3(1e-3, theta)
         curves = []
         for b, pool in zip(bases, pools):
             if match_fraction:
@@ -374,10 +438,11 @@ def fit_pores(
     if bar is not None:
         bar.close()
     best = min(searches, key=lambda s: s.l1)
+    excursion = profiles.get(float(best.theta))
     return Stage3Result(
         theta=best.theta, lambda_y=best.lambda_y, l1=best.l1, best=best, searches=tuple(searches), r_nm=r_nm,
         cpsd_image=cpsd_img, v_total=v_total, v1=v1, v2=float(v2), window=window, converged=best.converged,
-        message=best.message, seconds=time.perf_counter() - t_start,
+        message=best.message, seconds=time.perf_counter() - t_start, excursion=excursion,
     )
 
 

@@ -37,6 +37,8 @@ def add_parser(sub):
     p.add_argument("--cutout", default=None, metavar="z0:z1,y0:y1,x0:x1|auto",
                    help="stage 2 cutout box (voxel indices; implies --estimator cutout)")
     p.add_argument("--theta-search", default="golden", choices=SEARCHES, help="stage 3 search (default golden)")
+    p.add_argument("--no-stage3-profile", action="store_true",
+                   help="keep stage 2's (mu, eta) in stage 3 instead of re-fitting them at each trial theta")
     p.add_argument("--realizations", type=int, default=3, help="stage 3 realizations per theta (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stage 3 realizations")
     p.add_argument("--initial", default="paper", metavar="paper|FILE.json",
@@ -72,6 +74,7 @@ def run(args) -> int:
     res = calibrate(
         vol, args.voxel_nm, stages, args.method, initial=initial, stage1_starts=args.starts,
         stage2_estimator=estimator, cutout=cutout, theta_search=args.theta_search,
+        stage3_profile=not args.no_stage3_profile,
         stage1_descriptor=args.stage1_descriptor,
         n_realizations=args.realizations, seed=args.seed, joint_options=joint_options,
         progress=not args.no_progress,
