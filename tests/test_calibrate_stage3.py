@@ -136,20 +136,22 @@ def test_bad_input():
 def test_profile_search_takes_mu_eta_from_the_refit_at_each_theta():
     # excursion_for_theta is called at every trial theta; the result carries the refit at the chosen theta,
     # lambda_Y is Eq. 25's with that refit's V2, and the chosen theta is the truth's within the tolerance
-    # of the small window (factor 1.6, module docstring). The stub returns the truth's (mu, eta) with a
-    # V2 that depends on theta, so the bases differ between trial theta.
+    # of the small window (factor 1.6, module docstring). The stub returns the image's own realized Xi2
+    # fraction (the twin re-simulated from its key without balls), as a perfect fit of C_G would, with a
+    # small theta-dependent twist so that the realizations differ between trial theta.
     from jaxcba.calibrate.stage2_excursion import ExcursionGivenTheta
 
     theta = 0.0105
     truth, img = _twin(theta, seed=11)
     v2 = float(volume_fractions(truth, VOXEL).excursion)
+    xi2 = np.asarray(jaxcba.simulate(truth.replace(lambda_y=1e-30), img.shape, VOXEL, jax.random.PRNGKey(11)))
+    v2_img = np.count_nonzero(xi2 == 1) / np.count_nonzero(xi2 != 2)
     calls = []
 
     def profile(t):
         calls.append(t)
-        v2_t = v2 * (1.0 + 0.02 * math.log(t / theta))
-        return ExcursionGivenTheta(theta=t, mu=truth.mu + 0.05 * math.log(t / theta), eta=truth.eta, v2=v2_t,
-                                   v3=0.0, loss=0.0, converged=True)
+        v2_t = v2_img * (1.0 + 0.01 * math.log(t / theta))
+        return ExcursionGivenTheta(theta=t, mu=truth.mu, eta=truth.eta, v2=v2_t, v3=0.0, loss=0.0, converged=True)
 
     res = fit_pores(img, VOXEL, truth, v2, excursion_for_theta=profile)
     assert theta / 1.6 < res.theta < theta * 1.6, sorted(zip(res.best.thetas, res.best.l1s))

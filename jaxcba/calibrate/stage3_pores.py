@@ -45,6 +45,17 @@ outside it. The realizations use exactly that; the pore sizes near the (few, mic
 platelets of a small window then no longer differ between image and model by the chance of the
 graphite, and stage 3 does not depend on stage 1's fit.
 
+Matched excursion fraction (``match_v2``, default with the profile search): the field's covariance decays like
+``h^-2``, so its window mean fluctuates and a realization's Ξ2 fraction scatters by ~±0.01
+around ``V2`` even at 200^3 (measured: 0.29-0.35 for V2 = 0.34); with the ball fraction matched
+to the image's this moved the CPSD at 4-5 voxels by ~0.016 (one s.d.) between realizations. Each
+realization therefore thresholds its field at the quantile that gives exactly ``V2`` in the
+graphite-free voxels (the s.d. falls to ~0.004): the realizations are compared with the image at
+the ``V2`` the fit assigns to it, not at a random one. This needs ``V2`` to be the image's own
+(fitted to it, as in the profile search): given the model's ``V2`` instead, a small window whose
+field mean is off is compared with realizations forced to the wrong fraction (64^3 twin: 1/theta
+56 nm for 95 nm), so without the profile the default is ``match_v2=False``.
+
 Profile search (``excursion_for_theta``, what the pipeline does after the masked stage 2): the
 masked fit of ``C_G(h)`` cannot separate ball size from ball fraction on windows of a few
 micrometres (``1/eta`` and ``1/theta`` are both ~2 voxels at 40 nm), so its ``(mu, eta, V3)``
@@ -261,6 +272,7 @@ def fit_pores(
     match_fraction: bool = True,
     excursion_for_theta=None,
     condition_on_graphite: bool = True,
+    match_v2: bool | None = None,
     progress: bool = False,
 ) -> Stage3Result:
     """Stage 3: ``(theta, lambda_Y)`` of Ξ3 (module docstring).
@@ -292,9 +304,14 @@ def fit_pores(
             the realizations keep their keys, so the random numbers stay common.
         condition_on_graphite: realizations use the image's own graphite (Ξ1) and simulate only
             Ξ2 and Ξ3 (module docstring); ``False``: Ξ1 simulated from ``base`` too.
+        match_v2: threshold each realization's Gaussian field at its own quantile so that its Ξ2
+            fills exactly the fraction ``V2`` of the graphite-free voxels (module docstring);
+            ``False``: threshold at ``mu``. Default: ``True`` with ``excursion_for_theta`` (whose
+            ``V2`` is fitted to the image), ``False`` without (``v2`` is then usually the model's).
         progress: tqdm bar on stderr.
     """
     from jaxcba import simulate
+    from jaxcba.model.gaussian_field import field_from_key
 
     t_start = time.perf_counter()
     if search not in SEARCHES:
@@ -302,6 +319,7 @@ def fit_pores(
     if n_realizations < 1:
         raise ValueError(f"n_realizations must be >= 1, got {n_realizations}")
     vol = checked_labels(labels)
+    match_v2 = excursion_for_theta is not None if match_v2 is None else bool(match_v2)
     window = tuple(vol.shape) if window is None else tuple(int(s) for s in np.broadcast_to(window, (3,)))
     v_total = float(np.count_nonzero(vol)) / vol.size
     # Eq. 25 with the image's graphite fraction: then (1 - V3) = q / V2 with q the cb fraction of the
@@ -356,29 +374,32 @@ def fit_pores(
     if excursion_for_theta is not None:  # V2 varies with theta: room for up to PROFILE_POOL_V3 of balls
         lam_max = max(lam_max, _lambda_for_v3(PROFILE_POOL_V3, theta_hi))
     no_balls = base.replace(theta=1.0, lambda_y=1e-30)
-    graphite = None
     if condition_on_graphite:
         if window != vol.shape:
             raise ValueError(f"condition_on_graphite needs the realization window to be the image's shape "
                              f"{vol.shape}, got {window}")
-        graphite = vol == 2
-        no_balls = no_balls.replace(lambda_x=1e-30)  # Ξ2 alone; Ξ1 is the image's
+        graphites = [vol == 2] * n_realizations  # the image's own Ξ1
+    else:
+        graphites = [np.asarray(simulate(no_balls, window, voxel_nm, keys[2 * i])) == 2 for i in range(n_realizations)]
     pools = [draw_pool(keys[2 * i + 1], window, theta_lo * voxel_nm, lam_max * voxel_nm**3)
              for i in range(n_realizations)]
-    base_cache: dict[tuple[float, float], list[np.ndarray]] = {}
+    last_bases: dict[tuple[float, float, float], list[np.ndarray]] = {}
 
-    def bases_for(mu: float, eta: float) -> list[np.ndarray]:
-        """Ξ1 ∪ Ξ2 for each realization key (same keys for every (mu, eta): common random numbers)."""
-        if (mu, eta) not in base_cache:
-            p = no_balls.replace(mu=mu, eta=eta)
+    def bases_for(mu: float, eta: float, v2_t: float) -> list[np.ndarray]:
+        """Ξ1 ∪ Ξ2 for each realization key (the same keys for every trial: common random numbers)."""
+        if (mu, eta, v2_t) not in last_bases:
             out = []
-            for i in range(n_realizations):
-                b = np.asarray(simulate(p, window, voxel_nm, keys[2 * i]))
-                if graphite is not None:  # the image's own Ξ1 over a graphite-free Ξ2
-                    b = np.where(graphite, np.uint8(2), b)
-                out.append(b)
-            base_cache[(mu, eta)] = out
-        return base_cache[(mu, eta)]
+            for i, g in enumerate(graphites):
+                if match_v2:  # threshold at the field's (1 - V2)-quantile over the graphite-free voxels
+                    z = np.asarray(field_from_key(keys[2 * i], window, eta * voxel_nm))
+                    cb = z >= np.quantile(z[~g], 1.0 - v2_t)
+                else:
+                    cb = np.asarray(simulate(no_balls.replace(lambda_x=1e-30, mu=mu, eta=eta), window, voxel_nm,
+                                             keys[2 * i])) == 1
+                out.append(np.where(g, np.uint8(2), cb.astype(np.uint8)))
+            last_bases.clear()  # one entry: trial theta are cached as results, never re-simulated
+            last_bases[(mu, eta, v2_t)] = out
+        return last_bases[(mu, eta, v2_t)]
 
     profiles: dict[float, object] = {}
     bar = None
@@ -395,11 +416,11 @@ def fit_pores(
         if theta in cache:
             return cache[theta]
         if excursion_for_theta is None:
-            bases, v2_t = bases_for(base.mu, base.eta), v2
+            bases, v2_t = bases_for(base.mu, base.eta, v2), v2
             lam = lambda_y_for(v_total, v1, v2_t, theta)
         else:
             ex = profiles[theta] = excursion_for_theta(theta)
-            bases, v2_t = bases_for(ex.mu, ex.eta), ex.v2
+            bases, v2_t = bases_for(ex.mu, ex.eta, ex.v2), ex.v2
             try:
                 lam = lambda_y_for(v_total, v1, v2_t, theta)
             except ValueError:  # the profile put (almost) no balls at this theta
