@@ -45,9 +45,10 @@ outside it. The realizations use exactly that; the pore sizes near the (few, mic
 platelets of a small window then no longer differ between image and model by the chance of the
 graphite, and stage 3 does not depend on stage 1's fit.
 
-Matched excursion fraction (``match_v2``, default with the profile search): the field's covariance decays like
-``h^-2``, so its window mean fluctuates and a realization's Ξ2 fraction scatters by ~±0.01
-around ``V2`` even at 200^3 (measured: 0.29-0.35 for V2 = 0.34); with the ball fraction matched
+Matched excursion fraction (``match_v2``, default with the profile search): the field's
+covariance decays like ``h^-2``, so its window mean fluctuates and a realization's Ξ2 fraction
+scatters by ~±0.01 around ``V2`` even at 200^3 (measured: 0.330-0.351 over five keys for
+V2 = 0.338); with the ball fraction matched
 to the image's this moved the CPSD at 4-5 voxels by ~0.016 (one s.d.) between realizations. Each
 realization therefore thresholds its field at the quantile that gives exactly ``V2`` in the
 graphite-free voxels (the s.d. falls to ~0.004): the realizations are compared with the image at
