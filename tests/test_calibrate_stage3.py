@@ -160,6 +160,6 @@ def test_profile_search_takes_mu_eta_from_the_refit_at_each_theta():
     v_img = np.count_nonzero(img) / img.size
     v1_img = np.count_nonzero(img == 2) / img.size
     assert res.lambda_y == pytest.approx(lambda_y_for(v_img, v1_img, res.excursion.v2, res.theta), rel=1e-9)
-    assert res.to_dict()["excursion"]["theta"] == res.theta
+    assert res.v2 == res.excursion.v2 and res.to_dict()["excursion"]["theta"] == res.theta
     with pytest.raises(ValueError, match="condition_on_graphite"):
         fit_pores(img, VOXEL, truth, v2, window=(32, 32, 32))

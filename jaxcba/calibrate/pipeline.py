@@ -243,6 +243,9 @@ def calibrate(
         values.update(theta=s3.theta, lambda_y=s3.lambda_y)
         if s3.excursion is not None:  # stage 2's (mu, eta) re-fitted at stage 3's theta
             values.update(mu=s3.excursion.mu, eta=s3.excursion.eta)
+            if not s3.excursion.converged:
+                problems.append(f"stage 3: the re-fit of stage 2's (eta, V3) at theta = {s3.theta:.4g} nm^-1 "
+                                "did not converge")
         if not s3.converged:
             problems.append(f"stage 3: {s3.message}")
         seconds["stage3"] = time.perf_counter() - t0

@@ -61,8 +61,8 @@ Profile search (``excursion_for_theta``, what the pipeline does after the masked
 masked fit of ``C_G(h)`` cannot separate ball size from ball fraction on windows of a few
 micrometres (``1/eta`` and ``1/theta`` are both ~2 voxels at 40 nm), so its ``(mu, eta, V3)``
 follow the ``theta`` it settles on. Stage 3 then re-fits ``(eta, V3)`` at each trial ``theta``
-(:func:`jaxcba.calibrate.stage2_excursion.refit_given_theta`), simulates Ξ1 ∪ Ξ2 with the
-resulting ``(mu, eta)`` from the same keys and compares CPSDs: ``theta`` is chosen by the pore
+(:func:`jaxcba.calibrate.stage2_excursion.refit_given_theta`), makes Ξ2 with the resulting
+``eta`` and ``V2`` (or ``mu``) from the same keys and compares CPSDs: ``theta`` is chosen by the pore
 sizes and ``(mu, eta)`` by the two-point coverage at that ``theta``. The result's
 ``excursion`` holds the refit at the chosen ``theta``.
 
@@ -463,8 +463,8 @@ def fit_pores(
     excursion = profiles.get(float(best.theta))
     return Stage3Result(
         theta=best.theta, lambda_y=best.lambda_y, l1=best.l1, best=best, searches=tuple(searches), r_nm=r_nm,
-        cpsd_image=cpsd_img, v_total=v_total, v1=v1, v2=float(v2), window=window, converged=best.converged,
-        message=best.message, seconds=time.perf_counter() - t_start, excursion=excursion,
+        cpsd_image=cpsd_img, v_total=v_total, v1=v1, v2=float(v2 if excursion is None else excursion.v2),
+        window=window, converged=best.converged, message=best.message, seconds=time.perf_counter() - t_start, excursion=excursion,
     )
 
 
