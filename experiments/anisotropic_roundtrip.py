@@ -35,7 +35,10 @@ import time
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
+
+jax.config.update("jax_enable_x64", True)  # calibration in float64, as `jaxcba calibrate` runs it
 
 #: Named parameter sets and the voxel size [nm] at which each defines its half-axis law.
 PRESETS = {
@@ -71,20 +74,22 @@ def measure(vol: np.ndarray, voxel_nm: float) -> dict:
 
     from jaxcba.descriptors import intrinsic_densities, two_point_coverage
 
-    lags = [int(round(h / voxel_nm)) for h in LAGS_NM]
+    lags = [int(round(h / voxel_nm)) for h in LAGS_NM]  # a lag below the voxel (0) is left out
     c = np.asarray(two_point_coverage(jnp.asarray(vol == 1), voxel_nm, max(lags)).C_axes).mean(axis=0)
     return {
         "shape": list(vol.shape), "voxel_nm": voxel_nm,
         "pore": float(np.mean(vol == 0)), "cb": float(np.mean(vol == 1)), "graphite": float(np.mean(vol == 2)),
         "graphite_S_V": float(intrinsic_densities(jnp.asarray(vol == 2), voxel_nm).S_V),
-        "cb_C": {str(h): float(c[k]) for h, k in zip(LAGS_NM, lags)},
+        "cb_C": {str(h): float(c[k]) for h, k in zip(LAGS_NM, lags) if k > 0},
     }
 
 
-def preprocess_cli(stack: Path, out: Path, extra=()) -> tuple[str, float]:
-    """Run ``jaxcba preprocess`` as a user would; returns (its stdout, seconds)."""
-    cmd = [sys.executable, "-m", "jaxcba", "preprocess", str(stack), "--voxel-nm", "10,10,20",
-           "--to-voxel-nm", "20", "--out", str(out), "--report", *extra]
+def preprocess_cli(stack: Path, out: Path, voxel_nm: float, extra=()) -> tuple[str, float]:
+    """Run ``jaxcba preprocess`` as a user would on a ``(2 v, v, v)`` stack (``v = voxel_nm``, z slices
+    twice as thick), resampling to ``2 v`` cubes; returns (its stdout, seconds)."""
+    v, c = f"{voxel_nm:g}", f"{2.0 * voxel_nm:g}"
+    cmd = [sys.executable, "-m", "jaxcba", "preprocess", str(stack), "--voxel-nm", f"{v},{v},{c}",
+           "--to-voxel-nm", c, "--out", str(out), "--report", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -115,8 +120,6 @@ def run_calibration(vol, voxel_nm: float, truth, seed: int) -> dict:
 
 def roundtrip(params, params_voxel_nm: float, n: int, seed: int, voxel_nm: float, out: Path,
               calibrate: bool = True, variants=VARIANTS) -> dict:
-    import jax
-
     from jaxcba import simulate
     from jaxcba.io import read_volume, read_voxel_size, save_volume
     from jaxcba.model.resolution import convert
@@ -141,7 +144,7 @@ def roundtrip(params, params_voxel_nm: float, n: int, seed: int, voxel_nm: float
         if name not in variants:
             continue
         path = out / f"{name}_20nm.tif"
-        text, s = preprocess_cli(stack_path, path, extra)
+        text, s = preprocess_cli(stack_path, path, voxel_nm, extra)
         seconds[f"preprocess[{name}]"] = s
         cli_reports[name] = text
         if read_voxel_size(path) != (coarse,) * 3:
@@ -156,8 +159,8 @@ def roundtrip(params, params_voxel_nm: float, n: int, seed: int, voxel_nm: float
     vt = volume_fractions(truth, coarse)
     theory = {"pore": 1 - float(vt.solid), "cb": float(vt.cb), "graphite": float(vt.graphite),
               "graphite_S_V": float(graphite_densities(truth, coarse).S)}
-    desc = {"fine (10 nm)": measure(fine, voxel_nm)} | {k: measure(v, coarse) for k, v in vols.items()}
-    result = {"params_given": params.to_dict(), "params_voxel_nm": params_voxel_nm, "truth_20nm_law": truth.to_dict(),
+    desc = {f"fine ({voxel_nm:g} nm)": measure(fine, voxel_nm)} | {k: measure(v, coarse) for k, v in vols.items()}
+    result = {"params_given": params.to_dict(), "params_voxel_nm": params_voxel_nm, "truth_coarse_law": truth.to_dict(),
               "simulated_10nm_law": fine_p.to_dict(), "n": n, "seed": seed, "voxel_nm": voxel_nm,
               "window_nm": n * voxel_nm, "theory": theory, "descriptors": desc, "cli_reports": cli_reports,
               "truth_scales_nm": scales(truth), "calibration": {}}
@@ -176,12 +179,12 @@ def table(res: dict) -> str:
     cols = list(d)
     w = 15
     lines = [f"window {res['window_nm'] / 1000:g} um, {res['n']}^3 at {res['voxel_nm']:g} nm, seed {res['seed']}; "
-             f"truth (20 nm law): " + ", ".join(f"{k}={v:.4g}" for k, v in res["truth_20nm_law"].items()), "",
+             f"truth ({2 * res['voxel_nm']:g} nm law): " + ", ".join(f"{k}={v:.4g}" for k, v in res["truth_coarse_law"].items()), "",
              f"{'image descriptor':<22}" + "".join(f"{c:>{w}}" for c in cols) + f"{'theory':>{w}}"]
     for key in ("pore", "cb", "graphite", "graphite_S_V"):
         lines.append(f"{key:<22}" + "".join(f"{d[c][key]:>{w}.5g}" for c in cols) + f"{th[key]:>{w}.5g}")
     for h in LAGS_NM:
-        lines.append(f"{'cb C(' + str(h) + ' nm)':<22}" + "".join(f"{d[c]['cb_C'][str(h)]:>{w}.5g}" for c in cols))
+        lines.append(f"{'cb C(' + str(h) + ' nm)':<22}" + "".join(f"{d[c]['cb_C'].get(str(h), float('nan')):>{w}.5g}" for c in cols))
     cal = res["calibration"]
     if cal:
         names = list(cal)
@@ -192,7 +195,7 @@ def table(res: dict) -> str:
             lines.append(f"{k:<22}" + "".join(f"{cal[c]['scale_rel_err'][k]:>+{w}.3f}" for c in names)
                          + f"{a:>{w - 3}.4g} nm")
         for k in ("lambda_x", "mu", "lambda_y"):
-            t = res["truth_20nm_law"][k]
+            t = res["truth_coarse_law"][k]
             lines.append(f"{k:<22}" + "".join(f"{cal[c]['params'][k] / t - 1:>+{w}.3f}" for c in names) + f"{t:>{w}.4g}")
         lines.append(f"{'converged':<22}" + "".join(f"{str(cal[c]['converged']):>{w}}" for c in names))
         for st in ("stage1", "stage2", "stage3"):
