@@ -33,7 +33,8 @@ def test_contact_distribution_matches_scipy_reference():
     lab = np.asarray(simulate(SMALL, (64, 64, 64), 40.0, jax.random.PRNGKey(3)))
     cd = contact_distribution(lab, 40.0)
     r_vox = np.round(cd.r_nm / 40.0).astype(int)
-    assert r_vox[0] == 2 and np.all(np.diff(r_vox) == 1) and r_vox[-1] <= 64 // 8
+    assert r_vox[0] == 3 and np.array_equal(contact_distribution(lab, 40.0, r_min_vox=2).r_nm[1:], cd.r_nm)
+    assert np.all(np.diff(r_vox) == 1) and r_vox[-1] <= 64 // 8
     np.testing.assert_allclose(cd.y, _scipy_contact(lab, r_vox), rtol=1e-12)
 
 

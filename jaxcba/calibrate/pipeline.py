@@ -277,7 +277,7 @@ CONTACT_ABOVE_NM = 25.0
 
 
 #: ... and windows of at least this many voxels per side (the contact distribution is measured
-#: at r = 2 .. side/8 voxels with minus sampling, so smaller windows leave too few radii).
+#: at r = 3 .. side/8 voxels with minus sampling, so smaller windows leave too few radii).
 CONTACT_MIN_SIDE = 64
 
 
