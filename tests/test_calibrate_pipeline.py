@@ -3,6 +3,7 @@
 window) serves the staged and the joint assertions."""
 
 import json
+import warnings
 import math
 
 import jax
@@ -174,3 +175,16 @@ def test_graphite_two_point_row_separates_true_from_wrong_sizes():
         lab = np.asarray(simulate(truth, (80, 80, 80), 40.0, jax.random.PRNGKey(seed)))
         assert _graphite_two_point_row(lab, 40.0, truth).fitted < 0.05
         assert _graphite_two_point_row(lab, 40.0, halved).fitted > 0.08
+
+
+def test_stage3_profile_sets_mu_eta_and_can_be_switched_off(twin, joint):
+    # default: stage 3 re-fits stage 2's (eta, V3) at its theta, and the staged mu, eta are that refit's
+    ex = joint.stage3.excursion
+    assert ex is not None and ex.theta == joint.stage3.theta
+    assert joint.joint.initial.mu == pytest.approx(ex.mu) and joint.joint.initial.eta == pytest.approx(ex.eta)
+    assert joint.stage3.v2 == ex.v2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        off = calibrate(twin, VOXEL, (2, 3), n_realizations=1, stage3_profile=False)
+    assert off.stage3.excursion is None
+    assert off.params.mu == pytest.approx(off.stage2.mu) and off.params.eta == pytest.approx(off.stage2.eta)
