@@ -94,6 +94,8 @@ def test_ball_fraction_and_lambda_y_inverse():
     v1, v2 = 0.105, 0.3089
     v = v1 + v2 * (1 - v1) * (1 - v3)
     assert float(T.lambda_y_for_fraction(v, v1, v2, theta)) == pytest.approx(lam, rel=1e-10)
+    # Eq. 24 inverted: back from the fraction computed through the scipy moment above
+    assert float(T.lambda_y_for_ball_fraction(v3, theta)) == pytest.approx(lam, rel=1e-10)
 
 
 def test_volume_fractions_identity_and_paper_values():

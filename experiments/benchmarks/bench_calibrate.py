@@ -87,13 +87,13 @@ TWINS = {
 
 
 def twin_params(name: str) -> CBAParams:
-    import math
+    from jaxcba.theory import lambda_y_for_ball_fraction
 
     spec = dict(TWINS[name])
     v3 = spec.pop("v3", None)
     p = CBAParams.paper().replace(**spec)
-    if v3 is not None:  # lambda_Y for a given ball fraction: V3 = 1 - exp(-lambda 8 pi / theta^3)
-        p = p.replace(lambda_y=float(-math.log1p(-v3) * p.theta**3 / (8 * math.pi)))
+    if v3 is not None:  # lambda_Y for a given ball fraction (Eq. 24 inverted)
+        p = p.replace(lambda_y=float(lambda_y_for_ball_fraction(v3, p.theta)))
     return p
 
 

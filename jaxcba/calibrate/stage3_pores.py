@@ -102,11 +102,6 @@ POOL_HEADROOM = 4.0
 PROFILE_POOL_V3 = 0.5
 
 
-def _lambda_for_v3(v3: float, theta: float) -> float:
-    """``lambda_Y`` [nm^-3] of balls with ``Exp(theta)`` radii covering the fraction ``v3`` (Eq. 24 inverted)."""
-    return -math.log1p(-v3) * theta**3 / (8.0 * math.pi)
-
-
 @dataclasses.dataclass(frozen=True)
 class ThetaSearch:
     """One search over theta: the best theta, its lambda_Y and L1, every evaluation (``thetas``/``l1s``
@@ -313,6 +308,7 @@ def fit_pores(
     """
     from jaxcba import simulate
     from jaxcba.model.gaussian_field import field_from_key
+    from jaxcba.theory import lambda_y_for_ball_fraction
 
     t_start = time.perf_counter()
     if search not in SEARCHES:
@@ -373,7 +369,7 @@ def fit_pores(
     keys = jax.random.split(jax.random.PRNGKey(seed), 2 * n_realizations)
     lam_max = POOL_HEADROOM * lambda_y_for(v_total, v1, v2, theta_hi)
     if excursion_for_theta is not None:  # V2 varies with theta: room for up to PROFILE_POOL_V3 of balls
-        lam_max = max(lam_max, _lambda_for_v3(PROFILE_POOL_V3, theta_hi))
+        lam_max = max(lam_max, float(lambda_y_for_ball_fraction(PROFILE_POOL_V3, theta_hi)))
     no_balls = base.replace(theta=1.0, lambda_y=1e-30)
     if condition_on_graphite:
         if window != vol.shape:
@@ -425,7 +421,7 @@ def fit_pores(
             try:
                 lam = lambda_y_for(v_total, v1, v2_t, theta)
             except ValueError:  # the profile put (almost) no balls at this theta
-                lam = _lambda_for_v3(1e-3, theta)
+                lam = float(lambda_y_for_ball_fraction(1e-3, theta))
         curves = []
         for b, pool in zip(bases, pools):
             if match_fraction:

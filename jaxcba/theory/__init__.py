@@ -15,7 +15,13 @@ from jaxcba.theory.excursion import (
     mu_from_fraction,
     two_point_coverage,
 )
-from jaxcba.theory.fractions import VolumeFractions, ball_fraction, lambda_y_for_fraction, volume_fractions
+from jaxcba.theory.fractions import (
+    VolumeFractions,
+    ball_fraction,
+    lambda_y_for_ball_fraction,
+    lambda_y_for_fraction,
+    volume_fractions,
+)
 from jaxcba.theory.grains import GrainMoments, grain_moments
 from jaxcba.theory.graphite_covariance import graphite_two_point, mean_grain_covariogram
 from jaxcba.theory.miles import GraphiteDensities, graphite_densities, miles_densities
@@ -40,6 +46,7 @@ __all__ = [
     "graphite_two_point",
     "mean_grain_covariogram",
     "graphite_densities",
+    "lambda_y_for_ball_fraction",
     "lambda_y_for_fraction",
     "miles_densities",
     "mu_from_fraction",

@@ -34,6 +34,13 @@ def ball_fraction(lambda_y, theta):
     return -jnp.expm1(-lam * 8.0 * math.pi / th**3)
 
 
+def lambda_y_for_ball_fraction(v3, theta):
+    """``lambda_Y`` [L^-3] of balls with Exp(``theta``) radii covering the fraction ``v3`` (Eq. 24
+    inverted; ``0 <= v3 < 1``), ``theta`` [L^-1]."""
+    v3, th = _f(v3), _f(theta)
+    return -jnp.log1p(-v3) * th**3 / (8.0 * math.pi)
+
+
 def lambda_y_for_fraction(v_total, v1, v2, theta):
     """``lambda_Y`` [L^-3] giving total solid fraction ``v_total`` (Eq. 25), ``theta`` [L^-1].
 
