@@ -127,9 +127,35 @@ def _masked_loss_fixed_theta(u, h_nm, c_obs, weight, q, theta):
     return _masked_loss(jnp.stack([u[0], jnp.log(theta), u[1]]), h_nm, c_obs, weight, q)
 
 
+def _v3_coord(v3, q):
+    """Unconstrained coordinate of ``V3`` in ``(0, 1 - q)`` (a start; capped at half the range)."""
+    v3 = min(v3, 0.5 * (1.0 - q))
+    return math.log(v3 / (1.0 - q - v3))
+
+
+def _v3_value(u, q):
+    return float((1.0 - q) / (1.0 + np.exp(-float(u))))
+
+
 def _unpack(u, q):
     u = np.asarray(u, dtype=float)
-    return float(np.exp(u[0])), float(np.exp(u[1])), float((1.0 - q) / (1.0 + np.exp(-u[2])))
+    return float(np.exp(u[0])), float(np.exp(u[1])), _v3_value(u[2], q)
+
+
+def _masked_args(h, c, q) -> tuple:
+    """``(h, c, weight, q)`` of the masked loss; ``weight`` normalises by C_G's spread about q^2."""
+    weight = 1.0 / max(float(np.sum((c - q * q) ** 2)), 1e-30)
+    return (jnp.asarray(h), jnp.asarray(c), jnp.asarray(weight), jnp.asarray(q))
+
+
+def _best_start(loss_fn, starts, method, args, **options) -> OptimResult:
+    """The lowest finite-loss run of ``minimize`` over ``starts``."""
+    best = None
+    for u0 in starts:
+        res = minimize(loss_fn, jnp.asarray(u0), method, args=args, **options)
+        if best is None or (np.isfinite(res.loss) and res.loss < best.loss):
+            best = res
+    return best
 
 
 # ------------------------------------------------------------------------------ fitting
@@ -215,16 +241,10 @@ def fit_excursion(
     eta0 = float(fit_eta(jnp.asarray(h), jnp.asarray(c), jnp.asarray(mu0)))  # ignores Ξ3: a start only
     if not (np.isfinite(eta0) and eta0 > 0):
         eta0 = 1.0 / (4.0 * voxel_nm)
-    weight = 1.0 / max(float(np.sum((c - q * q) ** 2)), 1e-30)
-    args = (jnp.asarray(h), jnp.asarray(c), jnp.asarray(weight), jnp.asarray(q))
-    best = None
-    for eta_s, theta_fac, v3_s in ((eta0, 1.0, 0.1), (eta0 * 1.3, 0.5, 0.25), (eta0, 2.0, 0.03)):
-        v3_s = min(v3_s, 0.5 * (1.0 - q))
-        u0 = jnp.array([math.log(eta_s), math.log(theta_fac * eta_s), math.log(v3_s / (1.0 - q - v3_s))])
-        res = minimize(_masked_loss, u0, method, args=args, max_steps=500, gtol=1e-10, ftol=1e-12,
+    starts = [[math.log(eta_s), math.log(theta_fac * eta_s), _v3_coord(v3_s, q)]
+              for eta_s, theta_fac, v3_s in ((eta0, 1.0, 0.1), (eta0 * 1.3, 0.5, 0.25), (eta0, 2.0, 0.03))]
+    best = _best_start(_masked_loss, starts, method, _masked_args(h, c, q), max_steps=500, gtol=1e-10, ftol=1e-12,
                        progress=progress, desc="stage 2 (masked C(h) fit)")
-        if best is None or (np.isfinite(res.loss) and res.loss < best.loss):
-            best = res
     eta, theta, v3 = _unpack(best.x, q)
     v2 = q / (1.0 - v3)
     mu = float(mu_from_fraction(jnp.asarray(v2)))
@@ -274,17 +294,11 @@ def refit_given_theta(s2: Stage2Result, theta: float, method: str = "lbfgs") -> 
 
     q = s2.q
     h, c = np.asarray(s2.h_nm)[1:], np.asarray(s2.c_obs)[1:]
-    weight = 1.0 / max(float(np.sum((c - q * q) ** 2)), 1e-30)
-    args = (jnp.asarray(h), jnp.asarray(c), jnp.asarray(weight), jnp.asarray(q), jnp.asarray(float(theta)))
-    best = None
-    for v3_s in (0.03, 0.15, 0.4):
-        v3_s = min(v3_s, 0.5 * (1.0 - q))
-        u0 = jnp.array([math.log(s2.eta), math.log(v3_s / (1.0 - q - v3_s))])
-        res = minimize(_masked_loss_fixed_theta, u0, method, args=args, max_steps=300, gtol=1e-10, ftol=1e-12)
-        if best is None or (np.isfinite(res.loss) and res.loss < best.loss):
-            best = res
+    args = _masked_args(h, c, q) + (jnp.asarray(float(theta)),)
+    starts = [[math.log(s2.eta), _v3_coord(v3_s, q)] for v3_s in (0.03, 0.15, 0.4)]
+    best = _best_start(_masked_loss_fixed_theta, starts, method, args, max_steps=300, gtol=1e-10, ftol=1e-12)
     u = np.asarray(best.x, dtype=float)
-    eta, v3 = float(np.exp(u[0])), float((1.0 - q) / (1.0 + np.exp(-u[1])))
+    eta, v3 = float(np.exp(u[0])), _v3_value(u[1], q)
     v2 = q / (1.0 - v3)
     return ExcursionGivenTheta(theta=float(theta), mu=float(mu_from_fraction(jnp.asarray(v2))), eta=eta, v2=v2,
                                v3=v3, loss=float(best.loss), converged=bool(best.converged))
