@@ -186,11 +186,13 @@ def check_labels(vol, name: str = "volume") -> np.ndarray:
         return vol.astype(np.uint8)
     if not (np.issubdtype(vol.dtype, np.integer) or np.issubdtype(vol.dtype, np.floating)):
         raise ValueError(f"{name}: expected integer labels, got dtype {vol.dtype}")
+    if np.issubdtype(vol.dtype, np.integer) and vol.size and 0 <= vol.min() and vol.max() <= 2:
+        return vol.astype(np.uint8, copy=False)  # integers in [0, 2]: no sort of the whole volume needed
     values = np.unique(vol)
     bad = values[~np.isin(values, (0, 1, 2))]
     if bad.size:
         raise ValueError(f"{name}: labels must be 0 (pore), 1 (carbon black + binder), 2 (graphite); found {bad[:5].tolist()}")
-    return vol.astype(np.uint8)
+    return vol.astype(np.uint8, copy=False)
 
 
 def save_volume(path: str | Path, vol: np.ndarray, voxel_nm=None) -> Path:

@@ -13,9 +13,10 @@ import numpy as np
 from jaxcba.descriptors import geodesic, pore_size
 from jaxcba.descriptors.minkowski import intrinsic_densities
 from jaxcba.descriptors.phases import check_phase, phase_mask
-from jaxcba.descriptors.two_point import two_point_coverage
+from jaxcba.descriptors.two_point import two_point_bytes, two_point_coverage
+from jaxcba.model.window import available_bytes
 
-__all__ = ["DESCRIPTORS", "NOT_PERCOLATING", "PhaseReport", "Report", "describe"]
+__all__ = ["BYTES_PER_VOXEL", "DESCRIPTORS", "NOT_PERCOLATING", "PhaseReport", "Report", "check_describe_memory", "describe", "describe_bytes"]
 
 #: Selectable descriptor groups, cheapest first. "intrinsic" gives surface_density and the
 #: other intrinsic volume densities; "cpsd" gives the CPSD and r_max; "constrictivity" gives
@@ -23,6 +24,20 @@ __all__ = ["DESCRIPTORS", "NOT_PERCOLATING", "PhaseReport", "Report", "describe"
 DESCRIPTORS = ("volume_fraction", "intrinsic", "two_point", "cpsd", "constrictivity", "geodesic_tortuosity")
 #: Value reported instead of a number when a phase has no path between the two faces.
 NOT_PERCOLATING = "not percolating"
+
+#: Peak working memory of each descriptor [bytes per voxel of the volume], on top of the
+#: labels (1 byte/voxel) and the JAX runtime, as measured by experiments/benchmarks/bench_scale.py.
+#: "two_point" is estimated from its padded FFT instead (:func:`two_point_bytes`).
+BYTES_PER_VOXEL = {
+    "volume_fraction": 2.0,
+    "intrinsic": 12.0,
+    "cpsd": 16.0,
+    "constrictivity": 16.0,
+    "geodesic_tortuosity": 16.0,
+}
+#: Relative cost of each descriptor, for the progress bar's ETA (measured at 400^3, one phase).
+_COST = {"volume_fraction": 0.1, "intrinsic": 1.0, "two_point": 2.0, "cpsd": 6.0, "constrictivity": 8.0,
+         "geodesic_tortuosity": 6.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +97,35 @@ class Report:
         return json.dumps(self.to_dict(), **kw)
 
 
+def describe_bytes(shape, which=DESCRIPTORS, max_lag_vox: int | None = None) -> int:
+    """Estimated peak memory [bytes] of :func:`describe` on a ``shape`` volume (descriptors run one at a time)."""
+    n = int(np.prod(shape))
+    need = [two_point_bytes(shape, max_lag_vox) if w == "two_point" else BYTES_PER_VOXEL[w] * n for w in which]
+    return int(2 * n + max(need, default=0))
+
+
+def check_describe_memory(shape, which=DESCRIPTORS, max_lag_vox: int | None = None) -> None:
+    """``ValueError`` naming the estimate and the limit when :func:`describe` would not fit in memory."""
+    need, free = describe_bytes(shape, which, max_lag_vox), available_bytes()
+    if free is not None and need > free:
+        raise ValueError(
+            f"describing a {'x'.join(map(str, shape))} volume ({', '.join(which)}) needs about {need / 2**30:.1f} GiB "
+            f"but only {free / 2**30:.1f} GiB is available; use a smaller window, fewer descriptors or a smaller "
+            "max_lag_vox (or check_memory=False to try anyway)"
+        )
+
+
+def _progress_bar(enabled: bool, total: float):
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="describe", file=sys.stderr, leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+
 @partial(jax.jit, static_argnames=("phase",))
 def _cheap(labels, voxel_nm, phase):
     m = phase_mask(labels, phase)
@@ -109,6 +153,8 @@ def describe(
     *,
     axis: int = 0,
     max_lag_vox: int | None = None,
+    progress: bool = False,
+    check_memory: bool = True,
 ) -> Report:
     """Morphological descriptors of the phases of a labelled ``(z, y, x)`` volume.
 
@@ -117,7 +163,10 @@ def describe(
     :data:`DESCRIPTORS` (the path-based ones, "cpsd", "constrictivity" and
     "geodesic_tortuosity", are the expensive ones); ``axis``: transport direction for r_min
     and tortuosity (from face 0 to the opposite face); ``max_lag_vox``: largest lag of C(h)
-    (default half the smallest axis). Raises ``ValueError`` for invalid input, before any work.
+    (default half the smallest axis, at most 100 voxels); ``progress``: a bar on stderr naming the
+    running phase and descriptor, with an ETA; ``check_memory``: refuse (``ValueError``) a volume
+    whose estimated need (:func:`describe_bytes`) exceeds the available memory. Raises
+    ``ValueError`` for invalid input, before any work.
     """
     from jaxcba.io import check_labels
 
@@ -137,8 +186,12 @@ def describe(
         raise ValueError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
     if min(lab.shape) < 2:
         raise ValueError(f"every axis needs at least 2 voxels, got shape {lab.shape}")
+    if check_memory:
+        check_describe_memory(lab.shape, which, max_lag_vox)
+    lo, hi = int(lab.min()), int(lab.max())
+    present = {"pore": lo == 0, "solid": hi > 0, "graphite": hi == 2}
     for p in phases:
-        if not np.any(np.asarray(phase_mask(lab, p))):
+        if not (present[p] if p in present else bool(np.any(lab == 1))):
             raise ValueError(f"phase {p!r} is empty (no voxel of it in the volume)")
 
     notes: list[str] = []
@@ -148,17 +201,31 @@ def describe(
         notes.append("r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel")
 
     jlab = jax.numpy.asarray(lab)
+    bar = _progress_bar(progress, len(phases) * sum(_COST[w] for w in which))
+
+    def step(p, w):
+        if bar is not None:
+            bar.set_description(f"describe {p}: {w}")
+
+    def done(w):
+        if bar is not None:
+            bar.update(_COST[w])
+
     out = []
     for p in phases:
         fields: dict[str, Any] = {"phase": p}
         if {"volume_fraction", "intrinsic"} & set(which):
+            step(p, "intrinsic" if "intrinsic" in which else "volume_fraction")
             d = _cheap(jlab, float(voxel_nm), p)
             if "volume_fraction" in which:
                 fields["volume_fraction"] = _f(d.V_V)
             if "intrinsic" in which:
                 fields["surface_density"] = _f(d.S_V)
                 fields["intrinsic"] = {k: _f(v) for k, v in dataclasses.asdict(d).items()}
+            for w in {"volume_fraction", "intrinsic"} & set(which):
+                done(w)
         if "two_point" in which:
+            step(p, "two_point")
             tp = _two_point(jlab, float(voxel_nm), p, max_lag_vox)
             fields["two_point"] = {
                 "h_nm": _list(tp.h_nm),
@@ -166,10 +233,12 @@ def describe(
                 "centered": _list(tp.centered),
                 "C_axes": _list(tp.C_axes),
             }
+            done("two_point")
         mask = None
         if {"cpsd", "constrictivity", "geodesic_tortuosity"} & set(which):
             mask = np.asarray(phase_mask(jlab, p))
         if {"cpsd", "constrictivity"} & set(which):
+            step(p, "constrictivity" if "constrictivity" in which else "cpsd")
             radii = pore_size.default_radii_vox(mask)
             if "constrictivity" in which:
                 con = pore_size.constrictivity(mask, voxel_nm, radii_vox=radii, axis=axis)
@@ -183,9 +252,16 @@ def describe(
             fields["r_max"] = _f(r_max)
             if "cpsd" in which:
                 fields["cpsd"] = {"r_nm": _list(r_nm), "fraction": _list(frac)}
+            for w in {"cpsd", "constrictivity"} & set(which):
+                done(w)
         if "geodesic_tortuosity" in which:
+            step(p, "geodesic_tortuosity")
             t = geodesic.geodesic_tortuosity(mask, axis=axis)
             perc = bool(np.asarray(t.percolates))
             fields["geodesic_tortuosity"] = _f(t.mean) if perc else NOT_PERCOLATING
+            done("geodesic_tortuosity")
+        mask = None
         out.append(PhaseReport(**fields))
+    if bar is not None:
+        bar.close()
     return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in lab.shape), axis=axis, phases=tuple(out), notes=tuple(notes))

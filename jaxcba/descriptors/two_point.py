@@ -6,6 +6,13 @@ lags up to ``max_lag``), divided for every lag vector ``h`` by the number of vox
 ``(x, x + h)`` that lie inside the window, ``prod_i (n_i - |h_i|)``. This is the unbiased
 (minus-sampling) estimator; no periodic continuation is assumed.
 
+Memory: the 3D transform is done as 2D transforms of the z-slices, then 1D transforms along z
+over chunks of rows, keeping only the ``L + 1`` lag planes ``h_z = 0..L`` (``C(-h) = C(h)``);
+each plane is transformed back and binned on its own. The working set is about
+``(n0 + L) * (n1 + L) * (n2 + L) / 2`` complex64 values (:func:`two_point_bytes`), not the
+padded volume three times over. The default largest lag is ``min(shape) // 2`` capped at
+:data:`DEFAULT_MAX_LAG_VOX` = 100 voxels (2 µm at 20 nm); pass ``max_lag_vox`` for more.
+
 Reported along the three axes and radially averaged: radial bin ``k`` is the plain mean of
 ``C(h)`` over all lag vectors with ``k - 1/2 <= |h| < k + 1/2`` (voxel units), ``k = 0..max_lag``,
 reported at the mean ``|h|`` of those lags (``h_nm = mean|h| * voxel_nm``; e.g. 1.28 voxels
@@ -16,13 +23,16 @@ for ``k = 1``, which mixes the 6 axis and 12 face-diagonal neighbours). Along th
 from __future__ import annotations
 
 import dataclasses
+import functools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import scipy.fft
 
-__all__ = ["TwoPointCoverage", "autocorrelation", "two_point_coverage"]
+__all__ = ["DEFAULT_MAX_LAG_VOX", "TwoPointCoverage", "autocorrelation", "two_point_bytes", "two_point_coverage"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +70,71 @@ jax.tree_util.register_dataclass(
 )
 
 
+#: Largest default lag [voxels]: the FFT works on the volume padded by the lag along each axis,
+#: so the default is capped to keep it near the volume's size (800^3 -> 900^3 instead of 1200^3).
+DEFAULT_MAX_LAG_VOX = 100
+
+
 def _default_max_lag(shape) -> int:
-    return int(min(shape) // 2)
+    return int(min(min(shape) // 2, DEFAULT_MAX_LAG_VOX))
+
+
+def _padded_shape(shape, L: int) -> tuple[int, ...]:
+    return tuple(scipy.fft.next_fast_len(int(n) + L, real=True) for n in shape)
+
+
+def two_point_bytes(shape, max_lag_vox: int | None = None) -> int:
+    """Estimated peak working memory [bytes] of :func:`two_point_coverage` on a ``shape`` mask.
+
+    The 2D half spectra of all z-slices (complex64, ``n0 x N1 x (N2/2 + 1)``) and the
+    z-correlations of the ``L + 1`` lag planes (same layout) are alive together.
+    """
+    L = _default_max_lag(shape) if max_lag_vox is None else int(max_lag_vox)
+    _, N1, N2 = _padded_shape(shape, L)
+    half = N1 * (N2 // 2 + 1) * 8
+    return int((int(shape[0]) + L + 1) * half + 4 * N1 * N2 * 8)
+
+
+def _lag_indices(N: int, L: int) -> np.ndarray:
+    """Indices of lags ``-L..L`` on a circular axis of length ``N``."""
+    return np.r_[np.arange(N - L, N), np.arange(0, L + 1)]
+
+
+def _overlap(n: int, L: int) -> np.ndarray:
+    """Number of voxel pairs ``(x, x + h)`` inside an axis of ``n`` voxels, ``h = -L..L`` (float32)."""
+    return (n - np.abs(np.arange(-L, L + 1))).astype(np.float32)
+
+
+def _z_correlation_spectra(mask: jax.Array, L: int) -> jax.Array:
+    """``Q[dz] = sum_z conj(F[z]) F[z + dz]``, ``dz = 0..L``, with ``F[z]`` the 2D half spectrum of slice ``z``.
+
+    ``F`` is zero-padded to ``(N1, N2) >= (n1 + L, n2 + L)`` and the z-correlation to
+    ``N0 >= n0 + L`` (no wrap-around for lags up to ``L``). The inverse 2D FFT of ``Q[dz]``
+    is the plane ``h_z = dz`` of the autocorrelation. Returns ``(L + 1, N1, N2 // 2 + 1)``
+    complex64. Working set: the slice spectra ``(n0, N1, N2/2 + 1)`` and the result; the
+    z-transforms run over chunks of ``ky`` rows (``lax.scan``).
+    """
+    N0, N1, N2 = _padded_shape(mask.shape, L)
+    spectra = lax.map(lambda sl: jnp.fft.rfft2(sl.astype(jnp.float32), s=(N1, N2)), jnp.asarray(mask))
+    K2 = spectra.shape[-1]
+    target = max(1, 2**22 // max(N0 * K2, 1))  # ky rows per chunk: ~32 MB of complex64 per FFT
+    rows = max(d for d in range(1, min(N1, target) + 1) if N1 % d == 0)
+
+    def chunk(out, j):
+        col = lax.dynamic_slice_in_dim(spectra, j * rows, rows, axis=1)
+        f = jnp.fft.fft(col, n=N0, axis=0)
+        q = jnp.fft.ifft(f.real**2 + f.imag**2, axis=0)[: L + 1].astype(jnp.complex64)
+        return lax.dynamic_update_slice_in_dim(out, q, j * rows, axis=1), None
+
+    out = jnp.zeros((L + 1, N1, K2), jnp.complex64)
+    out, _ = lax.scan(chunk, out, jnp.arange(N1 // rows))
+    return out
+
+
+def _lag_plane(q_dz: jax.Array, N1: int, N2: int, L: int) -> jax.Array:
+    """Pair sums ``sum_x m(x) m(x + h)`` of one plane ``h_z = dz``, lags ``(h_y, h_x)`` in ``-L..L`` ``(2L+1, 2L+1)``."""
+    plane = jnp.fft.irfft2(q_dz, s=(N1, N2))
+    return plane[_lag_indices(N1, L)][:, _lag_indices(N2, L)]
 
 
 def autocorrelation(mask: jax.Array, max_lag_vox: int) -> jax.Array:
@@ -69,42 +142,73 @@ def autocorrelation(mask: jax.Array, max_lag_vox: int) -> jax.Array:
 
     Index ``L + h_i`` along axis ``i`` holds lag ``h_i`` (``h`` in voxels, any sign).
     """
-    shape = mask.shape
     L = int(max_lag_vox)
-    padded = tuple(scipy.fft.next_fast_len(n + L, real=True) for n in shape)
-    m = jnp.asarray(mask).astype(jnp.float32)
-    f = jnp.fft.rfftn(m, s=padded)
-    corr = jnp.fft.irfftn(f.real**2 + f.imag**2, s=padded)
-    idx = [np.r_[np.arange(p - L, p), np.arange(0, L + 1)] for p in padded]
-    corr = corr[np.ix_(*idx)]
-    lags = np.arange(-L, L + 1)
-    counts = [(n - np.abs(lags)).astype(np.float32) for n in shape]
-    overlap = counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
-    return corr / jnp.asarray(overlap)
+    _, N1, N2 = _padded_shape(mask.shape, L)
+    q = _z_correlation_spectra(mask, L)
+    half = jax.vmap(lambda qd: _lag_plane(qd, N1, N2, L))(q)  # h_z = 0..L
+    full = jnp.concatenate([half[:0:-1, ::-1, ::-1], half])  # C(-h) = C(h)
+    c = [_overlap(n, L) for n in mask.shape]
+    return full / jnp.asarray(c[0][:, None, None] * c[1][None, :, None] * c[2][None, None, :])
+
+
+@functools.lru_cache(maxsize=16)
+def _radial_geometry(L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lag vectors per radial bin ``(L + 1,)`` and their mean length [voxels], plane by plane (host, float64)."""
+    g = np.arange(-L, L + 1, dtype=np.float64)
+    plane = g[:, None] ** 2 + g[None, :] ** 2
+    counts = np.zeros(L + 2, np.int64)
+    r_sum = np.zeros(L + 2, np.float64)
+    for dz in g:
+        r = np.sqrt(dz * dz + plane)
+        k = np.minimum(np.floor(r + 0.5).astype(np.int64), L + 1).ravel()
+        counts += np.bincount(k, minlength=L + 2)
+        r_sum += np.bincount(k, weights=r.ravel(), minlength=L + 2)
+    return counts[: L + 1].astype(np.float32), r_sum[: L + 1] / counts[: L + 1]
+
+
+@partial(jax.jit, static_argnames=("L",))
+def _coverage_sums(mask: jax.Array, L: int):
+    """Radial sums of C(h) over the lag vectors of each bin ``(L + 1,)`` and C along the axes ``(3, L + 1)``.
+
+    The lag planes ``h_z = 0..L`` are made and binned one at a time (``lax.scan``); the plane
+    ``-h_z`` has the same radial sums (``C(-h) = C(h)``), so planes ``h_z > 0`` count twice.
+    The per-plane sums are added up by a pairwise reduction (float32 rounding ~1e-7).
+    """
+    n0, n1, n2 = mask.shape
+    _, N1, N2 = _padded_shape(mask.shape, L)
+    q = _z_correlation_spectra(mask, L)
+    cz, cy, cx = (_overlap(n, L) for n in mask.shape)
+    g = jnp.arange(-L, L + 1, dtype=jnp.float32)
+    plane_r2 = g[:, None] ** 2 + g[None, :] ** 2
+    plane_overlap = jnp.asarray(cy[:, None] * cx[None, :])
+
+    def bin_plane(sums, dz):
+        c = _lag_plane(q[dz], N1, N2, L) / (plane_overlap * jnp.asarray(cz[L:])[dz])
+        k = jnp.minimum(jnp.floor(jnp.sqrt(dz.astype(jnp.float32) ** 2 + plane_r2) + 0.5), L + 1).astype(jnp.int32)
+        weight = jnp.where(dz > 0, 2.0, 1.0).astype(jnp.float32)
+        return None, (weight * jax.ops.segment_sum(c.ravel(), k.ravel(), num_segments=L + 2), c[L, L], c[L:, L], c[L, L:])
+
+    _, (sums, c_z, c_y, c_x) = lax.scan(bin_plane, None, jnp.arange(L + 1))
+    return jnp.sum(sums, axis=0)[: L + 1], jnp.stack([c_z, c_y[0], c_x[0]])
 
 
 def two_point_coverage(mask: jax.Array, voxel_nm: float = 1.0, max_lag_vox: int | None = None) -> TwoPointCoverage:
     """Two-point coverage C(h) of a boolean ``(z, y, x)`` mask (paper Eq. 20), h in nm.
 
-    ``max_lag_vox`` (static; default ``min(shape) // 2``) must be < every axis length.
-    Jittable (``max_lag_vox`` static) and vmappable.
+    ``max_lag_vox`` (static; default ``min(min(shape) // 2, DEFAULT_MAX_LAG_VOX)``) must be <
+    every axis length. Working memory about :func:`two_point_bytes`. Jittable
+    (``max_lag_vox`` static) and vmappable.
     """
     if getattr(mask, "ndim", None) != 3:
         raise ValueError(f"expected a 3D (z, y, x) phase mask, got shape {getattr(mask, 'shape', None)}")
-    L = _default_max_lag(mask.shape) if max_lag_vox is None else int(max_lag_vox)
+    L = _default_max_lag(mask.shape) if max_lag_vox is None else max_lag_vox
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)):
+        raise ValueError(f"max_lag_vox must be an integer number of voxels, got {max_lag_vox!r}")
+    L = int(L)
     if not 0 <= L < min(mask.shape):
         raise ValueError(f"max_lag_vox must be in [0, {min(mask.shape) - 1}] for shape {mask.shape}, got {L}")
-    c = autocorrelation(mask, L)
-    axes = jnp.stack([c[L:, L, L], c[L, L:, L], c[L, L, L:]])
-    g = np.arange(-L, L + 1, dtype=np.float64)
-    r = np.sqrt(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2)
-    k = np.floor(r + 0.5).astype(np.int32)
-    inside = k <= L
-    seg = np.where(inside, k, L + 1).ravel()
-    n_per = np.bincount(seg, minlength=L + 2)[: L + 1].astype(np.float32)
-    sums = jax.ops.segment_sum(c.ravel(), jnp.asarray(seg), num_segments=L + 2)[: L + 1]
-    radial = sums / jnp.asarray(n_per)
-    r_mean = np.bincount(seg, weights=r.ravel(), minlength=L + 2)[: L + 1] / n_per
+    sums, axes = _coverage_sums(mask, L)
+    n_per, r_mean = _radial_geometry(L)
     h_nm = jnp.asarray(r_mean, jnp.float32) * jnp.asarray(voxel_nm, jnp.float32)
     vf = jnp.mean(jnp.asarray(mask).astype(jnp.float32))
-    return TwoPointCoverage(h_nm=h_nm, C=radial, C_axes=axes, volume_fraction=vf)
+    return TwoPointCoverage(h_nm=h_nm, C=sums / jnp.asarray(n_per), C_axes=axes, volume_fraction=vf)
