@@ -5,14 +5,24 @@ Euclidean step lengths 1 (face), sqrt(2) (edge), sqrt(3) (corner neighbours). It
 paths made of straight runs along the 13 lattice directions and overestimates other
 directions by at most 8 % (e.g. (2, 1, 0): 1 + sqrt(2) = 2.414 vs sqrt(5) = 2.236).
 
-Algorithm (jittable, vmappable, no Python loop over voxels): iterated *line sweeps*. One sweep
-relaxes, for each of the 13 directions ``d`` and both senses, every maximal run of phase voxels
-along ``d`` at once: ``g(x) <- min(g(x), min_{y before x in the run} g(y) + |d| * steps(y, x))``,
-a segmented min-scan (``lax.associative_scan``) of ``g - |d| * i``. Lines along a diagonal are
-made axis-parallel by shearing the array (a cyclic shift of each slice; the wrap-around cuts the
-runs). Sweeps repeat until nothing decreases; their number grows with the number of turns of
-the shortest paths, not with their length. Every relaxation is a path of the graph and every
-edge is relaxed, so the fixpoint is the exact graph distance.
+Algorithm (jittable, vmappable, no Python loop over voxels): iterated *slice sweeps* on one
+float32 field ``g`` (``+inf`` off the phase, which cuts every path). A sweep along axis ``a``
+visits the slices normal to ``a`` in order (``lax.fori_loop``) and relaxes each slice from the
+one just relaxed before it,
+
+    g[i] <- min(g[i], min_{(p, q) in {-1, 0, 1}^2} shift_{p, q}(g[i -+ 1]) + sqrt(1 + p^2 + q^2)),
+
+i.e. the 9 lattice directions with a nonzero component along ``a`` at once, forwards and then
+backwards. The slice is updated in place (the only full-size buffer is ``g``), and whether any
+value decreased is accumulated on the way. One round sweeps axes 0 and 1 and then rotates the
+axes (``(0, 1, 2) -> (2, 0, 1)``, one transposed copy); three rotations restore the layout, so a
+round sweeps every axis twice and relaxes every edge of the graph. Rounds repeat until nothing
+decreases; their number grows with the number of turns of the shortest paths, not with their
+length. Every update is the sum of a path, evaluated edge by edge from its seed, and every edge
+is relaxed until stable, so the fixpoint is the graph distance (each value the float32 sum, in
+path order, of the shortest path).
+
+Memory: the field (4 bytes/voxel) plus, during a rotation, its transposed copy (4 bytes/voxel).
 
 Mean geodesic tortuosity (paper Section 3.3): for every phase voxel on the face ``index 0`` of
 ``axis`` that is connected to the opposite face, the geodesic distance to that face
@@ -23,7 +33,6 @@ straight channels.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from functools import partial
 
 import jax
@@ -31,20 +40,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcba.morphology import sweep_until_stable
-
 __all__ = ["GeodesicTortuosity", "geodesic_distance", "geodesic_tortuosity", "METRIC"]
 
 METRIC = "26-neighbourhood graph, Euclidean step lengths 1, sqrt(2), sqrt(3)"
 
-#: Value of phase voxels not (yet) reached: finite, so that it passes through the line relaxation.
+#: Value of phase voxels not (yet) reached: finite, so that it passes through the relaxation.
 _UNREACHED = jnp.float32(1e30)
 
-#: The 13 directions (one of each pair +-d), first nonzero component +1.
-_DIRECTIONS = tuple(
-    d for d in itertools.product((-1, 0, 1), repeat=3) if any(d) and next(c for c in d if c) == 1
-)
-
+_INF = np.float32(np.inf)
+_STEP = (np.float32(1.0), np.float32(np.sqrt(2.0)), np.float32(np.sqrt(3.0)))
 
 @dataclasses.dataclass(frozen=True)
 class GeodesicTortuosity:
@@ -66,84 +70,79 @@ jax.tree_util.register_dataclass(
 )
 
 
-def _seg_min(a, b):
-    va, oa = a
-    vb, ob = b
-    return jnp.minimum(vb, jnp.where(ob, va, jnp.inf)), oa & ob
+def _shift(c, s: int, ax: int):
+    """``out[..., j, ...] = c[..., j - s, ...]`` along axis ``ax`` of a slice, ``+inf`` shifted in."""
+    n = c.shape[ax]
+    pad = [(0, 0)] * c.ndim
+    pad[ax] = (1, 0) if s > 0 else (0, 1)
+    c = jnp.pad(c, pad, constant_values=_INF)
+    return lax.slice_in_dim(c, 0, n, axis=ax) if s > 0 else lax.slice_in_dim(c, 1, n + 1, axis=ax)
 
 
-def _skew(x, fill):
-    """``y[i, j] = x[i, j - i]`` (``fill`` outside): ``(A, B, C) -> (A, B + A - 1, C)``, by pad + reshape (no gather).
+def _from_neighbours(c):
+    """``min_{(p, q) in {-1, 0, 1}^2} c[j - p, k - q] + sqrt(1 + p^2 + q^2)`` for a slice ``c`` ``(P, Q)``.
 
-    Lines of constant ``j`` of ``y`` are the lines of direction ``(1, -1, 0)`` of ``x``; the
-    padding separates them (no wrap-around)."""
-    A, B, C = x.shape
-    flat = jnp.pad(x, ((0, 0), (0, A), (0, 0)), constant_values=fill).reshape(-1)
-    return flat[: A * (B + A - 1) * C].reshape(A, B + A - 1, C)
-
-
-def _unskew(y, B: int):
-    """Inverse of :func:`_skew`: ``x[i, b] = y[i, b + i]``, ``(A, B + A - 1, C) -> (A, B, C)``."""
-    A, M, C = y.shape
-    flat = jnp.pad(y, ((0, 0), (0, 1), (0, 0))).reshape(-1)
-    flat = jnp.pad(flat, (0, A * C))
-    return flat.reshape(A, M + 2, C)[:, :B]
+    Grouped by step length; ``min(a, b) + w = min(a + w, b + w)`` in float32, so the values are
+    those of the nine separate sums."""
+    e1 = jnp.minimum(_shift(c, 1, 1), _shift(c, -1, 1))
+    f0 = jnp.minimum(_shift(c, 1, 0), _shift(c, -1, 0))
+    f1 = jnp.minimum(_shift(e1, 1, 0), _shift(e1, -1, 0))
+    return jnp.minimum(jnp.minimum(c + _STEP[0], e1 + _STEP[1]), jnp.minimum(f0 + _STEP[1], f1 + _STEP[2]))
 
 
-def _to_lines(x, d, fill):
-    """Rearrange ``x`` so that the lattice lines of direction ``d`` run along axis 0."""
-    a = next(k for k in range(3) if d[k])
-    others = [b for b in range(3) if b != a]
-    x = jnp.moveaxis(x, a, 0)
-    for pos, b in enumerate(others):
-        if not d[b]:
-            continue
-        if pos == 1:
-            x = jnp.swapaxes(x, 1, 2)
-        if d[b] > 0:
-            x = jnp.flip(x, 1)
-        x = _skew(x, fill)
-        if pos == 1:
-            x = jnp.swapaxes(x, 1, 2)
-    return x
+def _sweep(g, changed, axis: int, reverse: bool):
+    """One in-place slice sweep of ``g`` along ``axis`` (see the module docstring); ``changed |=`` any decrease.
+
+    The next slice is read after the current one is written, so that the loop holds no second
+    copy of ``g``."""
+    n = g.shape[axis]
+
+    def index(k):
+        return n - 1 - k if reverse else k
+
+    def body(k, state):
+        g, prev, v, changed = state
+        out = jnp.where(v < _INF, jnp.minimum(v, _from_neighbours(prev)), v)
+        changed = changed | jnp.any(out < v)
+        g = lax.dynamic_update_index_in_dim(g, out, index(k), axis)
+        v = lax.dynamic_index_in_dim(g, index(jnp.minimum(k + 1, n - 1)), axis, keepdims=False)
+        return g, out, v, changed
+
+    v0 = lax.index_in_dim(g, index(0), axis, keepdims=False)
+    state = (g, jnp.full(v0.shape, _INF, g.dtype), v0, changed)
+    g, _, _, changed = lax.fori_loop(0, n, body, state)
+    return g, changed
 
 
-def _from_lines(y, d, shape):
-    """Inverse of :func:`_to_lines` for an array of original ``shape``."""
-    a = next(k for k in range(3) if d[k])
-    others = [b for b in range(3) if b != a]
-    for pos, b in reversed(list(enumerate(others))):
-        if not d[b]:
-            continue
-        if pos == 1:
-            y = jnp.swapaxes(y, 1, 2)
-        y = _unskew(y, shape[b])
-        if d[b] > 0:
-            y = jnp.flip(y, 1)
-        if pos == 1:
-            y = jnp.swapaxes(y, 1, 2)
-    return jnp.moveaxis(y, 0, a)
+def _round(g):
+    """Sweeps along axes 0 and 1 (both senses) in each of the three rotated layouts; returns ``(g, changed)``."""
+    changed = jnp.array(False)
+    for _ in range(3):
+        for axis in (0, 1):
+            for reverse in (False, True):
+                g, changed = _sweep(g, changed, axis, reverse)
+        g = jnp.transpose(g, (2, 0, 1))
+    return g, changed
 
 
-def _line_relax(val, w: float, reverse: bool):
-    """``out[i] = min(val[i], out[i -+ 1] + w)`` along axis 0 (``val`` is +inf off the phase: runs are cut)."""
+def _distance(g0, max_sweeps: int):
+    """Rounds of :func:`_round` on ``g0`` (0 on seeds, ``_UNREACHED`` on the phase, ``+inf`` off it) until stable."""
 
-    def step(carry, v):
-        out = jnp.minimum(v, carry + w)
-        out = jnp.where(jnp.isfinite(v), out, jnp.inf)
-        return out, out
+    def cond(state):
+        _, changed, i = state
+        return changed & (i < max_sweeps)
 
-    init = jnp.full(val.shape[1:], jnp.inf, val.dtype)
-    _, out = lax.scan(step, init, val, reverse=reverse)
-    return out
+    def body(state):
+        g, _, i = state
+        g, changed = _round(g)
+        return g, changed, i + 1
+
+    g, _, _ = lax.while_loop(cond, body, (g0, jnp.array(True), jnp.array(0, jnp.int32)))
+    return jnp.where(g < _UNREACHED, g, _INF)
 
 
-def _direction_sweep(g, d):
-    """Relax ``g`` (``+inf`` on walls, ``_UNREACHED`` on unreached phase voxels) along direction ``d``."""
-    w = float(np.sqrt(sum(c * c for c in d)))
-    val = _to_lines(g, d, jnp.inf)
-    val = _line_relax(_line_relax(val, w, False), w, True)
-    return jnp.minimum(g, _from_lines(val, d, g.shape))
+def _start_field(mask, seeds):
+    return jnp.where(seeds, jnp.float32(0), jnp.where(mask, _UNREACHED, _INF))
 
 
 @partial(jax.jit, static_argnames=("max_sweeps",))
@@ -151,7 +150,8 @@ def geodesic_distance(mask: jax.Array, seeds: jax.Array, max_sweeps: int = 1000)
     """Geodesic distance [voxels] inside ``mask`` from ``seeds & mask`` (26-neighbourhood, Euclidean steps).
 
     Args:
-        mask: bool ``(z, y, x)``; seeds: bool, same shape. max_sweeps: static safety bound.
+        mask: bool ``(z, y, x)``; seeds: bool, same shape. max_sweeps: static bound on the number
+            of rounds (each round relaxes every edge at least twice).
 
     Returns:
         float32 ``(z, y, x)``: distance, ``+inf`` off the mask and where unreachable.
@@ -160,15 +160,7 @@ def geodesic_distance(mask: jax.Array, seeds: jax.Array, max_sweeps: int = 1000)
     seeds = jnp.asarray(seeds, bool) & mask
     if mask.ndim != 3 or seeds.shape != mask.shape:
         raise ValueError(f"mask and seeds must be 3D arrays of equal shape, got {mask.shape} and {seeds.shape}")
-    g0 = jnp.where(seeds, jnp.float32(0), jnp.where(mask, _UNREACHED, jnp.float32(jnp.inf)))
-
-    def sweep(g):
-        for d in _DIRECTIONS:
-            g = _direction_sweep(g, d)
-        return g
-
-    g = sweep_until_stable(sweep, g0, max_sweeps)  # sweeps only lower g: "changed" = "lowered"
-    return jnp.where(g < _UNREACHED, g, jnp.inf)
+    return _distance(_start_field(mask, seeds), max_sweeps)
 
 
 def geodesic_tortuosity(mask: jax.Array, axis: int = 0) -> GeodesicTortuosity:
@@ -190,12 +182,11 @@ def geodesic_tortuosity(mask: jax.Array, axis: int = 0) -> GeodesicTortuosity:
 
 @partial(jax.jit, static_argnames=("axis",))
 def _tortuosity(mask, axis):
-    m = jnp.moveaxis(mask, axis, 0)
-    n = m.shape[0]
-    seeds = jnp.zeros(m.shape, bool).at[n - 1].set(True)
-    g = geodesic_distance(m, seeds)
-    start = g[0]
-    on_face = m[0]
+    n = mask.shape[axis]
+    outlet = lax.broadcasted_iota(jnp.int32, mask.shape, axis) == n - 1
+    g = _distance(_start_field(mask, outlet & mask), 1000)
+    start = lax.index_in_dim(g, 0, axis, keepdims=False)
+    on_face = lax.index_in_dim(mask, 0, axis, keepdims=False)
     ok = on_face & jnp.isfinite(start)
     count = jnp.sum(ok)
     mean = jnp.sum(jnp.where(ok, start, 0.0)) / jnp.maximum(count, 1) / (n - 1)
