@@ -99,3 +99,21 @@ def test_bad_input(tmp_path, capsys):
         describe(np.zeros((4, 4, 4), np.uint8), 1.0, phases="pore", which=("nope",))
     with pytest.raises(ValueError, match="unknown phase"):
         describe(np.zeros((4, 4, 4), np.uint8), 1.0, phases="air")
+
+
+def test_refuses_a_volume_that_does_not_fit_before_any_work(labels, monkeypatch):
+    from jaxcba.descriptors import report
+
+    need = report.describe_bytes(labels.shape, ("two_point",))
+    assert need > 2 * labels.size  # labels + mask + the FFT's working set
+    monkeypatch.setattr(report, "available_bytes", lambda: need - 1)
+    with pytest.raises(ValueError, match=r"needs about .* GiB but only .* GiB is available"):
+        describe(labels, 20.0, phases=("pore",), which=("two_point",))
+    rep = describe(labels, 20.0, phases=("pore",), which=("two_point",), check_memory=False)
+    assert rep["pore"].two_point["C"][0] == pytest.approx(np.mean(labels == 0), rel=1e-5)
+
+
+def test_progress_bar_names_the_running_stage(labels, capsys):
+    describe(labels, 20.0, phases=("pore",), which=("volume_fraction", "two_point"), progress=True)
+    err = capsys.readouterr().err
+    assert "describe pore: two_point" in err

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from jaxcba.cli._common import positive_float, print_json
 
+#: Volumes with more voxels than this show a progress bar on stderr (unless --quiet).
+PROGRESS_VOXELS = 64**3
+
 _JSON_KEYS = (
     "volume_fraction",
     "surface_density",
@@ -39,6 +42,9 @@ def add_parser(sub):
     p.add_argument("--axis", type=int, choices=(0, 1, 2), default=0, help="transport axis for r_min and tortuosity (default 0 = z)")
     p.add_argument("--json", action="store_true", help="print one JSON object {phase: {descriptor: value}}")
     p.add_argument("--plot", metavar="OUT.png", help="write C(h) - V^2 and CPSD curves as PNG")
+    p.add_argument("--max-lag-vox", type=int, default=None, help="largest lag of C(h) [voxels] (default min(shape)/2, at most 100)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="run even when the memory estimate exceeds the available memory")
     p.set_defaults(func=run)
     return p
 
@@ -105,7 +111,8 @@ def run(args) -> int:
     labels = load_volume(args.volume)
     phases = tuple(dict.fromkeys(args.phase)) if args.phase else ("solid", "pore")
     which = tuple(dict.fromkeys(args.only)) if args.only else DESCRIPTORS
-    report = describe(labels, args.voxel_nm, phases=phases, which=which, axis=args.axis)
+    report = describe(labels, args.voxel_nm, phases=phases, which=which, axis=args.axis, max_lag_vox=args.max_lag_vox,
+                      progress=labels.size > PROGRESS_VOXELS and not args.quiet, check_memory=not args.force)
     if args.json:
         print_json(report_json(report))
     else:

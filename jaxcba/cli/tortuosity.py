@@ -71,12 +71,24 @@ def add_parser(sub):
 
 
 def _progress_printer(max_iter: int):
+    """Progress line: iteration, residual and an ETA from the residual's decay rate so far."""
+    import math
+
     start = time.perf_counter()
+    first = {}
 
     def show(state) -> None:
+        res, target = float(state.res), float(state.target)
+        elapsed = time.perf_counter() - start
+        first.setdefault("res", res)
+        eta = ""
+        done = math.log(first["res"] / res) if 0 < res < first["res"] else 0.0
+        left = math.log(res / target) if res > target > 0 else 0.0
+        if done > 0 and int(state.iterations) > 0:
+            eta = f"  ETA {elapsed * left / done:6.0f} s"
         print(
-            f"\r  iteration {int(state.iterations):5d}/{max_iter}  residual {float(state.res):.2e}  "
-            f"target {float(state.target):.1e}  {time.perf_counter() - start:6.1f} s",
+            f"\r  iteration {int(state.iterations):5d}/{max_iter}  residual {res:.2e}  "
+            f"target {target:.1e}  {elapsed:6.1f} s{eta}",
             end="", file=sys.stderr, flush=True,
         )
 
