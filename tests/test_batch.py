@@ -132,3 +132,26 @@ def test_save_volumes_and_csv(tmp_path, capsys):
         assert r["fractions"]["graphite"] == float(np.mean(vol == 2))
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"job", "seed", "fractions.graphite", "params.lambda_x"} <= set(header)
+
+
+def test_downsampled_measures_are_those_of_the_slice_removed_volume(tmp_path):
+    from jaxcba import CBAParams, simulate
+    from jaxcba.batch import run_batch
+
+    spec = {"params": "paper", "seeds": [3], "shape": 32, "voxel_nm": 40, "measure": ["fractions", "surface_density"],
+            "downsample": [2, 4]}
+    run_batch(spec, tmp_path / "runs", progress=False)
+    (row,) = load_rows(tmp_path / "runs")
+    vol = np.asarray(simulate(CBAParams.paper(), (32, 32, 32), 40.0, 3))
+    assert row["fractions"]["pore"] == pytest.approx(np.mean(vol == 0))
+    for f in (2, 4):
+        coarse = vol[::f, ::f, ::f]
+        got = row["downsampled"][str(f)]
+        assert got["voxel_nm"] == 40.0 * f
+        assert got["fractions"]["graphite"] == pytest.approx(np.mean(coarse == 2))
+        assert got["fractions"]["cb"] == pytest.approx(np.mean(coarse == 1))
+    # the factors key the job id, so a spec without them is another spec, and both reject bad factors
+    assert parse_spec(spec).jobs()[0].id != parse_spec({**spec, "downsample": []}).jobs()[0].id
+    for bad in ([1], [2, 2], [8], "2"):
+        with pytest.raises(ValueError, match="downsample"):
+            parse_spec({**spec, "downsample": bad})

@@ -65,11 +65,17 @@ def choose_per_device(spec: Spec, device) -> int:
     return int(max(1, min(8, _memory_budget_bytes(device) // per_job)))
 
 
-def _row(job: Job, values: dict, index: int) -> dict:
+def _pick(values: dict, index: int) -> dict:
+    return {name: jax.tree_util.tree_map(lambda a: np.asarray(a)[index].tolist(), tree) for name, tree in values.items()}
+
+
+def _row(job: Job, values: dict, index: int, coarse: dict | None = None) -> dict:
+    """One result row; ``coarse`` maps a down-sampling factor to that volume's measure values."""
     row = {"job": job.id, "params": job.params, "sweep": job.sweep, "seed": job.seed, "shape": list(job.shape),
            "voxel_nm": job.voxel_nm}
-    for name, tree in values.items():
-        row[name] = jax.tree_util.tree_map(lambda a: np.asarray(a)[index].tolist(), tree)
+    row.update(_pick(values, index))
+    if coarse:
+        row["downsampled"] = {str(f): {"voxel_nm": job.voxel_nm * f, **_pick(v, index)} for f, v in coarse.items()}
     return row
 
 
@@ -117,12 +123,18 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
             chunk = mine[start : start + step]
             vols = [np.asarray(simulate(j.cba_params(), j.shape, j.voxel_nm, j.seed)) for j in chunk]
             padded = vols + [vols[-1]] * (step - len(vols))  # static batch shape; padding rows are dropped
-            batch = jax.device_put(np.stack(padded), sharding)
+            stacked = np.stack(padded)
+            batch = jax.device_put(stacked, sharding)
             values = {name: measure_batch(name, batch, spec.voxel_nm) for name in spec.measures}
+            coarse = {}
+            for f in spec.downsample:  # paper Section 3.3: every f-th slice along each axis
+                small = jax.device_put(np.ascontiguousarray(stacked[:, ::f, ::f, ::f]), sharding)
+                coarse[f] = {name: measure_batch(name, small, spec.voxel_nm * f) for name in spec.measures}
+            del batch, stacked
             for i, job in enumerate(chunk):
                 if save_volumes:
                     _save_volume(out, job, vols[i])
-                writer.write(_row(job, values, i))
+                writer.write(_row(job, values, i, coarse))
                 n_done += 1
                 if bar is not None:
                     bar.update(1)

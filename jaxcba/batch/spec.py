@@ -8,10 +8,13 @@ A spec file is one JSON object::
      "shape": 200 | [z, y, x],
      "voxel_nm": 80,
      "measure": ["fractions", "m_factor_solid", ...],
-     "per_device": 2}                                  # optional: jobs per device and step
+     "per_device": 2,                                  # optional: jobs per device and step
+     "downsample": [2, 4]}                             # optional: also measure each volume down-sampled
+                                                       # by slice removal (paper Section 3.3)
 
 A job's id is the first 16 hex digits of the SHA-256 of its canonical content (parameters,
-seed, shape, voxel size, measures), so it does not depend on its position in the sweep.
+seed, shape, voxel size, measures, and the down-sampling factors when there are any), so it
+does not depend on its position in the sweep.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pathlib import Path
 from jaxcba.model.params import FIELDS, CBAParams
 
 REQUIRED = ("params", "seeds", "shape", "voxel_nm", "measure")
-OPTIONAL = ("sweep", "per_device", "name")
+OPTIONAL = ("sweep", "per_device", "name", "downsample")
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One realization and its measurements: ``params`` (8 floats), ``seed``, ``shape`` (z, y, x) [voxels],
-    ``voxel_nm`` [nm], ``measures`` (names), ``sweep`` (the swept values of this job)."""
+    ``voxel_nm`` [nm], ``measures`` (names), ``sweep`` (the swept values of this job),
+    ``downsample`` (factors > 1 at which the measures are repeated on the down-sampled volume)."""
 
     id: str
     params: dict
@@ -40,6 +44,7 @@ class Job:
     voxel_nm: float
     measures: tuple[str, ...]
     sweep: dict
+    downsample: tuple[int, ...] = ()
 
     def cba_params(self) -> CBAParams:
         return CBAParams(**self.params)
@@ -57,6 +62,7 @@ class Spec:
     voxel_nm: float
     measures: tuple[str, ...]
     per_device: int | None
+    downsample: tuple[int, ...] = ()
 
     def jobs(self) -> list[Job]:
         names = list(self.sweep)
@@ -69,9 +75,11 @@ class Spec:
             for seed in self.seeds:
                 content = {"params": params, "seed": seed, "shape": list(self.shape), "voxel_nm": self.voxel_nm,
                            "measures": sorted(self.measures)}
+                if self.downsample:
+                    content["downsample"] = list(self.downsample)
                 digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
                 out.append(Job(digest, params, seed, self.shape, self.voxel_nm, self.measures,
-                               dict(zip(names, values))))
+                               dict(zip(names, values)), self.downsample))
         return out
 
 
@@ -131,8 +139,18 @@ def parse_spec(data: dict | str | Path, known_measures=None) -> Spec:
     per_device = data.get("per_device")
     if per_device is not None and not (isinstance(per_device, int) and per_device >= 1):
         raise ValueError(f"spec: per_device must be an int >= 1, got {per_device!r}")
+    factors = data.get("downsample") or []
+    if not (isinstance(factors, list) and all(isinstance(f, int) and not isinstance(f, bool) and f >= 2 for f in factors)
+            and len(set(factors)) == len(factors)):
+        raise ValueError(f"spec: downsample must be a list of distinct ints >= 2, got {data.get('downsample')!r}")
+    for f in factors:
+        if min(-(-s // f) for s in shape) < 8:
+            raise ValueError(f"spec: downsample factor {f} leaves fewer than 8 voxels along an axis of {shape}")
     raw = {"params": base, "sweep": clean_sweep, "seeds": list(seeds), "shape": list(shape), "voxel_nm": voxel_nm,
            "measure": list(dict.fromkeys(measures))}
     if "name" in data:
         raw["name"] = str(data["name"])
-    return Spec(raw, base, clean_sweep, tuple(seeds), tuple(shape), voxel_nm, tuple(raw["measure"]), per_device)
+    if factors:
+        raw["downsample"] = sorted(factors)
+    return Spec(raw, base, clean_sweep, tuple(seeds), tuple(shape), voxel_nm, tuple(raw["measure"]), per_device,
+                tuple(sorted(factors)))
