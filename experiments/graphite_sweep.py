@@ -105,13 +105,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="realizations per lambda_X (paper: 5)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="40^3 voxels at 80 nm, 1 seed (CI)")
-    g.add_argument("--paper-size", action="store_true", help="800^3 voxels at 20 nm, 5 seeds (the paper's)")
+    g.add_argument("--paper-size", action="store_true", help="the paper's 16 um window as 400^3 voxels of 40 nm, 5 seeds")
     a = ap.parse_args(argv)
     shape, voxel_nm, seeds = a.shape, a.voxel_nm, a.seeds
     if a.quick:
         shape, voxel_nm, seeds = 40, 80.0, 1
     if a.paper_size:
-        shape, voxel_nm, seeds = 800, 20.0, 5
+        shape, voxel_nm, seeds = 400, 40.0, 5
 
     import jax
 

@@ -7,6 +7,8 @@ S_V, constrictivity and mean geodesic tortuosity of solid and pore (Fig. 5), the
 pore space (Fig. 6) and the centred two-point coverage C(h) - V^2 (Fig. 7).
 The paper's image values exist only as bar charts, so the table reports the model side
 (mean, min, max) per resolution; the theory's solid fraction is printed beside it.
+Every resolution is one run of the batch engine (``OUT/runs/<voxel>nm``: results kept as each
+realization finishes; rerun the same command after an interruption and it resumes).
 Writes ``OUT/validation.csv``, ``OUT/curves.json``, ``OUT/fig5.png``, ``OUT/fig6_7.png``.
 
 Usage:  python experiments/validation.py [--out results/validation] [--window-um 2.56] [--n 2]
@@ -23,41 +25,59 @@ import numpy as np
 
 SCALARS = [("volume_fraction", "eps"), ("surface_density", "S_V [1/nm]"), ("constrictivity", "beta"),
            ("geodesic_tortuosity", "tau")]
+MEASURES = ["fractions", "surface_density", "two_point", "cpsd", "constrictivity", "geodesic_tortuosity"]
+VOXELS_NM = (20.0, 40.0, 80.0)
 
 
 def _num(x):
     return float(x) if isinstance(x, (int, float)) and x is not None else float("nan")
 
 
-def run(window_um: float, n: int, seed0: int = 0):
-    import jax
+def specs(window_um: float, n: int, seed0: int = 0) -> dict[float, dict]:
+    """One batch spec per voxel size; the 20 nm realizations are also measured down-sampled x2, x4."""
+    out = {}
+    for vox in VOXELS_NM:
+        spec = {"params": "paper", "seeds": list(range(seed0, seed0 + n)), "shape": int(round(window_um * 1000 / vox)),
+                "voxel_nm": vox, "measure": MEASURES, "per_device": 1, "name": f"validation {window_um:g} um, {vox:g} nm"}
+        if vox == VOXELS_NM[0]:
+            spec["downsample"] = [2, 4]
+        out[vox] = spec
+    return out
 
-    from jaxcba import CBAParams, simulate
-    from jaxcba.descriptors import describe, downsample
 
-    p = CBAParams.paper()
+def _values(m: dict, phase: str) -> dict:
+    """The Fig. 5 scalars of one phase from a batch row's measures (S_V: of the solid-pore interface)."""
+    return {"eps": m["fractions"][phase], "S_V [1/nm]": m["surface_density"]["S_V"],
+            "beta": m["constrictivity"][phase]["beta"], "tau": m["geodesic_tortuosity"][phase]["mean"]}
+
+
+def run(window_um: float, n: int, out: Path, seed0: int = 0):
+    """Run (or resume) the three batches under ``out/runs`` and tabulate every case (mean, min, max)."""
+    from jaxcba.batch import load_rows, run_batch
+
     cases = {}
-    for vox in (20.0, 40.0, 80.0):
-        side = int(round(window_um * 1000 / vox))
-        cases[f"simulated {vox:g} nm"] = [(np.asarray(simulate(p, (side,) * 3, vox, seed0 + i)), vox) for i in range(n)]
-    fine = [v for v, _ in cases["simulated 20 nm"]]
-    for k in (2, 4):
-        cases[f"down-sampled {20 * k} nm"] = [(np.asarray(downsample(jax.numpy.asarray(v), k)), 20.0 * k) for v in fine]
-    rows, curves = [], {}
-    for name, vols in cases.items():
-        reps = [describe(v, vox, phases=("solid", "pore")) for v, vox in vols]
+    for vox, spec in specs(window_um, n, seed0).items():
+        folder = out / "runs" / f"{vox:g}nm"
+        run_batch(spec, folder)
+        rows = sorted(load_rows(folder), key=lambda r: r["seed"])
+        cases[f"simulated {vox:g} nm"] = rows
+        for f in spec.get("downsample", []):
+            cases[f"down-sampled {vox * f:g} nm"] = [r["downsampled"][str(f)] for r in rows]
+    table, curves = [], {}
+    for name, rows in cases.items():
         for phase in ("solid", "pore"):
-            for key, label in SCALARS:
-                vals = np.array([_num(getattr(r[phase], key)) for r in reps])
-                rows.append({"case": name, "phase": phase, "descriptor": label, "mean": np.nanmean(vals),
-                             "min": np.nanmin(vals), "max": np.nanmax(vals), "n": len(vals)})
+            for _, label in SCALARS:
+                vals = np.array([_num(_values(r, phase)[label]) for r in rows])
+                table.append({"case": name, "phase": phase, "descriptor": label, "mean": np.nanmean(vals),
+                              "min": np.nanmin(vals), "max": np.nanmax(vals), "n": len(vals)})
+        two = [np.asarray(r["two_point"]["solid"]["C"]) for r in rows]
         curves[name] = {
-            "cpsd_r_nm": reps[0]["pore"].cpsd["r_nm"],
-            "cpsd_pore": np.mean([r["pore"].cpsd["fraction"] for r in reps], axis=0).tolist(),
-            "h_nm": reps[0]["solid"].two_point["h_nm"],
-            "centred_C": np.mean([r["solid"].two_point["centered"] for r in reps], axis=0).tolist(),
+            "cpsd_r_nm": rows[0]["cpsd"]["pore"]["r_nm"],
+            "cpsd_pore": np.mean([r["cpsd"]["pore"]["fraction"] for r in rows], axis=0).tolist(),
+            "h_nm": rows[0]["two_point"]["solid"]["h_nm"],
+            "centred_C": np.mean([c - c[0] ** 2 for c in two], axis=0).tolist(),  # C(0) = V
         }
-    return rows, curves
+    return table, curves
 
 
 def plot(rows, curves, out: Path):
@@ -109,7 +129,7 @@ def main(argv=None) -> int:
     from jaxcba.io import write_csv_atomic, write_text_atomic
 
     out = Path(a.out)
-    rows, curves = run(window, n)
+    rows, curves = run(window, n, out)
     write_csv_atomic(out / "validation.csv", rows)
     write_text_atomic(out / "curves.json", json.dumps(curves))
     plot(rows, curves, out)

@@ -22,11 +22,17 @@ def _masks(labels):
     return {"solid": labels > 0, "pore": labels == 0}
 
 
-def _radii_vox(shape) -> tuple[float, ...]:
-    """Static CPSD radius grid [voxels]: 1, 1.5, ..., up to a quarter of the smallest side (at least 2)."""
+#: Largest radius of the batch CPSD grid [nm]: well above the largest pores of the CBA phase
+#: (the paper model's pore space has no distance to the solid above ~0.7 µm in a 16 µm window).
+MAX_RADIUS_NM = 1500.0
+
+
+def _radii_vox(shape, voxel_nm: float) -> tuple[float, ...]:
+    """Static CPSD radius grid [voxels]: 1, 1.5, ..., up to a quarter of the smallest side or
+    :data:`MAX_RADIUS_NM`, whichever is smaller (at least 2)."""
     from jaxcba.descriptors.pore_size import radius_grid
 
-    return tuple(float(r) for r in radius_grid(max(2.0, min(shape) / 4.0)))
+    return tuple(float(r) for r in radius_grid(max(2.0, min(min(shape) / 4.0, MAX_RADIUS_NM / voxel_nm))))
 
 
 def fractions(labels, voxel_nm):
@@ -55,7 +61,7 @@ def two_point(labels, voxel_nm):
 def cpsd(labels, voxel_nm):
     from jaxcba.descriptors.pore_size import cpsd as _cpsd
 
-    radii = _radii_vox(labels.shape)
+    radii = _radii_vox(labels.shape, voxel_nm)
     out = {}
     for phase, m in _masks(labels).items():
         c = _cpsd(m, voxel_nm, radii)
@@ -66,7 +72,7 @@ def cpsd(labels, voxel_nm):
 def constrictivity(labels, voxel_nm):
     from jaxcba.descriptors.pore_size import constrictivity as _beta
 
-    radii = _radii_vox(labels.shape)
+    radii = _radii_vox(labels.shape, voxel_nm)
     out = {}
     for phase, m in _masks(labels).items():
         c = _beta(m, voxel_nm, radii, axis=0)
