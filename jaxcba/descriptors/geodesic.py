@@ -114,15 +114,38 @@ def _sweep(g, changed, axis: int, reverse: bool):
     return g, changed
 
 
+#: Voxels per block of the sweeps along the last axis (a transposed block, not the volume, is copied).
+_BLOCK = 1 << 22
+
+
+def _sweep_last(g, changed):
+    """Sweeps along axis 2, both senses, block by block of axis-0 slices.
+
+    A block ``(k, Y, X)`` is transposed to ``(X, k, Y)`` and swept along its axis 0, so that the
+    slices are contiguous; relaxations that would cross a block boundary along axis 0 are left to
+    the sweeps along axis 0 (every edge with a nonzero axis-0 component is relaxed there)."""
+    Z, Y, X = g.shape
+    k = max(1, min(Z, _BLOCK // max(Y * X, 1)))
+    nblocks = -(-Z // k)
+
+    def body(b, state):
+        g, changed = state
+        z0 = jnp.minimum(b * k, Z - k)  # the last block overlaps the one before: relaxing twice is harmless
+        blk = jnp.transpose(lax.dynamic_slice_in_dim(g, z0, k, axis=0), (2, 0, 1))
+        for reverse in (False, True):
+            blk, changed = _sweep(blk, changed, 0, reverse)
+        return lax.dynamic_update_slice_in_dim(g, jnp.transpose(blk, (1, 2, 0)), z0, axis=0), changed
+
+    return lax.fori_loop(0, nblocks, body, (g, changed))
+
+
 def _round(g):
-    """Sweeps along axes 0 and 1 (both senses) in each of the three rotated layouts; returns ``(g, changed)``."""
+    """Sweeps along axes 0, 1, 2 (both senses); returns ``(g, changed)``."""
     changed = jnp.array(False)
-    for _ in range(3):
-        for axis in (0, 1):
-            for reverse in (False, True):
-                g, changed = _sweep(g, changed, axis, reverse)
-        g = jnp.transpose(g, (2, 0, 1))
-    return g, changed
+    for axis in (0, 1):
+        for reverse in (False, True):
+            g, changed = _sweep(g, changed, axis, reverse)
+    return _sweep_last(g, changed)
 
 
 def _distance(g0, max_sweeps: int):
