@@ -155,3 +155,15 @@ def test_downsampled_measures_are_those_of_the_slice_removed_volume(tmp_path):
     for bad in ([1], [2, 2], [8], "2"):
         with pytest.raises(ValueError, match="downsample"):
             parse_spec({**spec, "downsample": bad})
+
+
+def test_rows_are_strict_json_with_null_for_missing_numbers(tmp_path):
+    from jaxcba.batch.store import ResultWriter
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    with ResultWriter(out) as w:
+        w.write({"job": "a", "m": {"beta": float("nan"), "tau": float("inf"), "percolates": False, "curve": [1.0, float("-inf")]}})
+    text = (out / "results.jsonl").read_text()
+    row = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert row["m"] == {"beta": None, "tau": None, "percolates": False, "curve": [1.0, None]}

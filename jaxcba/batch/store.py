@@ -1,8 +1,9 @@
 """Durable results: ``DIR/spec.json`` + append-only ``DIR/results.jsonl`` (one JSON row per job).
 
 Each row is written with one ``write`` of a full line, flushed and ``fsync``-ed before the
-next job's row, so a killed run leaves every finished job on disk and at most a partial
-last line, which the next run cuts off before appending. Process ``i > 0`` of a
+next job's row, so a killed run leaves every finished job on disk and at most a partial last
+line, which the next run cuts off before appending. Rows are strict JSON: NaN and infinities
+are written as ``null``. Process ``i > 0`` of a
 multi-process run appends to ``results.p<i>.jsonl``; :func:`load_rows` reads them all.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -70,6 +72,19 @@ def load_rows(out_dir: str | Path) -> list[dict]:
     return rows
 
 
+def strict_json(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON ``null``), so that strict
+    JSON readers accept the row; the flags beside such values (``percolates``, ``converged``)
+    say why a number is missing."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 class ResultWriter:
     """Append-only JSONL writer; ``write(row)`` returns once the row is on disk."""
 
@@ -79,7 +94,7 @@ class ResultWriter:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def write(self, row: dict) -> None:
-        self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+        self._fh.write(json.dumps(strict_json(row), separators=(",", ":"), allow_nan=False) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
