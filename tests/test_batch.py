@@ -95,6 +95,7 @@ def test_sigkill_midway_then_resume(reference, tmp_path):
     ({"measure": ["fractions", "magic"]}, "unknown measure"),
     ({"shape": 0}, "shape"),
     ({"seeds": []}, "seeds"),
+    ({"shape": 20000}, "GiB but only"),  # 8e12 voxels: refused from the estimate, before spec.json
 ])
 def test_bad_spec_exit_2_nothing_written(tmp_path, capsys, change, needle):
     spec = tmp_path / "spec.json"

@@ -58,6 +58,30 @@ def _memory_budget_bytes(device) -> float:
     return 0.5 * avail / max(1, len(jax.local_devices()))
 
 
+def job_bytes(spec: Spec) -> float:
+    """Estimated peak host memory of one job [bytes]: its volume held three times (host list,
+    stacked batch, device copy) plus the hungriest of its measures (they run one at a time) and
+    the realization itself."""
+    from jaxcba.model.window import realization_bytes
+
+    voxels = float(np.prod(spec.shape))
+    return 3 * voxels + max(realization_bytes(spec.shape), voxels * max(BYTES_PER_VOXEL[m] for m in spec.measures))
+
+
+def check_batch_memory(spec: Spec, per_device: int = 1) -> None:
+    """``ValueError`` with the estimate and the limit when one step of the batch cannot fit in memory."""
+    from jaxcba.model.window import available_bytes
+
+    need = job_bytes(spec) * per_device * len(jax.local_devices())
+    free = available_bytes()
+    if free is not None and need > free:
+        raise ValueError(
+            f"spec: one step ({per_device} job(s) per device of shape {'x'.join(map(str, spec.shape))}, measures "
+            f"{', '.join(spec.measures)}) needs about {need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB is "
+            "available; use a smaller shape, fewer measures or per_device 1"
+        )
+
+
 def choose_per_device(spec: Spec, device) -> int:
     """Jobs per device and step from the memory budget (half the device / host memory), 1..8."""
     voxels = float(np.prod(spec.shape))
@@ -98,6 +122,7 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
 
     spec = spec if isinstance(spec, Spec) else parse_spec(spec)
     jobs = spec.jobs()  # validates every swept parameter set before any work
+    check_batch_memory(spec, per_device or spec.per_device or 1)  # before anything is written
     if distributed:
         jax.distributed.initialize()
     out = store.prepare(out_dir, spec.raw)
