@@ -70,7 +70,7 @@ def run(args) -> int:
     labels = np.asarray(simulate(params, (n, n, n), voxel_nm, args.seed))
     timings["simulate"] = time.perf_counter() - t
     t = _step("describing solid and pore", quiet)
-    report = describe(labels, voxel_nm, phases=("solid", "pore"))
+    report = describe(labels, voxel_nm, phases=("solid", "pore"), progress=not quiet and labels.size > 64**3)
     timings["describe"] = time.perf_counter() - t
     t = _step("M-factor of the pore space", quiet)
     m_pore = m_factor(labels, "pore", axis="z")
