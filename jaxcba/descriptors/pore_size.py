@@ -53,8 +53,9 @@ __all__ = [
     "radius_at_half",
 ]
 
-#: Dilation windows (voxels) the radii are grouped into: one compiled scan body per window used.
-_WINDOWS = tuple(2**k for k in range(12))
+#: Dilation windows (voxels) the radii are grouped into: one compiled scan body per window used
+#: (every window up to 6, then steps of about 25 %).
+_WINDOWS = tuple(range(7)) + tuple(sorted({int(round(6 * 1.25**k)) for k in range(1, 40)} - set(range(7))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,84 +176,266 @@ def radius_at_half(r, fraction):
     return jnp.where(i < 0, 0.0, interp)
 
 
-def _buckets(radii: tuple[float, ...]) -> list[tuple[int, tuple[float, ...]]]:
-    """Group radii by the window their dilation needs (offsets ``|k| < r``), rounded up to ``_WINDOWS``."""
-    groups: dict[int, list[float]] = {}
-    for r in radii:
-        need = max(math.ceil(r) - 1, 0)
-        w = next((b for b in (0,) + _WINDOWS if b >= need), need)
-        groups.setdefault(w, []).append(r)
-    return sorted((w, tuple(rs)) for w, rs in groups.items())
+def _thresholds(radii: tuple[float, ...]) -> np.ndarray:
+    """Integer squared-distance thresholds ``t_i = ceil(r_i^2)`` (``r_i^2`` in float32): for integer ``D``,
+    ``D >= r_i^2`` iff ``D >= t_i`` and ``D < r_i^2`` iff ``D < t_i``."""
+    r = np.asarray(radii, np.float32)
+    return np.ceil((r * r).astype(np.float64)).astype(np.int64)
 
 
-def _max_min_lines(w, cap, reverse):
-    """Along axis 0: ``out[i] = max(w[i], min(out[i -+ 1], cap[i]))`` (a wall has ``cap = 0``)."""
+def _window(t: int) -> int:
+    """Largest integer offset ``k`` with ``k^2 < t`` (the ball ``|k|^2 < t`` fits in ``[-k, k]^3``)."""
+    return math.isqrt(max(int(t) - 1, 0))
 
-    def step(carry, xs):
-        wi, ci = xs
-        out = jnp.maximum(wi, jnp.minimum(carry, ci))
-        return out, out
 
-    _, out = lax.scan(step, jnp.zeros(w.shape[1:], w.dtype), (w, cap), reverse=reverse)
+def _buckets(thresholds) -> list[tuple[int, tuple[int, ...]]]:
+    """Group radius indices by the smallest window of ``_WINDOWS`` that holds their ball."""
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(thresholds):
+        need = _window(t)
+        w = next((b for b in _WINDOWS if b >= need), need)
+        groups.setdefault(w, []).append(i)
+    return sorted((w, tuple(ix)) for w, ix in groups.items())
+
+
+def _slab_layout(nz: int, plane: int, slab_planes: int | None) -> tuple[int, int]:
+    """(planes per z-slab ``T``, number of slabs): about ``max(2^23, N / 16)`` voxels a slab."""
+    if slab_planes is None:
+        target = max(2**23, (nz * plane) // 16)
+        slab_planes = -(-target // plane)
+    n = -(-nz // max(1, min(nz, int(slab_planes))))
+    return -(-nz // n), n
+
+
+def _int_dtype(cap: int):
+    return jnp.int16 if 2 * cap < 32767 else jnp.int32
+
+
+def _level_dtype(n_levels: int):
+    return jnp.uint8 if n_levels <= 255 else jnp.uint16
+
+
+def _scan_distance(sites, cap: int):
+    """Distance along axis 0 to the nearest site of the same line, capped at ``cap`` (uint8 / int16)."""
+    dtype = jnp.uint8 if cap < 255 else jnp.int16
+    capv = jnp.asarray(cap, dtype)
+
+    def step(c, s):
+        c = jnp.where(s, jnp.zeros_like(c), jnp.minimum(c + 1, capv))
+        return c, c
+
+    init = jnp.full(sites.shape[1:], cap, dtype)
+    _, fwd = lax.scan(step, init, sites)
+
+    def step_b(c, xs):
+        s, f = xs
+        c = jnp.where(s, jnp.zeros_like(c), jnp.minimum(c + 1, capv))
+        return c, jnp.minimum(c, f)
+
+    _, d = lax.scan(step_b, init, (sites, fwd), reverse=True)
+    return d
+
+
+def _min_plus(f, axis: int, w: int, lo: int, n: int):
+    """``min_{|k| <= w} f(x + k e_axis) + k^2`` for the ``n`` positions starting at ``lo`` (needs ``lo >= w``)."""
+    out = lax.slice_in_dim(f, lo, lo + n, axis=axis)
+    for k in range(1, w + 1):
+        a = lax.slice_in_dim(f, lo - k, lo - k + n, axis=axis)
+        b = lax.slice_in_dim(f, lo + k, lo + k + n, axis=axis)
+        out = jnp.minimum(out, jnp.minimum(a, b) + jnp.asarray(k * k, f.dtype))
     return out
 
 
-def _widest_path(cap, seeds, max_sweeps: int = 100_000):
+def _levels(mask, thresholds, halo: int, slab: int, n_slabs: int):
+    """Radius level of every voxel, z-padded: ``(n_slabs * slab + 2 halo, y, x)``.
+
+    ``level = 0`` off the phase (and in the padding), else ``1 + #{i : dt^2 >= t_i}``. The exact
+    ``dt^2`` below ``(halo + 1)^2`` comes slab by slab: the 1D distance along z by two scans over
+    the slab and ``halo`` planes each side, then windowed min-plus passes along y and x.
+    """
+    nz, ny, nx = mask.shape
+    w = halo
+    cap = (w + 1) ** 2
+    dtype = _int_dtype(cap)
+    ldt = _level_dtype(len(thresholds) + 1)
+    mpad = jnp.pad(mask, ((w, n_slabs * slab - nz + w), (0, 0), (0, 0)), constant_values=True)
+    thr = jnp.asarray(thresholds, dtype)
+
+    def one(s):
+        m = lax.dynamic_slice_in_dim(mpad, s * slab, slab + 2 * w, 0)
+        d1 = _scan_distance(~m, w + 1)[w : w + slab].astype(dtype)
+        f = jnp.minimum(d1 * d1, jnp.asarray(cap, dtype))
+        for axis, n in ((1, ny), (2, nx)):
+            if w > 0 and n > 1:
+                ww = min(w, n - 1)
+                pad = [(0, 0)] * 3
+                pad[axis] = (ww, ww)
+                f = jnp.minimum(_min_plus(jnp.pad(f, pad, constant_values=cap), axis, ww, ww, n), jnp.asarray(cap, dtype))
+        lev = 1 + jnp.searchsorted(thr, f, side="right", method="compare_all").astype(ldt)
+        inside = (s * slab + jnp.arange(slab) < nz)[:, None, None]
+        return jnp.where(m[w : w + slab] & inside, lev, jnp.zeros((), ldt))
+
+    lev = lax.map(one, jnp.arange(n_slabs))
+    return jnp.pad(lev.reshape((n_slabs * slab, ny, nx)), ((w, w), (0, 0), (0, 0)))
+
+
+def _line_max_min(w, cap, axis: int, reverse: bool, changed, lo: int = 0, hi: int | None = None):
+    """In place along ``axis`` (0 or 1) for ``lo <= j < hi``: ``w[j] = max(w[j], min(w[j -+ 1], cap[j]))``
+    (``w[lo - 1] = 0``, ``w[hi] = 0``); ``changed`` |= any update."""
+    hi = w.shape[axis] if hi is None else hi
+    n = hi - lo
+
+    def body(k, st):
+        w, carry, ch = st
+        j = lo + (n - 1 - k if reverse else k)
+        wj = lax.dynamic_index_in_dim(w, j, axis, keepdims=False)
+        out = jnp.maximum(wj, jnp.minimum(carry, lax.dynamic_index_in_dim(cap, j, axis, keepdims=False)))
+        ch = ch | jnp.any(out != wj)
+        return lax.dynamic_update_index_in_dim(w, out, j, axis), out, ch
+
+    shape = w.shape[:axis] + w.shape[axis + 1 :]
+    w, _, changed = lax.fori_loop(0, n, body, (w, jnp.zeros(shape, w.dtype), changed))
+    return w, changed
+
+
+def _widest_path(cap, seeds, max_sweeps: int = 100_000, z_range: tuple[int, int] | None = None):
     """``w(x) = max over 6-connected paths from a seed to x of min cap along the path`` (0 if none).
 
     ``{w >= t}`` is the reconstruction of ``{cap >= t}`` from the seeds, for every threshold ``t``
-    at once (a bottleneck / widest-path transform), by line sweeps along the three axes.
+    at once (a bottleneck / widest-path transform): in-place line sweeps forwards and backwards
+    along z, y and x (x on a copy with the y and x axes swapped) until a round changes nothing.
+    ``z_range``: the planes ``[lo, hi)`` that hold the volume (``cap = 0`` and no seed elsewhere).
     """
-    w0 = jnp.where(seeds, cap, 0)
-
-    def sweep(w):
-        for axis in range(3):
-            wa, ca = jnp.moveaxis(w, axis, 0), jnp.moveaxis(cap, axis, 0)
-            wa = _max_min_lines(_max_min_lines(wa, ca, False), ca, True)
-            w = jnp.moveaxis(wa, 0, axis)
-        return w
+    lo, hi = (0, cap.shape[0]) if z_range is None else z_range
+    cap_t = jnp.swapaxes(cap, 1, 2)
+    w0 = jnp.where(seeds, cap, jnp.zeros((), cap.dtype))
 
     def body(state):
         w, _, k = state
-        new = sweep(w)
-        return new, jnp.any(new != w), k + 1
+        ch = jnp.array(False)
+        for rev in (False, True):
+            w, ch = _line_max_min(w, cap, 0, rev, ch, lo, hi)
+        for rev in (False, True):
+            w, ch = _line_max_min(w, cap, 1, rev, ch)
+        wt = jnp.swapaxes(w, 1, 2)
+        for rev in (False, True):
+            wt, ch = _line_max_min(wt, cap_t, 1, rev, ch)
+        return jnp.swapaxes(wt, 1, 2), ch, k + 1
 
     w, _, _ = lax.while_loop(lambda s: s[1] & (s[2] < max_sweeps), body, (w0, jnp.array(True), jnp.array(0, jnp.int32)))
     return w
 
 
-@partial(jax.jit, static_argnames=("radii", "axis", "opening", "intrude", "thickness"))
-def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False):
-    """Opening / intrusion coverage fractions ``(R,)`` and local thickness for a static radius grid."""
+def _covered(sub, level, t, wb: int, slab: int, ny: int, nx: int):
+    """Dilation of ``{sub > level}`` by the open ball ``|k|^2 < t`` on the slab's ``slab`` middle planes.
+
+    ``sub``: ``(slab + 2 wb, ny + 2 wb, nx + 2 wb)`` levels (zero outside the volume). The squared
+    distance to the set is exact below ``(wb + 1)^2 >= t``: 1D distance along z by scans, then
+    windowed min-plus along y and x. Returns bool ``(slab, ny, nx)``."""
+    cap = (wb + 1) ** 2
+    dtype = _int_dtype(cap)
+    dz = _scan_distance(sub > level, wb + 1)[wb : wb + slab].astype(dtype)
+    f = dz * dz
+    if wb > 0:
+        f = jnp.minimum(_min_plus(f, 1, wb, wb, ny), jnp.asarray(cap, dtype))
+        f = _min_plus(f, 2, wb, wb, nx)
+    else:
+        f = f[:, wb : wb + ny, wb : wb + nx]
+    return f < t.astype(dtype)
+
+
+@partial(jax.jit, static_argnames=("radii", "axis", "opening", "intrude", "thickness", "slab_planes"))
+def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, slab_planes=None):
+    """Opening / intrusion coverage fractions ``(R,)``, local thickness and percolation for a static radius grid.
+
+    Work per z-slab (``lax.map``): the slab's radius levels with a halo of the largest window,
+    then for every radius the dilation of its centres (and of its intruding centres) on the
+    slab, counted; a radius with no centre in reach of the slab costs a test only.
+    """
     mask = jnp.asarray(mask, dtype=bool)
-    n_phase = jnp.sum(mask, dtype=jnp.float32)
-    wmax = max(math.ceil(max(radii)), 1)
-    dt2 = capped_squared_distance(~mask, wmax).astype(jnp.float32)  # exact below (wmax + 1)^2 > max(radii)^2
-    if intrude:  # entry radius^2 of every voxel from the inlet face, all radii at once
-        entry2 = _widest_path(jnp.where(mask, dt2, 0.0), face_seeds(mask.shape, axis, "first") & mask)
-    lt0 = jnp.zeros(mask.shape, jnp.float32)
-    opens, intrs = [], []
-    for window, rs in _buckets(radii):
+    nz, ny, nx = mask.shape
+    thresholds = _thresholds(radii)
+    buckets = _buckets(thresholds)
+    halo = max(w for w, _ in buckets)
+    slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
+    lev = _levels(mask, thresholds, halo, slab, n_slabs)  # (n_slabs * slab + 2 halo, ny, nx)
+    n_phase = jnp.sum(mask, dtype=jnp.int32).astype(jnp.float32)
+    if intrude:
+        real = jnp.zeros(lev.shape[0], bool).at[halo : halo + nz].set(True)[:, None, None]
+        idx = lax.broadcasted_iota(jnp.int32, lev.shape, axis)
+        first = (idx == 0) if axis else (idx == halo)
+        last = (idx == lev.shape[axis] - 1) if axis else (idx == halo + nz - 1)
+        reach = _widest_path(lev, first & real, z_range=(halo, halo + nz))
+        perc = jnp.any((reach > 0) & last & real)
+    else:
+        reach, perc = None, jnp.array(True)
+    ldt = lev.dtype
+    hw = halo
 
-        def step(lt, r, window=window):
-            centres = mask & (dt2 >= r * r)
-            out_open = out_intr = jnp.float32(0)
-            if opening:
-                covered = mask & within_distance(centres, r, window)
-                out_open = jnp.sum(covered, dtype=jnp.float32) / n_phase
-                if thickness:
-                    lt = jnp.where(covered, jnp.maximum(lt, r), lt)
-            if intrude:
-                reach = mask & (entry2 >= r * r)  # = reconstruct(centres, inlet face), 6-connected
-                covered_i = mask & within_distance(reach, r, window)
-                out_intr = jnp.sum(covered_i, dtype=jnp.float32) / n_phase
-            return lt, (out_open, out_intr)
+    def one(s):
+        region = lax.dynamic_slice_in_dim(lev, s * slab, slab + 2 * hw, 0)
+        region = jnp.pad(region, ((0, 0), (hw, hw), (hw, hw)))
+        region_r = None
+        if intrude:
+            region_r = jnp.pad(lax.dynamic_slice_in_dim(reach, s * slab, slab + 2 * hw, 0), ((0, 0), (hw, hw), (hw, hw)))
+        inside = (s * slab + jnp.arange(slab) < nz)[:, None, None]
+        lt = jnp.zeros((slab, ny, nx), ldt)
+        opens, intrs = [], []
+        for wb, ix in buckets:
+            cut = (slice(hw - wb, hw + slab + wb), slice(hw - wb, hw + ny + wb), slice(hw - wb, hw + nx + wb))
+            sub = region[cut]
+            top = jnp.max(sub)
+            sub_r = region_r[cut] if intrude else None
+            top_r = jnp.max(sub_r) if intrude else None
 
-        lt0, (o, i) = lax.scan(step, lt0, jnp.asarray(rs, jnp.float32))
-        opens.append(o)
-        intrs.append(i)
-    perc = percolating_cluster(mask, axis)[1] if intrude else jnp.array(True)
-    return jnp.concatenate(opens), jnp.concatenate(intrs), lt0, perc
+            def count(c):
+                return jnp.sum(c & inside, dtype=jnp.int32)
+
+            def step(lt, xs, sub=sub, sub_r=sub_r, top=top, top_r=top_r, wb=wb):
+                i, t = xs
+                level = (i + 1).astype(ldt)  # centres of radius i: level >= i + 2
+                cover = lambda src: _covered(src, level, t, wb, slab, ny, nx)  # noqa: E731
+                if thickness:  # opening only
+                    cov = lax.cond(top > level, lambda: cover(sub), lambda: jnp.zeros((slab, ny, nx), bool))
+                    return jnp.where(cov, level, lt), (count(cov), jnp.int32(0))
+                if not (opening and intrude):
+                    src, top_s = (sub, top) if opening else (sub_r, top_r)
+                    c = lax.cond(top_s > level, lambda: count(cover(src)), lambda: jnp.int32(0))
+                    return lt, ((c, jnp.int32(0)) if opening else (jnp.int32(0), c))
+                # both curves: one compiled dilation, run for the centres and, unless they are
+                # the same within reach of the slab, for the intruding centres
+                same = ~jnp.any((sub > level) & (sub_r <= level))
+                stack = jnp.stack([sub, sub_r])
+                tops = jnp.stack([top, top_r])
+
+                def job(c_open, j):
+                    reuse = (j == 1) & same
+                    c = lax.cond((tops[j] > level) & ~reuse, lambda: count(cover(stack[j])), lambda: jnp.int32(0))
+                    c = jnp.where(reuse, c_open, c)
+                    return c, c
+
+                _, (co, ci) = lax.scan(job, jnp.int32(0), jnp.arange(2))
+                return lt, (co, ci)
+
+            xs = (jnp.asarray(ix, jnp.int32), jnp.asarray(thresholds[list(ix)], jnp.int32))
+            lt, (o, c) = lax.scan(step, lt, xs)
+            opens.append(o)
+            intrs.append(c)
+        return jnp.concatenate(opens), jnp.concatenate(intrs), (lt if thickness else jnp.zeros((), ldt))
+
+    o, c, lt = lax.map(one, jnp.arange(n_slabs))
+    # the barrier keeps XLA from turning the division into a multiplication by 1 / n (not
+    # correctly rounded, and not the same with and without vmap)
+    denom = lax.optimization_barrier(jnp.broadcast_to(n_phase, (len(radii),)))
+    frac_open = lax.div(jnp.sum(o, axis=0).astype(jnp.float32), denom)
+    frac_intr = lax.div(jnp.sum(c, axis=0).astype(jnp.float32), denom)
+    order = np.concatenate([np.asarray(ix) for _, ix in buckets])  # bucket order -> radius order
+    inv = np.argsort(order)
+    frac_open, frac_intr = frac_open[inv], frac_intr[inv]
+    if thickness:
+        table = jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.asarray(radii, jnp.float32)])
+        lt = table[lt.reshape((n_slabs * slab, ny, nx))[:nz]]
+    return frac_open, frac_intr, lt, perc
 
 
 def _radii(mask, radii_vox) -> tuple[float, ...]:
