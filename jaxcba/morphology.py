@@ -3,13 +3,20 @@
 Shared by the descriptors (intrusion from a face, percolation of geodesic paths) and the
 transport solver (percolation, clusters isolated from both electrodes).
 
-Algorithm: geodesic reconstruction by *run propagation*. Along one axis, every maximal run
-of mask voxels that contains a reached voxel is reached as a whole; this is computed for
-all lines at once with two segmented OR-scans (``lax.associative_scan``, forwards and
-backwards; a non-mask voxel ends a segment). Sweeping the three axes in turn until nothing
-changes reaches every voxel 6-connected to the seeds; the number of sweeps grows with the
-number of turns of the paths, not with their length. ``connectivity=26`` adds a 3x3x3
-dilation (restricted to the mask) to each sweep.
+Algorithm: geodesic reconstruction by in-place *slice sweeps* on one uint8 state array
+(0 off the mask, 1 on the mask, 2 reached). A sweep along axis ``a`` visits the slices normal to
+``a`` in order (``lax.fori_loop``) and reaches every mask voxel of a slice that is reached
+itself or has a reached neighbour in the slice just swept before it (the voxel behind it for
+``connectivity=6``; the 3x3 voxels behind it, i.e. the 9 lattice directions with a nonzero
+component along ``a``, for ``connectivity=26``), forwards and then backwards; so one sweep reaches
+whole runs along ``a`` and follows paths that advance monotonically along ``a``. A round
+sweeps axes 0, 1 and 2 (the last one on transposed blocks of axis-0 slices, so that the slices
+are contiguous); rounds repeat until nothing is reached any more. Their number grows with the
+number of turns of the paths, not with their length. Memory: the state (1 byte/voxel), updated
+in place, plus one slice or block.
+
+:func:`sweep_slices` and :func:`sweep_round` are the engine, generic over the relaxation of a
+slice from its predecessor; the geodesic distance transform uses them with (min, +step length).
 """
 
 from __future__ import annotations
@@ -20,33 +27,97 @@ from jax import lax
 
 _FACES = {"first": 0, "last": -1}
 
+#: Voxels per block of the sweeps along the last axis (a transposed block, not the volume, is copied).
+_BLOCK = 1 << 22
 
-def _run_or(a, b):
-    """Segmented OR: (reached at the segment's end, segment is all mask) of ``a`` then ``b``."""
-    reached_a, open_a = a
-    reached_b, open_b = b
-    return reached_b | (reached_a & open_b), open_a & open_b
+_WALL, _OPEN, _REACHED = 0, 1, 2
 
 
-def _propagate_runs(reached: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
-    """Reach every run of ``mask`` along ``axis`` that holds a reached voxel."""
-    pair = (reached & mask, mask)
-    forward, _ = lax.associative_scan(_run_or, pair, axis=axis)
-    backward, _ = lax.associative_scan(_run_or, pair, axis=axis, reverse=True)
-    return mask & (forward | backward)
+def sweep_slices(x, relax, fill, changed, axis: int, reverse: bool):
+    """One in-place sweep of ``x`` along ``axis``: ``x[i] <- relax(x[i], x[i -+ 1])``, in slice order.
+
+    Args:
+        x: array ``(n0, n1, n2)``.
+        relax: ``(v, prev) -> out`` on slices of the other two axes (in their order): the new
+            slice from the current one and the one swept just before it (``fill`` before the
+            first); it must never undo a change of its own kind (a monotone update).
+        fill: scalar, the predecessor of the first slice.
+        changed: bool scalar, or-ed with "some voxel changed".
+        axis, reverse: static; the sweep runs from index 0 up (``reverse=False``) or from the end down.
+
+    Returns:
+        ``(x, changed)``. The next slice is read after the current one is written, so that the
+        loop holds no second copy of ``x``.
+    """
+    n = x.shape[axis]
+
+    def index(k):
+        return n - 1 - k if reverse else k
+
+    def body(k, state):
+        x, prev, v, changed = state
+        out = relax(v, prev)
+        changed = changed | jnp.any(out != v)
+        x = lax.dynamic_update_index_in_dim(x, out, index(k), axis)
+        v = lax.dynamic_index_in_dim(x, index(jnp.minimum(k + 1, n - 1)), axis, keepdims=False)
+        return x, out, v, changed
+
+    v0 = lax.index_in_dim(x, index(0), axis, keepdims=False)
+    state = (x, jnp.full(v0.shape, fill, x.dtype), v0, changed)
+    x, _, _, changed = lax.fori_loop(0, n, body, state)
+    return x, changed
 
 
-def _dilate26(reached: jax.Array, mask: jax.Array) -> jax.Array:
-    out = reached
-    for axis in range(3):  # separable 3x3x3 dilation = three 1D dilations
-        padded = jnp.pad(out, [(1, 1) if a == axis else (0, 0) for a in range(3)])
-        n = out.shape[axis]
-        out = (
-            lax.slice_in_dim(padded, 0, n, axis=axis)
-            | lax.slice_in_dim(padded, 1, n + 1, axis=axis)
-            | lax.slice_in_dim(padded, 2, n + 2, axis=axis)
-        )
-    return out & mask
+def _sweep_last(x, relax, fill, changed):
+    """Sweeps along axis 2, both senses, block by block of axis-0 slices.
+
+    A block ``(k, n1, n2)`` is transposed to ``(n2, k, n1)`` and swept along its axis 0, so that
+    the slices are contiguous; ``relax`` then sees slices ``(k, n1)``. Relaxations that would cross
+    a block boundary along axis 0 are left to the sweeps along axis 0 (every edge with a nonzero
+    axis-0 component is relaxed there)."""
+    n0, n1, n2 = x.shape
+    k = max(1, min(n0, _BLOCK // max(n1 * n2, 1)))
+
+    def body(b, state):
+        x, changed = state
+        start = jnp.minimum(b * k, n0 - k)  # the last block overlaps the one before: relaxing twice is harmless
+        blk = jnp.transpose(lax.dynamic_slice_in_dim(x, start, k, axis=0), (2, 0, 1))
+        for reverse in (False, True):
+            blk, changed = sweep_slices(blk, relax, fill, changed, 0, reverse)
+        return lax.dynamic_update_slice_in_dim(x, jnp.transpose(blk, (1, 2, 0)), start, axis=0), changed
+
+    return lax.fori_loop(0, -(-n0 // k), body, (x, changed))
+
+
+def sweep_round(x, relax, fill):
+    """Sweeps of ``x`` along axes 0, 1 and 2, each forwards then backwards; returns ``(x, changed)``.
+
+    ``relax`` as in :func:`sweep_slices`; it must treat both axes of a slice alike (the slices of
+    the three sweeps have different axes)."""
+    changed = jnp.array(False)
+    for axis in (0, 1):
+        for reverse in (False, True):
+            x, changed = sweep_slices(x, relax, fill, changed, axis, reverse)
+    return _sweep_last(x, relax, fill, changed)
+
+
+def _shift(c, s: int, ax: int, fill):
+    """``out[..., j, ...] = c[..., j - s, ...]`` along axis ``ax`` of a slice, ``fill`` shifted in."""
+    n = c.shape[ax]
+    pad = [(0, 0)] * c.ndim
+    pad[ax] = (1, 0) if s > 0 else (0, 1)
+    c = jnp.pad(c, pad, constant_values=fill)
+    return lax.slice_in_dim(c, 0, n, axis=ax) if s > 0 else lax.slice_in_dim(c, 1, n + 1, axis=ax)
+
+
+def _reach_relax(connectivity: int):
+    def relax(v, prev):
+        if connectivity == 26:  # 3x3 max filter of the slice behind: the 9 directions
+            for ax in (0, 1):
+                prev = jnp.maximum(prev, jnp.maximum(_shift(prev, 1, ax, _WALL), _shift(prev, -1, ax, _WALL)))
+        return jnp.where(v == _OPEN, jnp.maximum(v, prev), v)
+
+    return relax
 
 
 def reconstruct(mask: jax.Array, seeds: jax.Array, connectivity: int = 6, max_sweeps: int | None = None) -> jax.Array:
@@ -69,15 +140,20 @@ def reconstruct(mask: jax.Array, seeds: jax.Array, connectivity: int = 6, max_sw
     if mask.ndim != 3 or seeds.shape != mask.shape:
         raise ValueError(f"mask and seeds must be 3D arrays of equal shape, got {mask.shape} and {seeds.shape}")
     limit = int(mask.size) if max_sweeps is None else int(max_sweeps)
+    state = jnp.where(seeds & mask, jnp.uint8(_REACHED), mask.astype(jnp.uint8))
+    relax = _reach_relax(connectivity)
 
-    def sweep(reached):
-        if connectivity == 26:
-            reached = _dilate26(reached, mask)
-        for axis in range(3):
-            reached = _propagate_runs(reached, mask, axis)
-        return reached
+    def cond(carry):
+        _, changed, i = carry
+        return changed & (i < limit)
 
-    return sweep_until_stable(sweep, seeds & mask, limit)
+    def body(carry):
+        x, _, i = carry
+        x, changed = sweep_round(x, relax, _WALL)
+        return x, changed, i + 1
+
+    state, _, _ = lax.while_loop(cond, body, (state, jnp.array(True), jnp.array(0, jnp.int32)))
+    return state == _REACHED
 
 
 def sweep_until_stable(sweep, x0, max_sweeps: int):

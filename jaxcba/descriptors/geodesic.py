@@ -13,16 +13,17 @@ one just relaxed before it,
     g[i] <- min(g[i], min_{(p, q) in {-1, 0, 1}^2} shift_{p, q}(g[i -+ 1]) + sqrt(1 + p^2 + q^2)),
 
 i.e. the 9 lattice directions with a nonzero component along ``a`` at once, forwards and then
-backwards. The slice is updated in place (the only full-size buffer is ``g``), and whether any
-value decreased is accumulated on the way. One round sweeps axes 0 and 1 and then rotates the
-axes (``(0, 1, 2) -> (2, 0, 1)``, one transposed copy); three rotations restore the layout, so a
-round sweeps every axis twice and relaxes every edge of the graph. Rounds repeat until nothing
-decreases; their number grows with the number of turns of the shortest paths, not with their
-length. Every update is the sum of a path, evaluated edge by edge from its seed, and every edge
-is relaxed until stable, so the fixpoint is the graph distance (each value the float32 sum, in
-path order, of the shortest path).
+backwards (``jaxcba.morphology.sweep_slices``). The slice is updated in place, and whether any
+value decreased is accumulated on the way. One round sweeps axes 0, 1 and 2 (the last on
+transposed blocks of axis-0 slices, ``jaxcba.morphology.sweep_round``) and so relaxes every
+edge of the graph; rounds repeat until nothing decreases. Their number grows with the number of
+turns of the shortest paths, not with their length. Every update is the float32 sum of a path,
+evaluated edge by edge from its seed, and every edge is relaxed until stable, so the fixpoint is
+the graph distance, each value the float32 sum (in path order) of a shortest path, whatever the
+order of the relaxations.
 
-Memory: the field (4 bytes/voxel) plus, during a rotation, its transposed copy (4 bytes/voxel).
+Memory: the field (4 bytes/voxel), updated in place, plus one slice or one block of about 4e6
+voxels.
 
 Mean geodesic tortuosity (paper Section 3.3): for every phase voxel on the face ``index 0`` of
 ``axis`` that is connected to the opposite face, the geodesic distance to that face
@@ -40,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcba.morphology import sweep_round
+
 __all__ = ["GeodesicTortuosity", "geodesic_distance", "geodesic_tortuosity", "METRIC"]
 
 METRIC = "26-neighbourhood graph, Euclidean step lengths 1, sqrt(2), sqrt(3)"
@@ -49,6 +52,7 @@ _UNREACHED = jnp.float32(1e30)
 
 _INF = np.float32(np.inf)
 _STEP = (np.float32(1.0), np.float32(np.sqrt(2.0)), np.float32(np.sqrt(3.0)))
+
 
 @dataclasses.dataclass(frozen=True)
 class GeodesicTortuosity:
@@ -90,66 +94,15 @@ def _from_neighbours(c):
     return jnp.minimum(jnp.minimum(c + _STEP[0], e1 + _STEP[1]), jnp.minimum(f0 + _STEP[1], f1 + _STEP[2]))
 
 
-def _sweep(g, changed, axis: int, reverse: bool):
-    """One in-place slice sweep of ``g`` along ``axis`` (see the module docstring); ``changed |=`` any decrease.
-
-    The next slice is read after the current one is written, so that the loop holds no second
-    copy of ``g``."""
-    n = g.shape[axis]
-
-    def index(k):
-        return n - 1 - k if reverse else k
-
-    def body(k, state):
-        g, prev, v, changed = state
-        out = jnp.where(v < _INF, jnp.minimum(v, _from_neighbours(prev)), v)
-        changed = changed | jnp.any(out < v)
-        g = lax.dynamic_update_index_in_dim(g, out, index(k), axis)
-        v = lax.dynamic_index_in_dim(g, index(jnp.minimum(k + 1, n - 1)), axis, keepdims=False)
-        return g, out, v, changed
-
-    v0 = lax.index_in_dim(g, index(0), axis, keepdims=False)
-    state = (g, jnp.full(v0.shape, _INF, g.dtype), v0, changed)
-    g, _, _, changed = lax.fori_loop(0, n, body, state)
-    return g, changed
-
-
-#: Voxels per block of the sweeps along the last axis (a transposed block, not the volume, is copied).
-_BLOCK = 1 << 22
-
-
-def _sweep_last(g, changed):
-    """Sweeps along axis 2, both senses, block by block of axis-0 slices.
-
-    A block ``(k, Y, X)`` is transposed to ``(X, k, Y)`` and swept along its axis 0, so that the
-    slices are contiguous; relaxations that would cross a block boundary along axis 0 are left to
-    the sweeps along axis 0 (every edge with a nonzero axis-0 component is relaxed there)."""
-    Z, Y, X = g.shape
-    k = max(1, min(Z, _BLOCK // max(Y * X, 1)))
-    nblocks = -(-Z // k)
-
-    def body(b, state):
-        g, changed = state
-        z0 = jnp.minimum(b * k, Z - k)  # the last block overlaps the one before: relaxing twice is harmless
-        blk = jnp.transpose(lax.dynamic_slice_in_dim(g, z0, k, axis=0), (2, 0, 1))
-        for reverse in (False, True):
-            blk, changed = _sweep(blk, changed, 0, reverse)
-        return lax.dynamic_update_slice_in_dim(g, jnp.transpose(blk, (1, 2, 0)), z0, axis=0), changed
-
-    return lax.fori_loop(0, nblocks, body, (g, changed))
-
-
-def _round(g):
-    """Sweeps along axes 0, 1, 2 (both senses); returns ``(g, changed)``."""
-    changed = jnp.array(False)
-    for axis in (0, 1):
-        for reverse in (False, True):
-            g, changed = _sweep(g, changed, axis, reverse)
-    return _sweep_last(g, changed)
+def _relax(v, prev):
+    """Slice ``v`` relaxed from the slice ``prev`` swept before it (``+inf`` off the phase stays ``+inf``)."""
+    return jnp.where(v < _INF, jnp.minimum(v, _from_neighbours(prev)), v)
 
 
 def _distance(g0, max_sweeps: int):
-    """Rounds of :func:`_round` on ``g0`` (0 on seeds, ``_UNREACHED`` on the phase, ``+inf`` off it) until stable."""
+    """Rounds of sweeps on ``g0`` (0 on seeds, ``_UNREACHED`` on the phase, ``+inf`` off it) until stable.
+
+    Returns the distance [voxels], ``+inf`` off the phase and where unreachable."""
 
     def cond(state):
         _, changed, i = state
@@ -157,7 +110,7 @@ def _distance(g0, max_sweeps: int):
 
     def body(state):
         g, _, i = state
-        g, changed = _round(g)
+        g, changed = sweep_round(g, _relax, _INF)
         return g, changed, i + 1
 
     g, _, _ = lax.while_loop(cond, body, (g0, jnp.array(True), jnp.array(0, jnp.int32)))
