@@ -2,7 +2,7 @@
 
 Writes ``OUT/table1.csv``, ``OUT/table3.csv`` and ``OUT/table3.png`` and prints both tables
 with relative differences. Table 1's K_1 and N_1 of the calibrated model are known not to be
-reproducible from Table 2 through Eqs. 12-13 (DESIGN.md); our independent values are shown.
+reproducible from Table 2 through Eqs. 12-13 (docs/model.md, "Pitfalls"); our independent values are shown.
 
 Usage:  python experiments/table1_table3.py [--out results/tables] [--voxel-nm 20]
 """
@@ -34,7 +34,7 @@ def table1(voxel_nm: float) -> list[dict]:
         rel = (d[k] - TABLE1_MODEL[k]) / abs(TABLE1_MODEL[k])
         rows.append({"density": f"{k}_1", "unit": UNITS[k], "image": TABLE1_IMAGE[k], "paper_model": TABLE1_MODEL[k],
                      "jaxcba": d[k], "rel_diff_vs_paper_model": rel,
-                     "note": "not reproducible from Table 2 (DESIGN.md)" if k in "KN" else ""})
+                     "note": "not reproducible from Table 2 (docs/model.md, Pitfalls)" if k in "KN" else ""})
     return rows
 
 

@@ -126,7 +126,7 @@ def test_table1_model_column_and_independent_k_n():
     d = T.graphite_densities(CBAParams.paper(), voxel_nm=20.0)
     assert float(d.V) == pytest.approx(0.10569, rel=5e-3)
     assert float(d.S) == pytest.approx(0.0014377, rel=1.5e-2)
-    # K and N of Table 1 are not reproducible (DESIGN.md); compare with our own independent
+    # K and N of Table 1 are not reproducible (docs/model.md, "Pitfalls"); compare with our own independent
     # evaluation: nested scipy quadrature of Eqs. 14-16 inserted in Eqs. 10-13.
     ev, es, ek = ref_grain_moments(205.0, 3944.0, 1.971, 20.0)
     ref = T.miles_densities(6.355e-11, ev, es, ek)

@@ -1,6 +1,6 @@
 """The eight model parameters of the CBA model (paper Eq. 5, Table 2), in physical units.
 
-Gamma half-axis convention (DESIGN.md "Pitfalls", the paper's and its R package's):
+Gamma half-axis convention (docs/model.md, "Pitfalls", the paper's and its R package's):
 the half-axes A, C of a graphite spheroid are drawn *in voxel units* as
 
     A / voxel_nm ~ Gamma(shape = alpha1 / voxel_nm, rate = gamma),

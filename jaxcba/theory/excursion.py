@@ -2,7 +2,7 @@
 
 Covariance ``rho(h) = 1 / (1 + (eta h)^2)`` (Eq. 2), volume fraction ``V2 = 1 - Phi(mu)``
 (Eq. 18), plug-in ``mu = Phi^-1(1 - V2)`` (Eq. 19) and the two-point coverage (Eq. 21
-*with the factor 1/(2 pi) that the paper omits*, DESIGN.md "Pitfalls")
+*with the factor 1/(2 pi) that the paper omits*, docs/model.md, "Pitfalls")
 
     C(h) = V2^2 + 1/(2 pi) int_0^rho(h) exp(-mu^2 / (1 + t)) / sqrt(1 - t^2) dt,
 

@@ -1,6 +1,6 @@
 """Expected intrinsic volumes of the random graphite grain (paper Eqs. 14-16).
 
-Half-axis convention (DESIGN.md "Pitfalls", see :mod:`jaxcba.model.params`): in voxel
+Half-axis convention (docs/model.md, "Pitfalls", see :mod:`jaxcba.model.params`): in voxel
 units of side ``voxel_nm`` the half-axes are ``A = X1 / gamma``, ``C = X2 / gamma`` with
 independent ``X_i ~ Gamma(shape k_i = alpha_i / voxel_nm, rate 1)``.
 

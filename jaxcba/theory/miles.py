@@ -12,7 +12,7 @@ has ``K = 4 pi r``), the densities of the intrinsic volumes are (Chiu et al., Eq
 
 Units: with lengths in nm, ``V_V`` [1], ``S_V`` [nm^-1], ``K_V`` [nm^-2], ``N_V`` [nm^-3].
 Table 1's ``K_1`` and ``N_1`` of the calibrated model are not reproducible from Table 2
-(DESIGN.md "Pitfalls"); these functions give the independent values.
+(docs/model.md, "Pitfalls"); these functions give the independent values.
 """
 
 from __future__ import annotations
