@@ -9,6 +9,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
+import jaxcba.morphology
 from jaxcba.descriptors.geodesic import geodesic_distance, geodesic_tortuosity
 
 
@@ -45,6 +46,37 @@ def test_geodesic_distance_equals_dijkstra(seed, porosity):
     m = _blobs(28, porosity, seed)
     seeds = np.zeros_like(m)
     seeds[-1] = True
+    got = np.asarray(geodesic_distance(m, seeds))
+    ref = _dijkstra(m, seeds)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-5, atol=1e-4)
+
+
+def test_geodesic_distance_equals_skimage_mcp():
+    """Independent reference: scikit-image's minimum-cost paths on the 26-neighbourhood with unit
+    cost per voxel (``MCP_Geometric``: step cost = Euclidean step length x mean voxel cost)."""
+    graph = pytest.importorskip("skimage.graph")
+    m = _blobs(30, 0.5, 7)[:, :26, :22]
+    seeds = np.zeros_like(m)
+    seeds[-1] = True
+    seeds[3, 5, 7] = seeds[20, 20, 2] = True
+    starts = [tuple(p) for p in np.argwhere(seeds & m)]
+    ref, _ = graph.MCP_Geometric(np.where(m, 1.0, np.inf), fully_connected=True).find_costs(starts)
+    ref = np.where(m, ref, np.inf)
+    got = np.asarray(geodesic_distance(m, seeds))
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-5, atol=1e-4)
+
+
+def test_blocked_last_axis_sweeps_equal_dijkstra(monkeypatch):
+    # blocks of 3 axis-0 slices for the sweeps along axis 2 (17 = 5 * 3 + 2: the last block overlaps)
+    shape = (17, 11, 13)
+    monkeypatch.setattr(jaxcba.morphology, "_BLOCK", 3 * shape[1] * shape[2])
+    m = _blobs(20, 0.45, 4)[: shape[0], : shape[1], : shape[2]]
+    seeds = np.zeros_like(m)
+    seeds[:, :, -1] = True
     got = np.asarray(geodesic_distance(m, seeds))
     ref = _dijkstra(m, seeds)
     np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import jaxcba.morphology
 from jaxcba.morphology import percolating_cluster, reachable_from_face, reconstruct
 
 STRUCT = {6: ndimage.generate_binary_structure(3, 1), 26: ndimage.generate_binary_structure(3, 3)}
@@ -39,6 +40,37 @@ def test_percolating_cluster_and_flag():
         both = np.intersect1d(first[first > 0], last[last > 0])
         np.testing.assert_array_equal(np.asarray(cluster), np.isin(lab, both))
         assert bool(perc) == (both.size > 0)
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_blocked_last_axis_sweeps_and_percolation_match_scipy(connectivity, monkeypatch):
+    # blocks of 4 axis-0 slices for the sweeps along axis 2 (19 = 4 * 4 + 3: the last block overlaps)
+    monkeypatch.setattr(jaxcba.morphology, "_BLOCK", 4 * 15 * 17)
+    rng = np.random.default_rng(11)
+    mask = ndimage.gaussian_filter(rng.normal(size=(19, 15, 17)), 1.1) > 0.1
+    seeds = np.zeros_like(mask)
+    seeds[:, :, 0] = True
+    got = np.asarray(reconstruct(mask, seeds, connectivity))
+    np.testing.assert_array_equal(got, reference_reach(mask, seeds, connectivity))
+    lab, _ = ndimage.label(mask, structure=STRUCT[connectivity])
+    both = np.intersect1d(np.unique(lab[:, :, 0]), np.unique(lab[:, :, -1]))
+    cluster, perc = percolating_cluster(mask, axis=2, connectivity=connectivity)
+    np.testing.assert_array_equal(np.asarray(cluster), np.isin(lab, both[both > 0]))
+    assert bool(perc) == bool((both > 0).any())
+
+
+def test_corner_and_edge_connected_paths():
+    # a space diagonal (corner neighbours only) and a zig-zag in the (z, x) plane (edge neighbours only)
+    diag = np.zeros((9, 9, 9), bool)
+    diag[np.arange(9), np.arange(9), np.arange(9)] = True
+    zig = np.zeros((12, 3, 5), bool)
+    for z in range(12):
+        zig[z, 1, [0, 1, 2, 3, 4, 3, 2, 1][z % 8]] = True
+    for m in (diag, diag[::-1], zig, np.ascontiguousarray(np.swapaxes(zig, 0, 2))):
+        seeds = np.zeros_like(m)
+        seeds[tuple(np.argwhere(m)[0])] = True
+        assert np.array_equal(np.asarray(reconstruct(m, seeds, 26)), m)
+        assert np.asarray(reconstruct(m, seeds, 6)).sum() == 1
 
 
 def test_spiral_path_needs_many_turns():
