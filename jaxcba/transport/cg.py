@@ -22,21 +22,40 @@ PRECONDITIONERS = ("multigrid", "jacobi", "none")
 
 
 class Problem(eqx.Module):
-    """The linear system and its preconditioner (built once per conductivity field)."""
+    """The linear system and its preconditioner (built once per operator).
 
-    stencil: sten.Stencil
+    ``b`` is the right-hand side on the inlet layer (padded layer 1, shape ``(n1, n2)``);
+    it is zero elsewhere, so no volume-sized ``b`` is stored. With ``"multigrid"`` the
+    inverse diagonal lives in the hierarchy's finest level only (``diag_inverse``).
+    """
+
+    own_stencil: sten.Stencil | sten.LabelStencil | None
     b: jax.Array
     b_norm: jax.Array
-    inv_diag: jax.Array
+    inv_diag: jax.Array | None
     hierarchy: mg.Hierarchy | None
     preconditioner: str = eqx.field(static=True)
+
+    @property
+    def stencil(self):
+        """The operator (held once: by the hierarchy's finest level with ``"multigrid"``)."""
+        return self.hierarchy.levels[0].stencil if self.own_stencil is None else self.own_stencil
+
+    @property
+    def diag_inverse(self) -> jax.Array:
+        return self.hierarchy.levels[0].inv_diag if self.inv_diag is None else self.inv_diag
 
     def apply_preconditioner(self, r: jax.Array) -> jax.Array:
         if self.preconditioner == "multigrid":
             return mg.v_cycle(self.hierarchy, r)
+        dinv = mg.expand(self.diag_inverse, r.dtype)
         if self.preconditioner == "jacobi":
-            return self.inv_diag * r
-        return jnp.where(self.inv_diag > 0, r, 0)
+            return dinv * r
+        return jnp.where(dinv > 0, r, 0)
+
+    def residual(self, u: jax.Array) -> jax.Array:
+        """``b - A u`` (padded)."""
+        return (-sten.matvec(self.stencil, u)).at[1, 1:-1, 1:-1].add(self.b)
 
 
 class State(eqx.Module):
@@ -58,15 +77,30 @@ class State(eqx.Module):
 
 
 def make_problem(
-    st: sten.Stencil, preconditioner: str = "multigrid", *, coarse_size: int = 512, sweeps: int = 1, omega: float = 0.8, scale: float = 1.5
+    st,
+    preconditioner: str = "multigrid",
+    *,
+    coarse_size: int = 512,
+    sweeps: int = 1,
+    omega: float = 0.8,
+    scale: float = 1.5,
+    diag_dtype=None,
 ) -> Problem:
-    """Right-hand side, Jacobi diagonal and (for ``"multigrid"``) the V-cycle hierarchy of ``st``."""
+    """Right-hand side, Jacobi diagonal and (for ``"multigrid"``) the V-cycle hierarchy of ``st``.
+
+    ``st``: a stored :class:`~jaxcba.transport.stencil.Stencil` or a ``LabelStencil``;
+    ``diag_dtype``: storage dtype of the fine inverse diagonal (default: the operator's).
+    """
     if preconditioner not in PRECONDITIONERS:
         raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
-    b = sten.rhs(st)
-    inv = mg._inverse_diagonal(st)
-    hier = mg.build(st, coarse_size, sweeps, omega, scale) if preconditioner == "multigrid" else None
-    return Problem(st, b, jnp.sqrt(_dot(b, b)), inv, hier, preconditioner)
+    b = sten.inlet(st)
+    if preconditioner == "multigrid":
+        hier = mg.build(st, coarse_size, sweeps, omega, scale, diag_dtype)
+        inv = None
+    else:
+        hier = None
+        inv = mg._inverse_diagonal(st, diag_dtype)
+    return Problem(None if hier is not None else st, b, jnp.sqrt(jnp.sum(b * b)), inv, hier, preconditioner)
 
 
 def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -74,8 +108,35 @@ def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sum(jnp.sum(a * b, axis=(1, 2)))
 
 
-def flux_imbalance(st: sten.Stencil, u: jax.Array) -> jax.Array:
+def blocked_sum(integrand, fine, coarse=(), *, n0: int, blocks: int = 8) -> jax.Array:
+    """``sum(integrand(fine, coarse))`` added up block by block along axis 0.
+
+    XLA:CPU stores the whole input of a reduction. Here the volume is cut into ``B`` blocks
+    of ``t = n0 / B`` rows (static slices; ``B`` the largest of ``blocks, 4, 2`` with
+    ``n0 % 2B == 0``, else 1) and the ``B`` block integrands are added elementwise (one loop
+    that fuses their computation) before the reduction, which then stores ``1 / B`` of the
+    volume. ``fine``: pytree whose volume leaves are padded fine arrays ``(n0 + 2, ...)``;
+    block ``b`` gets rows ``[b t, b t + t + 2)`` (its halo included). ``coarse``: padded
+    coarse arrays ``(n0 / 2 + 2, ...)``, block rows ``[b t / 2, b t / 2 + t / 2 + 2)``.
+    ``integrand`` returns the ``(t, n1, n2)`` interior terms of its block.
+    """
+    nb = next((b for b in (blocks, 4, 2) if b > 1 and n0 % (2 * b) == 0), 1)
+    if nb == 1:
+        return jnp.sum(jnp.sum(integrand(fine, coarse), axis=(1, 2)))
+    t = n0 // nb
+
+    def cut(tree, start, size, rows):
+        return jax.tree.map(lambda a: lax.slice_in_dim(a, start, start + size, axis=0) if (a.ndim == 3 and a.shape[0] == rows) else a, tree)
+
+    acc = 0
+    for b in range(nb):
+        acc = acc + integrand(cut(fine, b * t, t + 2, n0 + 2), cut(coarse, b * t // 2, t // 2 + 2, n0 // 2 + 2))
+    return jnp.sum(jnp.sum(acc, axis=(1, 2)))
+
+
+def flux_imbalance(st, u: jax.Array) -> jax.Array:
     """``(max - min) / max`` of the plane currents (0 when no current flows)."""
+    st, u = mg.passes((st, u))  # keeps the face lookups in the loop (else hoisted and stored)
     cur = sten.layer_currents(st, u)
     top = jnp.max(cur)
     return jnp.where(top > 0, (top - jnp.min(cur)) / jnp.where(top > 0, top, 1), 0.0)
@@ -83,8 +144,8 @@ def flux_imbalance(st: sten.Stencil, u: jax.Array) -> jax.Array:
 
 def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array) -> State:
     """CG state from the initial guess ``u0``; ``active=False`` (nothing percolates) is done."""
-    u0 = jnp.where(prob.inv_diag > 0, u0, 0).astype(prob.b.dtype)
-    r = prob.b - sten.matvec(prob.stencil, u0)
+    u0 = jnp.where(prob.diag_inverse > 0, u0, 0).astype(prob.b.dtype)
+    r = prob.residual(u0)
     z = prob.apply_preconditioner(r)
     res = _relative(prob, r)
     f32 = prob.b.dtype
@@ -104,22 +165,50 @@ def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array) 
 
 def _relative(prob: Problem, r: jax.Array) -> jax.Array:
     bn = jnp.where(prob.b_norm > 0, prob.b_norm, 1)
-    return jnp.sqrt(_dot(r, r)) / bn
+    rr = blocked_sum(lambda f, c: jnp.square(sten.interior(f)), r, n0=r.shape[0] - 2)
+    return jnp.sqrt(rr) / bn
 
 
 def _step(prob: Problem, s: State) -> State:
-    q = sten.matvec(prob.stencil, s.p)
-    pq = _dot(s.p, q)
+    """One PCG iteration in passes over the volume (see ``multigrid.passes``).
+
+    ``q = A p`` is not stored: it is recomputed in the pass for ``p.q`` and in
+    the one that updates ``r`` in place. With the multigrid preconditioner, ``z = M r`` is
+    not stored either: its last pass (post-smoothing) runs once for ``r.z`` and once more
+    fused into the in-place update ``p = z + beta p``. The carried vectors are ``u, r, p``.
+    """
+    inner = (slice(1, -1),) * 3
+    n0 = s.p.shape[0] - 2
+    st, p = mg.passes((prob.stencil, s.p))
+    pq = blocked_sum(lambda f, c: sten.interior(f[1]) * sten._stencil_sum(*f), (st, p), n0=n0)
     alpha = jnp.where(pq > 0, s.rz / jnp.where(pq > 0, pq, 1), 0)
+    st, p = mg.passes((prob.stencil, s.p, s.r))[:2]
     u = s.u + alpha * s.p
-    r = s.r - alpha * q
-    z = prob.apply_preconditioner(r)
-    rz = _dot(r, z)
-    beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1), 0)
+    r = mg.passes(s.r.at[inner].add(-alpha * sten._stencil_sum(st, p)))
+    if prob.preconditioner == "multigrid":
+        h = prob.hierarchy
+        e = mg.coarse_correction(h, 0, r)
+        lv = h.levels[0]
+        st, dinv, rb, eb = mg.passes((lv.stencil, lv.inv_diag, r, e))
+        rz = blocked_sum(
+            lambda f, c: sten.interior(f[2]) * mg.smooth_interior(f[0], f[1], f[2], c, h.omega, h.scale, h.sweeps),
+            (st, dinv, rb),
+            eb,
+            n0=n0,
+        )
+        beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1), 0)
+        st, dinv, rb, eb, _ = mg.passes((lv.stencil, lv.inv_diag, r, e, s.p))
+        z = mg.smooth_interior(st, dinv, rb, eb, h.omega, h.scale, h.sweeps)
+        p = s.p.at[inner].set(z + beta * s.p[inner])
+    else:
+        z = prob.apply_preconditioner(r)
+        rz = _dot(r, z)
+        beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1), 0)
+        p = z + beta * s.p
     return eqx.tree_at(
         lambda t: (t.u, t.r, t.p, t.rz, t.res, t.iterations),
         s,
-        (u, r, z + beta * s.p, rz, _relative(prob, r), s.iterations + 1),
+        (u, r, p, rz, _relative(prob, r), s.iterations + 1),
     )
 
 
@@ -128,6 +217,7 @@ def advance(prob: Problem, s: State, stop: jax.Array, rtol: float, flux_tol: flo
     stop = jnp.asarray(stop, jnp.int32)
 
     def inner_cond(t: State):
+        # NaN fails ``res > target``: a non-finite residual leaves the inner loop at once
         return (t.res > t.target) & (t.iterations < stop)
 
     floor = jnp.finfo(s.u.dtype).eps * 1e-2
@@ -142,7 +232,10 @@ def advance(prob: Problem, s: State, stop: jax.Array, rtol: float, flux_tol: flo
         done = reached & (t.res <= rtol) & (imb <= flux_tol)
         # Flux balance not there yet at this residual: aim ten times lower.
         target = jnp.where(reached & ~done, t.target * 0.1, t.target)
-        stalled = ~done & (target < floor)
+        # A non-finite residual or flux (overflow, breakdown) ends the solve unconverged.
+        bad = ~jnp.isfinite(t.res) | ~jnp.isfinite(imb)
+        done = done & ~bad
+        stalled = (~done & (target < floor)) | bad
         return eqx.tree_at(
             lambda x: (x.imbalance, x.converged, x.target, x.stalled),
             t,

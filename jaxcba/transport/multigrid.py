@@ -45,8 +45,11 @@ def coarse_shape(shape) -> tuple[int, ...]:
     return tuple((n + 1) // 2 for n in shape)
 
 
-def coarsen(st: sten.Stencil) -> sten.Stencil:
+def coarsen(st) -> sten.Stencil:
     """Galerkin coarse stencil ``P^T A P`` for 2 x 2 x 2 aggregates (padded layout).
+
+    ``st``: a :class:`~jaxcba.transport.stencil.Stencil` or ``LabelStencil``; the result is
+    always stored (1/8 of the fine size).
 
     Coarse face ``J`` along ``k`` (between aggregates ``J - 1`` and ``J``) collects the fine
     faces ``2J``; the last coarse face is the last fine face (the outlet plane) also when
@@ -55,7 +58,7 @@ def coarsen(st: sten.Stencil) -> sten.Stencil:
     g = []
     for k in range(3):
         n = st.shape[k]
-        gk = st.g[k]
+        gk = st.full(k)
         # fine faces 0..n sit at padded indices 1..n + 1
         even = jax.lax.slice_in_dim(gk, 1, n + 1, stride=2, axis=k)
         last = jax.lax.slice_in_dim(gk, n + 1, n + 2, axis=k)
@@ -69,25 +72,72 @@ def coarsen(st: sten.Stencil) -> sten.Stencil:
 
 def restrict(r: jax.Array) -> jax.Array:
     """``P^T r`` (padded in, padded out): sum over each aggregate."""
-    return sten.pad(_pair_sum(r, (0, 1, 2)))
+    return restrict_interior(sten.interior(r))
+
+
+def restrict_interior(x: jax.Array) -> jax.Array:
+    """``P^T x`` for an interior ``(n0, n1, n2)`` array (or expression); padded coarse result.
+
+    Strided slices of ``x`` itself (an odd size first gets a zero appended), so that the
+    computation of ``x`` fuses into the sum; the coarse interior is stored before padding.
+    """
+    for ax in range(3):
+        n = x.shape[ax]
+        if n == 1:
+            continue
+        if n % 2:
+            widths = [(0, 0)] * 3
+            widths[ax] = (0, 1)
+            x = jnp.pad(x, widths)
+            n += 1
+        x = jax.lax.slice_in_dim(x, 0, n, stride=2, axis=ax) + jax.lax.slice_in_dim(x, 1, n, stride=2, axis=ax)
+    return sten.pad(passes(x))
 
 
 def prolong(x: jax.Array, shape) -> jax.Array:
-    """``P x`` (padded in, padded out): copy each aggregate value to its fine voxels."""
-    x = sten.interior(x)
-    reps = [2 if n > 1 else 1 for n in shape]
-    full = jnp.broadcast_to(x[:, None, :, None, :, None], (x.shape[0], reps[0], x.shape[1], reps[1], x.shape[2], reps[2]))
-    full = full.reshape(x.shape[0] * reps[0], x.shape[1] * reps[1], x.shape[2] * reps[2])
-    return sten.pad(full[: shape[0], : shape[1], : shape[2]])
+    """``P x`` (padded in, padded out): copy each aggregate value to its fine voxels.
+
+    Fine padded index ``i`` takes coarse padded index ``(i + 1) // 2`` (a repeat and a
+    shift: no padding, so it fuses into its consumer). Only a fine ghost after an odd size
+    would pick up the last aggregate; across axis 0 (the Dirichlet faces) it is masked.
+    """
+    for ax in range(3):
+        n = shape[ax]
+        if n == 1:
+            x = jax.lax.slice_in_dim(x, 0, 3, axis=ax)
+            continue
+        x = jax.lax.slice_in_dim(jnp.repeat(x, 2, axis=ax), 1, n + 3, axis=ax)
+    if shape[0] % 2:
+        idx = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
+        x = jnp.where(idx < shape[0] + 1, x, 0)
+    return x
 
 
-def _inverse_diagonal(st: sten.Stencil) -> jax.Array:
+def _inverse_diagonal(st, dtype=None) -> jax.Array:
+    """``1 / diag(A)`` (0 on inactive voxels), padded, stored as ``dtype`` (default: the operator's).
+
+    ``dtype=jnp.uint16`` stores the bfloat16 rounding of float32 values as raw bits (see
+    :func:`expand`): half the memory, and XLA:CPU fuses the integer decoding into its users.
+    """
     d = sten.diagonal(st)
-    return jnp.where(d > 0, 1 / jnp.where(d > 0, d, 1), 0).astype(d.dtype)
+    inv = jnp.where(d > 0, 1 / jnp.where(d > 0, d, 1), 0)
+    if dtype is not None and jnp.dtype(dtype) == jnp.uint16:
+        bits = jax.lax.bitcast_convert_type(inv.astype(jnp.float32), jnp.uint32)
+        return ((bits + jnp.uint32(0x8000)) >> 16).astype(jnp.uint16)  # round to nearest
+    return inv.astype(dtype or d.dtype)
+
+
+def expand(dinv: jax.Array, dtype) -> jax.Array:
+    """A stored inverse diagonal as ``dtype`` (decodes the ``uint16`` bfloat16 bits)."""
+    if dinv.dtype == jnp.uint16:
+        return jax.lax.bitcast_convert_type(dinv.astype(jnp.uint32) << 16, jnp.float32).astype(dtype)
+    return dinv.astype(dtype)
 
 
 class Level(eqx.Module):
-    stencil: sten.Stencil
+    """One level: its operator and the (possibly compact) inverse diagonal of the smoother."""
+
+    stencil: sten.Stencil | sten.LabelStencil
     inv_diag: jax.Array
 
 
@@ -102,9 +152,9 @@ class Hierarchy(eqx.Module):
     scale: float = eqx.field(static=True, default=1.5)
 
 
-def _dense(st: sten.Stencil) -> tuple[jax.Array, jax.Array]:
+def _dense(st) -> tuple[jax.Array, jax.Array]:
     n = st.shape[0] * st.shape[1] * st.shape[2]
-    eye = jnp.eye(n, dtype=st.g[0].dtype).reshape((n,) + st.shape)
+    eye = jnp.eye(n, dtype=st.dtype).reshape((n,) + st.shape)
     a = jax.vmap(lambda e: sten.interior(sten.matvec(st, sten.pad(e))).reshape(-1))(eye)
     active = jnp.diagonal(a) > 0
     # Rows of inactive voxels are zero: make them identity so the factor exists.
@@ -116,9 +166,13 @@ def _size(shape) -> int:
     return shape[0] * shape[1] * shape[2]
 
 
-def build(st: sten.Stencil, coarse_size: int = 512, sweeps: int = 1, omega: float = 0.8, scale: float = 1.5) -> Hierarchy:
-    """Levels down to at most ``coarse_size`` voxels (a static function of the shape)."""
-    levels = [Level(st, _inverse_diagonal(st))]
+def build(st, coarse_size: int = 512, sweeps: int = 1, omega: float = 0.8, scale: float = 1.5, diag_dtype=None) -> Hierarchy:
+    """Levels down to at most ``coarse_size`` voxels (a static function of the shape).
+
+    ``diag_dtype``: storage dtype of the finest level's inverse diagonal (e.g. bfloat16, a
+    relative rounding of 2^-9: the smoother stays a fixed symmetric positive diagonal map).
+    """
+    levels = [Level(st, _inverse_diagonal(st, diag_dtype))]
     while _size(levels[-1].stencil.shape) > coarse_size:
         coarse = coarsen(levels[-1].stencil)
         levels.append(Level(coarse, _inverse_diagonal(coarse)))
@@ -127,21 +181,73 @@ def build(st: sten.Stencil, coarse_size: int = 512, sweeps: int = 1, omega: floa
     return Hierarchy(tuple(levels), factor, active, sweeps, omega, scale)
 
 
-def _cycle(h: Hierarchy, index: int, r: jax.Array) -> jax.Array:
-    level = h.levels[index]
+def passes(tree):
+    """``lax.optimization_barrier``: ``tree``'s arrays are read as they are by what follows.
+
+    The cycle and CG split their work into passes over the volume, each one loop over the
+    voxels that looks the face conductances up and computes its intermediates (``D^-1 r``,
+    ``P e``, ``A x``) in place. Each pass reads the operator through a barrier together with
+    its vectors: XLA then neither merges equal sub-expressions of two passes nor hoists the
+    (loop-invariant) face lookups out of the CG loop, either of which would store them as
+    volume-sized arrays.
+    """
+    return jax.lax.optimization_barrier(tree)
+
+
+def _coarse_solve(h: Hierarchy, r: jax.Array) -> jax.Array:
+    ri = sten.interior(r)
+    x = cho_solve((h.coarse_factor, True), ri.reshape(-1)).reshape(ri.shape)
+    return sten.pad(jnp.where(h.coarse_active.reshape(ri.shape), x, 0))
+
+
+def coarse_correction(h: Hierarchy, index: int, r: jax.Array) -> jax.Array:
+    """Pre-smoothing of level ``index`` and the coarse-grid solve: the correction ``e`` (coarse, padded).
+
+    With one sweep the fine work is one pass: ``P^T (r - A omega D^-1 r)``.
+    """
     if index == len(h.levels) - 1:
-        ri = sten.interior(r)
-        x = cho_solve((h.coarse_factor, True), ri.reshape(-1)).reshape(ri.shape)
-        return sten.pad(jnp.where(h.coarse_active.reshape(ri.shape), x, 0))
-    st, dinv = level.stencil, level.inv_diag
+        return _coarse_solve(h, r)
+    level = h.levels[index]
+    st, dinv, r = passes((level.stencil, level.inv_diag, r))
+    dinv = expand(dinv, r.dtype)
     x = h.omega * dinv * r
     for _ in range(h.sweeps - 1):
         x = x + h.omega * dinv * (r - sten.matvec(st, x))
-    coarse_r = restrict(r - sten.matvec(st, x))
-    x = x + h.scale * prolong(_cycle(h, index + 1, coarse_r), st.shape)
-    for _ in range(h.sweeps):
-        x = x + h.omega * dinv * (r - sten.matvec(st, x))
-    return x
+    coarse_r = restrict_interior(sten.interior(r) - sten._stencil_sum(st, x))
+    return _cycle(h, index + 1, coarse_r)
+
+
+def smooth_interior(st, dinv: jax.Array, r: jax.Array, e: jax.Array, omega: float, scale: float, sweeps: int = 1) -> jax.Array:
+    """Interior of ``x0 + s P e`` post-smoothed (``x0`` the pre-smoothed ``omega D^-1 r``).
+
+    ``st, dinv, r`` padded on the fine grid (or on a slab of it, with its halo), ``e`` the
+    coarse correction on the matching coarse rows. With one sweep this is one pass
+    (``x0`` and ``P e`` recomputed at each of the 7 stencil points).
+    """
+    dinv = expand(dinv, r.dtype)
+    x = omega * dinv * r
+    for _ in range(sweeps - 1):
+        x = x + omega * dinv * (r - sten.matvec(st, x))
+    x = x + scale * prolong(e, st.shape)
+    for _ in range(sweeps - 1):
+        x = x + omega * dinv * (r - sten.matvec(st, x))
+    return sten.interior(x) + omega * sten.interior(dinv) * (sten.interior(r) - sten._stencil_sum(st, x))
+
+
+def smooth(h: Hierarchy, index: int, r: jax.Array, e: jax.Array, *extra) -> jax.Array:
+    """Interior of level ``index``'s cycle result given its coarse correction ``e``.
+
+    ``extra`` arrays only make this pass distinct from another one on the same inputs.
+    """
+    level = h.levels[index]
+    st, dinv, r, e, *_ = passes((level.stencil, level.inv_diag, r, e) + extra)
+    return smooth_interior(st, dinv, r, e, h.omega, h.scale, h.sweeps)
+
+
+def _cycle(h: Hierarchy, index: int, r: jax.Array) -> jax.Array:
+    if index == len(h.levels) - 1:
+        return _coarse_solve(h, r)
+    return sten.pad(passes(smooth(h, index, r, coarse_correction(h, index, r))))
 
 
 def v_cycle(h: Hierarchy, r: jax.Array) -> jax.Array:

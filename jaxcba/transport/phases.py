@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcba.transport.result import TransportResult
-from jaxcba.transport.solver import effective_conductivity
+from jaxcba.transport.solver import label_conductivity
 
 #: Phase name -> the labels it holds.
 PHASE_LABELS = {"pore": (0,), "solid": (1, 2), "cb": (1,), "graphite": (2,)}
@@ -85,6 +85,9 @@ def m_factor(
         **solver_kw: ``SolverOptions`` fields (``rtol``, ``flux_tol``, ``max_iter``,
             ``preconditioner``, ``boundary``, ...) or ``progress=``, ``chunk=``.
 
+    The solve runs on the labels themselves (:func:`~jaxcba.transport.solver.label_conductivity`:
+    1-byte class codes, face conductances looked up when used), ~18 bytes per voxel in float32.
+
     Returns:
         ``TransportResult`` with ``eps`` the volume fraction of the phase's conducting voxels.
         Raises ``ValueError`` for an unknown phase, bad conductivities, labels outside
@@ -100,5 +103,4 @@ def m_factor(
             raise ValueError(f"labels must be 0 (pore), 1 (cb), 2 (graphite); found {bad[:5].tolist()}")
         if not np.isin(arr, [k for k, v in cmap.items() if v > 0]).any():
             raise ValueError(f"phase {phase!r} is absent from the volume (no voxel with a conducting label)")
-    sigma = conductivity_field(labels, phase, cmap, solver_kw.pop("dtype", jnp.float32))
-    return effective_conductivity(sigma, axis, sigma_ref=max(cmap.values()), **solver_kw)
+    return label_conductivity(labels, cmap, axis, sigma_ref=max(cmap.values()), **solver_kw)

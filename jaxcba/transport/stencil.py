@@ -20,6 +20,15 @@ compiles to a much slower kernel). ``g[k][i]`` is the conductance of the face be
 voxels ``i - 1`` and ``i`` along axis ``k``; ``g[0][1]`` and ``g[0][n0 + 1]`` are the
 Dirichlet faces. The operator ``A`` (``A u = b``) is symmetric positive definite on every set
 of voxels connected to a Dirichlet plane and has zero rows on voxels of zero conductivity.
+
+Two operators share every function here through ``faces(k, start, stop)``:
+
+* :class:`Stencil` stores the three float face arrays (any conductivity field; differentiable);
+* :class:`LabelStencil` stores one ``uint8`` class code per voxel (0 = insulating) and a
+  table of the class conductivities; each face conductance is looked up from the codes of
+  its two voxels when it is used (selects only, so XLA fuses it into the consumer): 1 byte
+  per voxel instead of 12.
+
 Everything here is jittable and vmappable.
 """
 
@@ -47,8 +56,13 @@ def harmonic_mean2(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def pad(a: jax.Array) -> jax.Array:
-    """Interior ``(n0, n1, n2)`` -> padded layout with zero ghosts."""
-    return jnp.pad(a, 1)
+    """Interior ``(n0, n1, n2)`` -> padded layout with zero ghosts.
+
+    Written as an update of a zero array (a loop over the interior only): XLA:CPU compiles a
+    ``pad`` fused with the computation of ``a`` into a much slower, per-element checked loop.
+    """
+    out = jnp.zeros(tuple(n + 2 for n in a.shape), a.dtype)
+    return out.at[_IN, _IN, _IN].set(a)
 
 
 def interior(a: jax.Array) -> jax.Array:
@@ -64,7 +78,7 @@ def _face(k: int, start: int | None, stop: int | None) -> tuple[slice, slice, sl
 
 
 class Stencil(eqx.Module):
-    """Face conductances of the operator, padded layout (see the module docstring)."""
+    """Stored face conductances of the operator, padded layout (see the module docstring)."""
 
     g: tuple[jax.Array, jax.Array, jax.Array]
 
@@ -72,6 +86,85 @@ class Stencil(eqx.Module):
     def shape(self) -> tuple[int, int, int]:
         """Interior shape ``(n0, n1, n2)``."""
         return tuple(n - 2 for n in self.g[0].shape)
+
+    @property
+    def dtype(self):
+        return self.g[0].dtype
+
+    def faces(self, k: int, start: int | None, stop: int | None) -> jax.Array:
+        """``g[k][start:stop]`` along ``k``, interior along the other two axes."""
+        return self.g[k][_face(k, start, stop)]
+
+    def full(self, k: int) -> jax.Array:
+        """``g[k]`` over the whole padded grid (zeros on faces touching a ghost across ``k``)."""
+        return self.g[k]
+
+
+class LabelStencil(eqx.Module):
+    """The operator of a class-code volume: face conductances looked up on the fly.
+
+    Attributes:
+        codes: ``uint8`` ``(n0 + 2, n1 + 2, n2 + 2)`` padded class codes: 0 = insulating,
+            ``1 .. K - 1`` the conducting classes, and ``K`` (:attr:`dirichlet`) on the two
+            ghost planes across axis 0, so that the Dirichlet faces are table entries too
+            (the other ghosts are 0).
+        sigma: ``(K,)`` conductivity of each class, ``sigma[0] = 0``.
+        factor: Dirichlet face conductance per unit conductivity (``BOUNDARIES``).
+    """
+
+    codes: jax.Array
+    sigma: jax.Array
+    factor: float = eqx.field(static=True)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(n - 2 for n in self.codes.shape)
+
+    @property
+    def dtype(self):
+        return self.sigma.dtype
+
+    @property
+    def dirichlet(self) -> int:
+        return self.sigma.shape[0]
+
+    def _pair(self, k: int, lo: jax.Array, hi: jax.Array) -> jax.Array:
+        """Face conductance between classes ``lo`` and ``hi`` (selects over the table entries)."""
+        s, n = self.sigma, self.sigma.shape[0]
+        out = jnp.zeros(lo.shape, s.dtype)
+        for a in range(1, n):
+            out = jnp.where((lo == a) & (hi == a), s[a], out)
+            for b in range(a + 1, n):
+                out = jnp.where(((lo == a) & (hi == b)) | ((lo == b) & (hi == a)), harmonic_mean2(s[a], s[b]), out)
+            if k == 0:  # only faces across axis 0 reach the Dirichlet ghost planes
+                d = self.dirichlet
+                out = jnp.where(((lo == a) & (hi == d)) | ((lo == d) & (hi == a)), self.factor * s[a], out)
+        return out
+
+    def faces(self, k: int, start: int | None, stop: int | None) -> jax.Array:
+        n = self.codes.shape[k]
+        start = 0 if start is None else (start if start >= 0 else n + start)
+        stop = n if stop is None else (stop if stop >= 0 else n + stop)
+        if start < 1:
+            raise ValueError("faces start at padded index 1")
+        lo = self.codes[_face(k, start - 1, stop - 1)]
+        hi = self.codes[_face(k, start, stop)]
+        return self._pair(k, lo, hi)
+
+    def full(self, k: int) -> jax.Array:
+        n = self.codes.shape[k]
+        lo = lax.slice_in_dim(self.codes, 0, n - 1, axis=k)
+        hi = lax.slice_in_dim(self.codes, 1, n, axis=k)
+        g = self._pair(k, lo, hi)
+        # faces touching a ghost across the other axes are 0
+        for j in range(3):
+            if j != k:
+                m = g.shape[j]
+                idx = lax.broadcasted_iota(jnp.int32, g.shape, j)
+                g = jnp.where((idx > 0) & (idx < m - 1), g, 0)
+        widths = [(0, 0)] * 3
+        widths[k] = (1, 0)
+        return jnp.pad(g, widths)
 
 
 def from_conductivity(sigma: jax.Array, boundary: str = "half_voxel") -> Stencil:
@@ -91,13 +184,26 @@ def from_conductivity(sigma: jax.Array, boundary: str = "half_voxel") -> Stencil
     return Stencil(g=tuple(g))
 
 
-def _stencil_sum(st: Stencil, up: jax.Array | None) -> jax.Array:
+def from_codes(codes: jax.Array, sigma, boundary: str = "half_voxel", dtype=jnp.float32) -> LabelStencil:
+    """:class:`LabelStencil` of interior class codes ``(n0, n1, n2)`` (0 = insulating).
+
+    ``sigma``: conductivity of classes ``1 .. K - 1`` (``K - 1`` values > 0, K <= 254).
+    """
+    table = jnp.concatenate([jnp.zeros((1,), dtype), jnp.asarray(sigma, dtype).reshape(-1)])
+    d = table.shape[0]
+    cp = pad(jnp.asarray(codes, jnp.uint8))
+    ghost = jnp.full(cp.shape[1:], 0, jnp.uint8).at[_IN, _IN].set(d)
+    cp = cp.at[0].set(ghost).at[-1].set(ghost)
+    return LabelStencil(codes=cp, sigma=table, factor=BOUNDARIES[boundary])
+
+
+def _stencil_sum(st, up: jax.Array | None) -> jax.Array:
     """Interior of ``A u`` (or of ``diag(A)`` when ``up`` is None)."""
     c = None if up is None else up[_IN, _IN, _IN]
     out = 0
     for k in range(3):
-        g_next = st.g[k][_face(k, 2, None)]
-        g_prev = st.g[k][_face(k, 1, -1)]
+        g_next = st.faces(k, 2, None)
+        g_prev = st.faces(k, 1, -1)
         if up is None:
             out = out + g_next + g_prev
         else:
@@ -105,19 +211,25 @@ def _stencil_sum(st: Stencil, up: jax.Array | None) -> jax.Array:
     return out
 
 
-def matvec(st: Stencil, up: jax.Array) -> jax.Array:
+def matvec(st, up: jax.Array) -> jax.Array:
     """``A u`` for padded ``u`` (zero ghosts): net current leaving each voxel; padded result."""
     return pad(_stencil_sum(st, up))
 
 
-def diagonal(st: Stencil) -> jax.Array:
+def diagonal(st) -> jax.Array:
     """Diagonal of ``A`` (sum of the conductances around each voxel), padded."""
     return pad(_stencil_sum(st, None))
 
 
-def rhs(st: Stencil) -> jax.Array:
+def inlet(st) -> jax.Array:
+    """``(n1, n2)`` conductances of the inlet faces: the right-hand side ``b`` on layer 1."""
+    return st.faces(0, 1, 2)[0]
+
+
+def rhs(st) -> jax.Array:
     """Right-hand side ``b`` (padded): the inlet plane held at ``u = 1``."""
-    return jnp.zeros_like(st.g[0]).at[1, _IN, _IN].set(st.g[0][1, _IN, _IN])
+    n0, n1, n2 = st.shape
+    return jnp.zeros((n0 + 2, n1 + 2, n2 + 2), st.dtype).at[1, _IN, _IN].set(inlet(st))
 
 
 def _with_inlet(up: jax.Array) -> jax.Array:
@@ -125,23 +237,24 @@ def _with_inlet(up: jax.Array) -> jax.Array:
     return up.at[0].set(1)
 
 
-def layer_currents(st: Stencil, up: jax.Array) -> jax.Array:
+def layer_currents(st, up: jax.Array) -> jax.Array:
     """Total current through each of the ``n0 + 1`` planes normal to axis 0, inlet first."""
-    v = _with_inlet(up)
-    drop = v[:-1, _IN, _IN] - v[1:, _IN, _IN]
-    return jnp.sum(st.g[0][1:, _IN, _IN] * drop, axis=(1, 2))
+    drop = up[:-1, _IN, _IN] - up[1:, _IN, _IN]
+    first = jnp.zeros((up.shape[0] - 1, 1, 1), up.dtype).at[0].set(1)  # the inlet ghost is at u = 1
+    return jnp.sum(st.faces(0, 1, None) * (drop + first), axis=(1, 2))
 
 
-def dissipation(st: Stencil, up: jax.Array) -> jax.Array:
+def dissipation(st, up: jax.Array) -> jax.Array:
     """``sum_faces g (du)^2`` including the Dirichlet faces = total current for a unit drop.
 
     Stationary in ``u`` at the solution, so its gradient in the conductances needs no
     adjoint solve (paper Eq. 27's sigma_eff is this quadratic form times length / area).
+    Faces touching a ghost across the other two axes have ``g = 0`` and are left out.
     """
-    v = _with_inlet(up)
     total = 0
     for k in range(3):
-        n = v.shape[k]
-        d = lax.slice_in_dim(v, 1, n, axis=k) - lax.slice_in_dim(v, 0, n - 1, axis=k)
-        total = total + jnp.sum(lax.slice_in_dim(st.g[k], 1, n, axis=k) * jnp.square(d))
+        d = up[_face(k, 1, None)] - up[_face(k, None, -1)]
+        if k == 0:
+            d = d - jnp.zeros((d.shape[0], 1, 1), d.dtype).at[0].set(1)  # inlet ghost at u = 1
+        total = total + jnp.sum(st.faces(k, 1, None) * jnp.square(d))
     return total
