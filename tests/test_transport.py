@@ -265,3 +265,101 @@ def test_coarse_operator_is_galerkin_and_cycle_symmetric():
     b = float(jnp.sum(r1 * mgm.v_cycle(h, r2)))
     np.testing.assert_allclose(a, b, rtol=1e-10)
     assert float(jnp.sum(mgm.v_cycle(h, r1) * r1)) > 0
+
+
+# ---- the labelled (memory-lean) path ------------------------------------------------------
+
+
+def _labels(shape, seed, p=(0.45, 0.35, 0.2)):
+    rng = np.random.default_rng(seed)
+    return rng.choice(3, size=shape, p=p).astype(np.uint8)
+
+
+@pytest.mark.parametrize("boundary", ["half_voxel", "ghost_voxel"])
+@pytest.mark.parametrize("shape", [SHAPE, (13, 11, 9)])
+def test_label_path_equals_conductivity_field_path(boundary, shape):
+    """The lookup operator on class codes gives the stored-face solve of the same field."""
+    from jaxcba.transport import conductivity_field, label_conductivity
+
+    lab = _labels(shape, 20)
+    for cond in ({0: 1.0}, {1: 1.0, 2: 1.0}, {2: 1.0, 1: 0.01}, {2: 3.0, 1: 0.5, 0: 0.2}):
+        phase = "pore" if list(cond) == [0] else ("solid" if 0 not in cond else None)
+        sigma = np.zeros(shape, np.float32)
+        for k, v in cond.items():
+            sigma[lab == k] = v
+        ref = effective_conductivity(sigma, boundary=boundary, rtol=1e-7, sigma_ref=max(cond.values()))
+        ours = label_conductivity(lab, cond, boundary=boundary, rtol=1e-7)
+        assert bool(ours.converged) and bool(ours.percolates) == bool(ref.percolates)
+        np.testing.assert_allclose(float(ours.sigma_eff), float(ref.sigma_eff), rtol=2e-5)
+        np.testing.assert_allclose(float(ours.eps), float(ref.eps), rtol=1e-6)
+        if phase is not None:
+            np.testing.assert_allclose(np.asarray(conductivity_field(lab, phase, cond)), sigma)
+
+
+def test_label_operator_matches_stored_faces():
+    """LabelStencil's looked-up faces, matvec, diagonal and read-outs equal the stored stencil's."""
+    lab = _labels((7, 6, 5), 21)
+    table = {1: 1.0, 2: 0.01}
+    sigma = np.vectorize(lambda v: table.get(v, 0.0))(lab).astype(np.float64)
+    for boundary in ("half_voxel", "ghost_voxel"):
+        stored = sten.from_conductivity(jnp.asarray(sigma), boundary)
+        codes = np.where(lab == 1, 1, np.where(lab == 2, 2, 0))
+        looked = sten.from_codes(codes, [1.0, 0.01], boundary, jnp.float64)
+        for k in range(3):
+            np.testing.assert_allclose(np.asarray(looked.full(k)), np.asarray(stored.g[k]), rtol=1e-12)
+        u = sten.pad(jnp.asarray(np.random.default_rng(0).normal(size=lab.shape)))
+        np.testing.assert_allclose(np.asarray(sten.matvec(looked, u)), np.asarray(sten.matvec(stored, u)), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(sten.diagonal(looked)), np.asarray(sten.diagonal(stored)), rtol=1e-12)
+        np.testing.assert_allclose(float(sten.dissipation(looked, u)), float(sten.dissipation(stored, u)), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(sten.layer_currents(looked, u)), np.asarray(sten.layer_currents(stored, u)), rtol=1e-12)
+
+
+def test_label_path_progress_and_vmap():
+    from jaxcba.transport import label_conductivity
+
+    lab = _labels(SHAPE, 22)
+    seen = []
+    a = m_factor(lab, "solid", {2: 1.0, 1: 0.01}, progress=lambda s: seen.append(int(s.iterations)), chunk=3)
+    b = m_factor(lab, "solid", {2: 1.0, 1: 0.01})
+    assert seen[0] == 0 and seen == sorted(seen) and len(seen) > 2
+    np.testing.assert_allclose(float(a.sigma_eff), float(b.sigma_eff), rtol=1e-5)
+    batch = np.stack([lab, _labels(SHAPE, 23)])
+    vm = jax.vmap(lambda x: label_conductivity(x, {0: 1.0}))(jnp.asarray(batch))
+    for i in range(2):
+        np.testing.assert_allclose(float(vm.sigma_eff[i]), float(m_factor(batch[i], "pore").sigma_eff), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_conductivities_are_rescaled(scale):
+    """Only ratios matter: extreme but finite conductivities give the scaled answer."""
+    sigma = _random_field(12).astype(np.float32)
+    ref = effective_conductivity(sigma, sigma_ref=1.0)
+    big = effective_conductivity(sigma * np.float32(scale), sigma_ref=scale)
+    assert bool(big.converged)
+    np.testing.assert_allclose(float(big.m_factor), float(ref.m_factor), rtol=1e-5)
+    lab = _labels(SHAPE, 24)
+    a = m_factor(lab, "solid", {2: 1.0, 1: 0.01})
+    b = m_factor(lab, "solid", {2: scale, 1: 0.01 * scale})
+    np.testing.assert_allclose(float(b.m_factor), float(a.m_factor), rtol=1e-5)
+    np.testing.assert_allclose(float(b.sigma_eff), scale * float(a.sigma_eff), rtol=1e-5)
+
+
+def test_non_finite_residual_stops_at_once():
+    sigma = jnp.asarray(_random_field(13), jnp.float32)
+    st = sten.from_conductivity(sigma)
+    prob = cg.make_problem(st, "multigrid")
+    u0 = sten.pad(jnp.full(SHAPE, jnp.nan, jnp.float32))
+    state = cg.initial_state(prob, u0, 1e-5, jnp.asarray(True))
+    state = jax.jit(cg.advance)(prob, state, 100, 1e-5, 1e-2)
+    assert not bool(state.converged) and bool(state.stalled)
+    assert int(state.iterations) <= 1
+
+
+def test_compact_inverse_diagonal():
+    """uint16 storage = bfloat16 rounding of the float32 inverse diagonal."""
+    from jaxcba.transport import multigrid as mgm
+
+    st = sten.from_conductivity(jnp.asarray(_random_field(14), jnp.float32))
+    full = mgm._inverse_diagonal(st)
+    compact = mgm.expand(mgm._inverse_diagonal(st, jnp.uint16), jnp.float32)
+    np.testing.assert_allclose(np.asarray(compact), np.asarray(full.astype(jnp.bfloat16).astype(jnp.float32)), rtol=0, atol=0)

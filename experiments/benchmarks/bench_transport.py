@@ -127,20 +127,24 @@ def run_jaxcba(case, labels, **kw):
 
 
 def xla_peak_mb(case, labels):
-    """Arguments + outputs + temporaries of the compiled solve, from XLA's memory analysis.
+    """Arguments + outputs + temporaries of the compiled labelled solve (``m_factor``'s), from XLA's memory analysis.
 
     (The resident-set growth of a JAX call mostly measures the compiler and the allocator's
     reuse of earlier buffers, so the compiled program's own figure is reported instead.)
     """
+    import jax
     import jax.numpy as jnp
 
     from jaxcba.transport import phases, solver
 
     phase, cond, boundary = CASES[case]
     cmap = phases._check_map(phase, cond)
-    sigma = phases.conductivity_field(labels, phase, cmap)
+    items = sorted((k, v) for k, v in cmap.items() if v > 0)
     opts = solver.SolverOptions(boundary=boundary)
-    lowered = solver._solve_jit.lower(sigma, jnp.float32(1), solver._tols(opts, sigma.dtype), solver._static(opts))
+    lab = jax.ShapeDtypeStruct(labels.shape, jnp.asarray(labels).dtype)
+    lowered = solver._solve_labels_jit.lower(
+        lab, jnp.asarray([v for _, v in items], jnp.float32), 1.0, solver._tols(opts, jnp.float32),
+        tuple(k for k, _ in items), solver._static(opts), jnp.dtype(jnp.float32))
     m = lowered.compile().memory_analysis()
     return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes) / 1e6
 

@@ -6,6 +6,12 @@ the transport axis ``<= flux_tol`` (TauFactor's criterion, which it applies with
 inner loop runs CG to the current residual target; the outer loop then checks the flux
 balance and, if it fails, asks for a ten times smaller residual. The state is a pytree, so a
 caller can advance it in chunks of iterations (progress bars) with one compiled function.
+A non-finite residual or flux ends the solve at once (``stalled``, not ``converged``).
+
+Each iteration is a few passes over the volume that recompute ``A p`` and the smoother's
+last step instead of storing them (``_step``); the carried vectors are ``u, r, p`` and the
+right-hand side is stored as the inlet layer only. Dot products add the volume's blocks
+elementwise before reducing (:func:`blocked_sum`): XLA:CPU stores a reduction's input.
 """
 
 from __future__ import annotations
@@ -173,9 +179,10 @@ def _step(prob: Problem, s: State) -> State:
     """One PCG iteration in passes over the volume (see ``multigrid.passes``).
 
     ``q = A p`` is not stored: it is recomputed in the pass for ``p.q`` and in
-    the one that updates ``r`` in place. With the multigrid preconditioner, ``z = M r`` is
-    not stored either: its last pass (post-smoothing) runs once for ``r.z`` and once more
-    fused into the in-place update ``p = z + beta p``. The carried vectors are ``u, r, p``.
+    the one that updates ``r`` in place. With the multigrid preconditioner (one sweep),
+    ``z = M r`` is not stored either: its last pass (post-smoothing of the stored
+    ``x1``) runs once for ``r.z`` and once more fused into the in-place update
+    ``p = z + beta p``. The carried vectors are ``u, r, p``; ``x1`` is one more while it lives.
     """
     inner = (slice(1, -1),) * 3
     n0 = s.p.shape[0] - 2
@@ -185,21 +192,18 @@ def _step(prob: Problem, s: State) -> State:
     st, p = mg.passes((prob.stencil, s.p, s.r))[:2]
     u = s.u + alpha * s.p
     r = mg.passes(s.r.at[inner].add(-alpha * sten._stencil_sum(st, p)))
-    if prob.preconditioner == "multigrid":
+    if prob.preconditioner == "multigrid" and prob.hierarchy.sweeps == 1:
         h = prob.hierarchy
         e = mg.coarse_correction(h, 0, r)
         lv = h.levels[0]
-        st, dinv, rb, eb = mg.passes((lv.stencil, lv.inv_diag, r, e))
-        rz = blocked_sum(
-            lambda f, c: sten.interior(f[2]) * mg.smooth_interior(f[0], f[1], f[2], c, h.omega, h.scale, h.sweeps),
-            (st, dinv, rb),
-            eb,
-            n0=n0,
-        )
+        # x1 = omega D^-1 r + s P e stored once (the prolongation is too costly to redo at
+        # every stencil point); the post-smoothing z = x1 + omega D^-1 (r - A x1) is not.
+        x1 = mg.passes(mg.corrected(h, 0, r, e))
+        st, dinv, rb, xb = mg.passes((lv.stencil, lv.inv_diag, r, x1))
+        rz = blocked_sum(lambda f, c: sten.interior(f[2]) * mg.post_smooth(h, *f), (st, dinv, rb, xb), n0=n0)
         beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1), 0)
-        st, dinv, rb, eb, _ = mg.passes((lv.stencil, lv.inv_diag, r, e, s.p))
-        z = mg.smooth_interior(st, dinv, rb, eb, h.omega, h.scale, h.sweeps)
-        p = s.p.at[inner].set(z + beta * s.p[inner])
+        st, dinv, rb, xb, _ = mg.passes((lv.stencil, lv.inv_diag, r, x1, s.p))
+        p = s.p.at[inner].set(mg.post_smooth(h, st, dinv, rb, xb) + beta * s.p[inner])
     else:
         z = prob.apply_preconditioner(r)
         rz = _dot(r, z)

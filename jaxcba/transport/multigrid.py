@@ -58,7 +58,7 @@ def coarsen(st) -> sten.Stencil:
     g = []
     for k in range(3):
         n = st.shape[k]
-        gk = st.full(k)
+        gk = passes((st, jnp.int32(k)))[0].full(k)  # one face array at a time
         # fine faces 0..n sit at padded indices 1..n + 1
         even = jax.lax.slice_in_dim(gk, 1, n + 1, stride=2, axis=k)
         last = jax.lax.slice_in_dim(gk, n + 1, n + 2, axis=k)
@@ -119,7 +119,7 @@ def _inverse_diagonal(st, dtype=None) -> jax.Array:
     ``dtype=jnp.uint16`` stores the bfloat16 rounding of float32 values as raw bits (see
     :func:`expand`): half the memory, and XLA:CPU fuses the integer decoding into its users.
     """
-    d = sten.diagonal(st)
+    d = sten.diagonal(passes((st, jnp.int32(-1)))[0])
     inv = jnp.where(d > 0, 1 / jnp.where(d > 0, d, 1), 0)
     if dtype is not None and jnp.dtype(dtype) == jnp.uint16:
         bits = jax.lax.bitcast_convert_type(inv.astype(jnp.float32), jnp.uint32)
@@ -232,6 +232,18 @@ def smooth_interior(st, dinv: jax.Array, r: jax.Array, e: jax.Array, omega: floa
     for _ in range(sweeps - 1):
         x = x + omega * dinv * (r - sten.matvec(st, x))
     return sten.interior(x) + omega * sten.interior(dinv) * (sten.interior(r) - sten._stencil_sum(st, x))
+
+
+def corrected(h: Hierarchy, index: int, r: jax.Array, e: jax.Array) -> jax.Array:
+    """``x1 = omega D^-1 r + s P e`` (padded) on level ``index`` (one sweep)."""
+    level = h.levels[index]
+    return h.omega * expand(level.inv_diag, r.dtype) * r + h.scale * prolong(e, level.stencil.shape)
+
+
+def post_smooth(h: Hierarchy, st, dinv: jax.Array, r: jax.Array, x1: jax.Array) -> jax.Array:
+    """Interior of ``x1 + omega D^-1 (r - A x1)`` (one sweep; padded inputs, or blocks of them)."""
+    dinv = expand(dinv, r.dtype)
+    return sten.interior(x1) + h.omega * sten.interior(dinv) * (sten.interior(r) - sten._stencil_sum(st, x1))
 
 
 def smooth(h: Hierarchy, index: int, r: jax.Array, e: jax.Array, *extra) -> jax.Array:

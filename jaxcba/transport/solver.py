@@ -13,6 +13,17 @@ at the solution, so ``d sigma_eff / d sigma`` is the explicit derivative with ``
 implicit differentiation with the adjoint equal to the forward solution, no second solve.
 Gradients are exact up to the solver tolerance (the error is quadratic in the residual) and
 are taken with the set of conducting voxels held fixed.
+
+Two entry points share the CG and multigrid code:
+
+* ``effective_conductivity(sigma)``: any float field; the operator stores its three face
+  arrays (differentiable);
+* ``label_conductivity(labels, {label: sigma})`` (what ``m_factor`` runs): the operator is one
+  ``uint8`` class code per voxel with the face conductances looked up when used, the finest
+  inverse diagonal is stored as bfloat16 bits; not differentiable.
+
+Conductivities are solved divided by their maximum (only ratios matter), so any finite
+values work; a non-finite residual ends the solve with ``converged=False``.
 """
 
 from __future__ import annotations
