@@ -363,3 +363,12 @@ def test_compact_inverse_diagonal():
     full = mgm._inverse_diagonal(st)
     compact = mgm.expand(mgm._inverse_diagonal(st, jnp.uint16), jnp.float32)
     np.testing.assert_allclose(np.asarray(compact), np.asarray(full.astype(jnp.bfloat16).astype(jnp.float32)), rtol=0, atol=0)
+
+
+def test_m_factor_lean_and_field_paths_agree():
+    lab = _labels(SHAPE, 25)
+    for phase, cond in (("pore", None), ("solid", {2: 1.0, 1: 0.01})):
+        a = m_factor(lab, phase, cond)
+        b = m_factor(lab, phase, cond, lean=False)
+        np.testing.assert_allclose(float(a.m_factor), float(b.m_factor), rtol=2e-5)
+        np.testing.assert_allclose(float(a.eps), float(b.eps), rtol=1e-7)
