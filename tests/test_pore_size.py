@@ -194,3 +194,47 @@ def test_intrusion_against_porespy_porosimetry():
     ours = np.asarray(intrusion(m, 1.0, radii_vox=radii, axis=0).fraction)[radii == np.floor(radii)]
     theirs = np.array([np.mean(po[m] >= r) for r in whole])
     np.testing.assert_allclose(ours, theirs, atol=0.02)
+
+
+def _local_thickness_scipy(mask, radii):
+    """Host reference: the largest grid radius whose opening (scipy EDTs, as ``cpsd_scipy``) covers the voxel."""
+    depth = ndimage.distance_transform_edt(mask)
+    lt = np.zeros(mask.shape)
+    for r in radii:
+        centres = depth >= r
+        if centres.any():
+            lt[ndimage.distance_transform_edt(~centres) < r] = r
+    return lt
+
+
+@pytest.mark.parametrize("slab_planes", [5, 13])
+def test_z_slabs_give_the_same_curves(slab_planes):
+    """Slab-by-slab evaluation (halo of the largest ball; last slab partly outside) = scipy references."""
+    from jaxcba.descriptors.pore_size import _curves
+
+    m = _blobs(36, 0.55, 11)[:, :30, :33]  # anisotropic box, 36 planes: slabs do not divide it
+    radii = tuple(default_radii_vox(m))
+    op, intr, _, perc = _curves(m, radii, axis=0, opening=True, intrude=True, slab_planes=slab_planes)
+    np.testing.assert_allclose(np.asarray(op), cpsd_scipy(m, radii), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(intr), _intrusion_scipy(m, radii, 0), atol=1e-6)
+    lab, _ = ndimage.label(m)
+    assert bool(perc) == bool(np.intersect1d(lab[0][lab[0] > 0], lab[-1][lab[-1] > 0]).size)
+    _, intr1, _, _ = _curves(m, radii, axis=1, opening=False, intrude=True, slab_planes=slab_planes)
+    np.testing.assert_allclose(np.asarray(intr1), _intrusion_scipy(m, radii, 1), atol=1e-6)
+    lt = np.asarray(_curves(m, radii, thickness=True, slab_planes=slab_planes)[2])
+    np.testing.assert_array_equal(lt, _local_thickness_scipy(m, radii).astype(np.float32))
+
+
+def test_local_thickness_equals_scipy_reference():
+    m = _blobs(40, 0.6, 12)
+    radii = default_radii_vox(m)
+    np.testing.assert_array_equal(np.asarray(local_thickness(m, radii_vox=radii)), _local_thickness_scipy(m, radii).astype(np.float32))
+
+
+def test_default_radii_of_wide_phases():
+    """Largest distance-to-boundary beyond the first windows, and a phase filling the box (scipy)."""
+    m = np.ones((24, 40, 40), bool)
+    m[:, 0, 0] = False  # the farthest voxel is (x, y) = (39, 39) from the line (0, 0)
+    dt = ndimage.distance_transform_edt(m).max()
+    assert np.isclose(default_radii_vox(m)[-1], np.floor(2 * dt) / 2)
+    assert default_radii_vox(np.ones((6, 9, 12), bool))[-1] == 11.0  # no wall at all: the box's largest extent - 1

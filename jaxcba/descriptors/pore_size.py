@@ -38,8 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcba.descriptors.distance import capped_squared_distance, edt_squared, within_distance
-from jaxcba.morphology import face_seeds, percolating_cluster
 
 __all__ = [
     "Constrictivity",
@@ -134,25 +132,27 @@ def default_radii_vox(mask, step: float = 0.5) -> np.ndarray:
     m = m.reshape((-1,) + m.shape[-3:])
     if not m.any():
         raise ValueError("the phase is empty (no True voxel): its pore size distribution is undefined")
-    w = max(m.shape[-3:]) - 1
+    limit = max(m.shape[-3:]) - 1
     dt_max = 0.0
     for k in range(m.shape[0]):  # host loop over the batch only
-        d2 = np.asarray(edt_squared(m[k], None if w <= 64 else _max_dt_window(m[k])))
-        finite = d2[np.isfinite(d2) & m[k]]
-        dt_max = max(dt_max, float(np.sqrt(finite.max())) if finite.size else float(w))
+        dt_max = max(dt_max, _largest_dt(m[k], limit))
     return radius_grid(dt_max, step)
 
 
-def _max_dt_window(mask) -> int:
-    """Smallest window (doubling from 16) in which the distance transform is exact everywhere."""
-    w = 16
-    limit = max(mask.shape) - 1
-    while w < limit:
-        d2 = np.asarray(edt_squared(mask, w))
-        if np.all(d2[mask] <= w * w):
-            return w
-        w *= 2
-    return limit
+def _largest_dt(mask, limit: int) -> float:
+    """Largest distance-to-boundary [voxels] of one phase: windows 16, 32, ... until one holds it.
+
+    A window ``w`` gives the exact ``dt^2`` below ``(w + 1)^2``; at ``w = limit`` (every voxel in
+    reach) it is exact everywhere, and a phase without any other voxel gets ``limit``."""
+    w = min(16, limit)
+    while True:
+        cap = (w + 1) ** 2 if w < limit else 3 * limit * limit + 1
+        d2 = int(_max_dt2(mask, w, cap))
+        if d2 < cap:
+            return math.sqrt(d2)
+        if w >= limit:
+            return float(limit)
+        w = min(2 * w, limit)
 
 
 def radius_at_half(r, fraction):
@@ -246,84 +246,116 @@ def _min_plus(f, axis: int, w: int, lo: int, n: int):
     return out
 
 
+def _slab_dt2(mask, s, slab: int, w: int, cap: int):
+    """Squared distance [voxel^2] to the nearest non-phase voxel on planes ``[s slab, (s + 1) slab)``
+    of ``mask`` (planes outside it count as phase: the border is not a wall), capped at ``cap``; exact below ``min(cap, (w + 1)^2)`` (and everywhere below ``cap`` when ``w`` spans
+    the volume). The 1D distance along z by two scans over the slab and ``w`` planes each
+    side, then windowed min-plus passes along y and x (integers). Returns it and the slab's mask."""
+    nz, ny, nx = mask.shape
+    dtype = _int_dtype(cap)
+    z = s * slab - w + jnp.arange(slab + 2 * w)  # the slab and w planes each side
+    inside = ((z >= 0) & (z < nz))[:, None, None]
+    m = jnp.where(inside, jnp.take(mask, jnp.clip(z, 0, nz - 1), axis=0), True)
+    d1 = _scan_distance(~m, w + 1)[w : w + slab].astype(dtype)  # w + 1: no site within w planes
+    f = jnp.where(d1 > w, jnp.asarray(cap, dtype), jnp.minimum(d1 * d1, jnp.asarray(cap, dtype)))
+    for axis, n in ((1, ny), (2, nx)):
+        ww = min(w, n - 1)
+        if ww > 0:
+            pad = [(0, 0)] * 3
+            pad[axis] = (ww, ww)
+            f = jnp.minimum(_min_plus(jnp.pad(f, pad, constant_values=cap), axis, ww, ww, n), jnp.asarray(cap, dtype))
+    return f, m[w : w + slab]
+
+
 def _levels(mask, thresholds, halo: int, slab: int, n_slabs: int):
     """Radius level of every voxel, z-padded: ``(n_slabs * slab + 2 halo, y, x)``.
 
-    ``level = 0`` off the phase (and in the padding), else ``1 + #{i : dt^2 >= t_i}``. The exact
-    ``dt^2`` below ``(halo + 1)^2`` comes slab by slab: the 1D distance along z by two scans over
-    the slab and ``halo`` planes each side, then windowed min-plus passes along y and x.
+    ``level = 0`` off the phase (and in the padding), else ``1 + #{i : dt^2 >= t_i}``, from the
+    exact ``dt^2`` below ``(halo + 1)^2 >= max t_i`` (:func:`_slab_dt2`, slab by slab).
     """
     nz, ny, nx = mask.shape
     w = halo
     cap = (w + 1) ** 2
-    dtype = _int_dtype(cap)
     ldt = _level_dtype(len(thresholds) + 1)
-    mpad = jnp.pad(mask, ((w, n_slabs * slab - nz + w), (0, 0), (0, 0)), constant_values=True)
-    thr = jnp.asarray(thresholds, dtype)
+    table = jnp.asarray(1 + np.searchsorted(thresholds, np.arange(cap + 1), side="right"), ldt)  # level of dt^2
 
     def one(s):
-        m = lax.dynamic_slice_in_dim(mpad, s * slab, slab + 2 * w, 0)
-        d1 = _scan_distance(~m, w + 1)[w : w + slab].astype(dtype)
-        f = jnp.minimum(d1 * d1, jnp.asarray(cap, dtype))
-        for axis, n in ((1, ny), (2, nx)):
-            if w > 0 and n > 1:
-                ww = min(w, n - 1)
-                pad = [(0, 0)] * 3
-                pad[axis] = (ww, ww)
-                f = jnp.minimum(_min_plus(jnp.pad(f, pad, constant_values=cap), axis, ww, ww, n), jnp.asarray(cap, dtype))
-        lev = 1 + jnp.searchsorted(thr, f, side="right", method="compare_all").astype(ldt)
+        f, m = _slab_dt2(mask, s, slab, w, cap)
+        lev = jnp.take(table, f.astype(jnp.int32), mode="clip")
         inside = (s * slab + jnp.arange(slab) < nz)[:, None, None]
-        return jnp.where(m[w : w + slab] & inside, lev, jnp.zeros((), ldt))
+        return jnp.where(m & inside, lev, jnp.zeros((), ldt))
 
-    lev = lax.map(one, jnp.arange(n_slabs))
-    return jnp.pad(lev.reshape((n_slabs * slab, ny, nx)), ((w, w), (0, 0), (0, 0)))
+    def put(s, lev):
+        return lax.dynamic_update_slice_in_dim(lev, one(s), w + s * slab, 0)
+
+    return lax.fori_loop(0, n_slabs, put, jnp.zeros((n_slabs * slab + 2 * w, ny, nx), ldt))
 
 
-def _line_max_min(w, cap, axis: int, reverse: bool, changed, lo: int = 0, hi: int | None = None):
-    """In place along ``axis`` (0 or 1) for ``lo <= j < hi``: ``w[j] = max(w[j], min(w[j -+ 1], cap[j]))``
-    (``w[lo - 1] = 0``, ``w[hi] = 0``); ``changed`` |= any update."""
-    hi = w.shape[axis] if hi is None else hi
+@partial(jax.jit, static_argnames=("window", "cap", "slab_planes"))
+def _max_dt2(mask, window: int, cap: int, slab_planes=None):
+    """Largest ``min(dt^2, cap)`` over the phase [voxel^2] (exact below ``(window + 1)^2``), slab by slab."""
+    mask = jnp.asarray(mask, bool)
+    nz, ny, nx = mask.shape
+    slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
+
+    def one(s):
+        f, m = _slab_dt2(mask, s, slab, window, cap)
+        return jnp.max(jnp.where(m, f, 0))
+
+    return jnp.max(lax.map(one, jnp.arange(n_slabs)))
+
+
+def _line_max_min(w, cap, reverse: bool, lo: int = 0, hi: int | None = None):
+    """In place along axis 0 for ``lo <= j < hi``: ``w[j] = max(w[j], min(w[j -+ 1], cap[j]))``
+    (the plane before the first one counts as 0)."""
+    hi = w.shape[0] if hi is None else hi
     n = hi - lo
 
     def body(k, st):
-        w, carry, ch = st
+        w, carry = st
         j = lo + (n - 1 - k if reverse else k)
-        wj = lax.dynamic_index_in_dim(w, j, axis, keepdims=False)
-        out = jnp.maximum(wj, jnp.minimum(carry, lax.dynamic_index_in_dim(cap, j, axis, keepdims=False)))
-        ch = ch | jnp.any(out != wj)
-        return lax.dynamic_update_index_in_dim(w, out, j, axis), out, ch
+        out = jnp.maximum(lax.dynamic_index_in_dim(w, j, 0, keepdims=False),
+                          jnp.minimum(carry, lax.dynamic_index_in_dim(cap, j, 0, keepdims=False)))
+        return lax.dynamic_update_index_in_dim(w, out, j, 0), out
 
-    shape = w.shape[:axis] + w.shape[axis + 1 :]
-    w, _, changed = lax.fori_loop(0, n, body, (w, jnp.zeros(shape, w.dtype), changed))
-    return w, changed
+    return lax.fori_loop(0, n, body, (w, jnp.zeros(w.shape[1:], w.dtype)))[0]
 
 
-def _widest_path(cap, seeds, max_sweeps: int = 100_000, z_range: tuple[int, int] | None = None):
-    """``w(x) = max over 6-connected paths from a seed to x of min cap along the path`` (0 if none).
+def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, z_range: tuple[int, int] | None = None):
+    """``w(x) = max over 6-connected paths from the plane ``face`` normal to ``axis`` to x of min cap
+    along the path`` (0 if none).
 
-    ``{w >= t}`` is the reconstruction of ``{cap >= t}`` from the seeds, for every threshold ``t``
-    at once (a bottleneck / widest-path transform): in-place line sweeps forwards and backwards
-    along z, y and x (x on a copy with the y and x axes swapped) until a round changes nothing.
-    ``z_range``: the planes ``[lo, hi)`` that hold the volume (``cap = 0`` and no seed elsewhere).
+    ``{w >= t}`` is the reconstruction of ``{cap >= t}`` from that face, for every threshold
+    ``t`` at once (a bottleneck / widest-path transform): in-place plane-by-plane sweeps forwards
+    and backwards along z, then y and x (on transposed copies, each plane contiguous), until a
+    round changes nothing. ``w`` only grows, so a round changed something iff a row sum grew.
+    ``z_range``: the planes ``[lo, hi)`` that hold the volume (``cap = 0`` elsewhere).
     """
     lo, hi = (0, cap.shape[0]) if z_range is None else z_range
-    cap_t = jnp.swapaxes(cap, 1, 2)
-    w0 = jnp.where(seeds, cap, jnp.zeros((), cap.dtype))
+    cap_y = jnp.transpose(cap, (1, 0, 2))  # (y, z, x)
+    cap_x = jnp.transpose(cap, (2, 0, 1))  # (x, z, y)
+    w0 = jnp.zeros_like(cap)
+    w0 = lax.dynamic_update_index_in_dim(w0, lax.index_in_dim(cap, face, axis, keepdims=False), face, axis)
+
+    def rows(w):
+        return jnp.sum(w, axis=2, dtype=jnp.int32)
 
     def body(state):
-        w, _, k = state
-        ch = jnp.array(False)
+        w, sums, _, k = state
         for rev in (False, True):
-            w, ch = _line_max_min(w, cap, 0, rev, ch, lo, hi)
+            w = _line_max_min(w, cap, rev, lo, hi)
+        wy = jnp.transpose(w, (1, 0, 2))
         for rev in (False, True):
-            w, ch = _line_max_min(w, cap, 1, rev, ch)
-        wt = jnp.swapaxes(w, 1, 2)
+            wy = _line_max_min(wy, cap_y, rev)
+        wx = jnp.transpose(jnp.transpose(wy, (1, 0, 2)), (2, 0, 1))
         for rev in (False, True):
-            wt, ch = _line_max_min(wt, cap_t, 1, rev, ch)
-        return jnp.swapaxes(wt, 1, 2), ch, k + 1
+            wx = _line_max_min(wx, cap_x, rev)
+        w = jnp.transpose(wx, (1, 2, 0))
+        new = rows(w)
+        return w, new, jnp.any(new != sums), k + 1
 
-    w, _, _ = lax.while_loop(lambda s: s[1] & (s[2] < max_sweeps), body, (w0, jnp.array(True), jnp.array(0, jnp.int32)))
-    return w
+    init = (w0, rows(w0), jnp.array(True), jnp.array(0, jnp.int32))
+    return lax.while_loop(lambda s: s[2] & (s[3] < max_sweeps), body, init)[0]
 
 
 def _covered(sub, level, t, wb: int, slab: int, ny: int, nx: int):
@@ -361,12 +393,9 @@ def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, s
     lev = _levels(mask, thresholds, halo, slab, n_slabs)  # (n_slabs * slab + 2 halo, ny, nx)
     n_phase = jnp.sum(mask, dtype=jnp.int32).astype(jnp.float32)
     if intrude:
-        real = jnp.zeros(lev.shape[0], bool).at[halo : halo + nz].set(True)[:, None, None]
-        idx = lax.broadcasted_iota(jnp.int32, lev.shape, axis)
-        first = (idx == 0) if axis else (idx == halo)
-        last = (idx == lev.shape[axis] - 1) if axis else (idx == halo + nz - 1)
-        reach = _widest_path(lev, first & real, z_range=(halo, halo + nz))
-        perc = jnp.any((reach > 0) & last & real)
+        first, last = (halo, halo + nz - 1) if axis == 0 else (0, lev.shape[axis] - 1)
+        reach = _widest_path(lev, axis, first, z_range=(halo, halo + nz))
+        perc = jnp.any(lax.index_in_dim(reach, last, axis, keepdims=False) > 0)  # level >= 1: the phase
     else:
         reach, perc = None, jnp.array(True)
     ldt = lev.dtype
@@ -378,21 +407,22 @@ def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, s
         region_r = None
         if intrude:
             region_r = jnp.pad(lax.dynamic_slice_in_dim(reach, s * slab, slab + 2 * hw, 0), ((0, 0), (hw, hw), (hw, hw)))
+        both = jnp.stack([region, region_r]) if (intrude and opening) else None
         inside = (s * slab + jnp.arange(slab) < nz)[:, None, None]
         lt = jnp.zeros((slab, ny, nx), ldt)
         opens, intrs = [], []
         for wb, ix in buckets:
             cut = (slice(hw - wb, hw + slab + wb), slice(hw - wb, hw + ny + wb), slice(hw - wb, hw + nx + wb))
-            sub = region[cut]
-            top = jnp.max(sub)
-            sub_r = region_r[cut] if intrude else None
-            top_r = jnp.max(sub_r) if intrude else None
+            top = jnp.max(region[cut])
+            top_r = jnp.max(region_r[cut]) if intrude else None
 
             def count(c):
                 return jnp.sum(c & inside, dtype=jnp.int32)
 
-            def step(lt, xs, sub=sub, sub_r=sub_r, top=top, top_r=top_r, wb=wb):
+            def step(lt, xs, top=top, top_r=top_r, wb=wb, cut=cut):
                 i, t = xs
+                sub = region[cut]
+                sub_r = region_r[cut] if intrude else None
                 level = (i + 1).astype(ldt)  # centres of radius i: level >= i + 2
                 cover = lambda src: _covered(src, level, t, wb, slab, ny, nx)  # noqa: E731
                 if thickness:  # opening only
@@ -405,12 +435,12 @@ def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, s
                 # both curves: one compiled dilation, run for the centres and, unless they are
                 # the same within reach of the slab, for the intruding centres
                 same = ~jnp.any((sub > level) & (sub_r <= level))
-                stack = jnp.stack([sub, sub_r])
                 tops = jnp.stack([top, top_r])
 
                 def job(c_open, j):
                     reuse = (j == 1) & same
-                    c = lax.cond((tops[j] > level) & ~reuse, lambda: count(cover(stack[j])), lambda: jnp.int32(0))
+                    src = lambda: lax.dynamic_index_in_dim(both, j, 0, keepdims=False)[cut]  # noqa: E731
+                    c = lax.cond((tops[j] > level) & ~reuse, lambda: count(cover(src())), lambda: jnp.int32(0))
                     c = jnp.where(reuse, c_open, c)
                     return c, c
 
