@@ -19,7 +19,7 @@ every 2 ms from /proc/self/statm), for numpy and XLA allocations alike. Ratio = 
 jaxcba run seconds (> 1: jaxcba faster).
 
     python experiments/benchmarks/bench_descriptors.py --n 128
-    python experiments/benchmarks/bench_descriptors.py --n 256 --skip intrusion   # porosimetry ~ 8 min
+    flock /tmp/jaxcba-heavy.lock python experiments/benchmarks/bench_descriptors.py --n 256 --skip two_point --skip minkowski --skip geodesic
 """
 
 from __future__ import annotations

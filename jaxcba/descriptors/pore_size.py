@@ -10,9 +10,7 @@ the solid), voxels as points at their centres, open balls ``B(c, r) = {|x - c| <
   ``(X - B_r) + B_r``, Eq. 26). ``r_max = CPSD^-1(0.5)``.
 * **Intrusion(r)** (simulated mercury intrusion from the face ``index 0`` of ``axis``): the same
   with ``A_r`` replaced by its part 6-connected to that face (a ball of radius ``r`` pushed in
-  from outside can reach exactly those centres). Computed for all radii at once by a
-  widest-path transform ``w(c) = max over 6-paths from the face of min dt^2`` (line sweeps):
-  the reachable centres are ``{w >= r^2}``. ``r_min = Intrusion^-1(0.5)``, the largest
+  from outside can reach exactly those centres). ``r_min = Intrusion^-1(0.5)``, the largest
   radius whose intruding balls still cover half of the phase.
 * **Constrictivity** ``beta = (r_min / r_max)^2`` in [0, 1] (Neumann et al. 2019, the paper's ref. [55]).
 * **Local thickness** ``LT(x) = max{r : x in opening by B_r}`` on the radius grid.
@@ -20,11 +18,26 @@ the solid), voxels as points at their centres, open balls ``B(c, r) = {|x - c| <
 The curves are evaluated on a radius grid ``radii_vox`` (voxels; default ``1, 1.5, 2, ...`` up to
 the largest ``dt`` of the phase); ``CPSD^-1(0.5)`` is the linear interpolation where the curve
 crosses 0.5 (the grid radius itself where it stays >= 0.5 to the end). ``r_min = 0`` when less
-than half of the phase is connected to the inlet face at all. All distances are exact (see
-:mod:`jaxcba.descriptors.distance`); cost per radius ``r`` is ``O(r)`` per voxel.
+than half of the phase is connected to the inlet face at all.
+
+Algorithm (all exact, integer arithmetic): with ``t_i = ceil(r_i^2)``, every voxel gets a radius
+level ``L = 1 + #{i : dt^2 >= t_i}`` (0 off the phase; uint8), so the centres of radius ``r_i``
+are ``{L >= i + 2}``. Intrusion needs one widest-path transform ``W(x) = max over 6-paths from
+the face of min L`` (in-place plane sweeps until stable): the intruding centres are
+``{W >= i + 2}``, and the phase percolates iff ``W >= 1`` somewhere on the far face. The
+volume is then processed in z-slabs (``lax.map``) with a halo of the largest ball: for each
+radius, the squared distance to its centres on the slab (1D distance along z by scans, windowed
+min-plus along y and x, the window the smallest of ``_WINDOWS`` that holds the ball) is compared
+with ``t_i`` and the covered voxels are counted. A radius with no centre in reach of a slab, and
+intruding centres equal to all centres there, cost a test only. The opening of every radius is
+computed, not read off the local thickness: on the voxel grid the openings are not nested
+(a voxel can be covered at ``r`` and not at a smaller grid radius). Memory: the level arrays
+(1 byte a voxel each) plus one slab's work; cost per radius ``O(r)`` per voxel of the slabs
+that hold its centres.
 
 Jittable and vmappable over a batch of equally shaped masks when ``radii_vox`` is given (it is
-static); without it the default grid needs the phase's largest ``dt`` on the host.
+static); without it the default grid needs the phase's largest ``dt`` on the host
+(:func:`default_radii_vox`, slab-wise capped distances with a doubling window).
 """
 
 from __future__ import annotations
@@ -305,20 +318,21 @@ def _max_dt2(mask, window: int, cap: int, slab_planes=None):
     return jnp.max(lax.map(one, jnp.arange(n_slabs)))
 
 
-def _line_max_min(w, cap, reverse: bool, lo: int = 0, hi: int | None = None):
-    """In place along axis 0 for ``lo <= j < hi``: ``w[j] = max(w[j], min(w[j -+ 1], cap[j]))``
+def _line_max_min(w, cap, reverse: bool, lo: int = 0, hi: int | None = None, axis: int = 0):
+    """In place along ``axis`` (0 or 1) for ``lo <= j < hi``: ``w[j] = max(w[j], min(w[j -+ 1], cap[j]))``
     (the plane before the first one counts as 0)."""
-    hi = w.shape[0] if hi is None else hi
+    hi = w.shape[axis] if hi is None else hi
     n = hi - lo
 
     def body(k, st):
         w, carry = st
         j = lo + (n - 1 - k if reverse else k)
-        out = jnp.maximum(lax.dynamic_index_in_dim(w, j, 0, keepdims=False),
-                          jnp.minimum(carry, lax.dynamic_index_in_dim(cap, j, 0, keepdims=False)))
-        return lax.dynamic_update_index_in_dim(w, out, j, 0), out
+        out = jnp.maximum(lax.dynamic_index_in_dim(w, j, axis, keepdims=False),
+                          jnp.minimum(carry, lax.dynamic_index_in_dim(cap, j, axis, keepdims=False)))
+        return lax.dynamic_update_index_in_dim(w, out, j, axis), out
 
-    return lax.fori_loop(0, n, body, (w, jnp.zeros(w.shape[1:], w.dtype)))[0]
+    shape = w.shape[:axis] + w.shape[axis + 1 :]
+    return lax.fori_loop(0, n, body, (w, jnp.zeros(shape, w.dtype)))[0]
 
 
 def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, z_range: tuple[int, int] | None = None):
@@ -327,12 +341,11 @@ def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, z_range: 
 
     ``{w >= t}`` is the reconstruction of ``{cap >= t}`` from that face, for every threshold
     ``t`` at once (a bottleneck / widest-path transform): in-place plane-by-plane sweeps forwards
-    and backwards along z, then y and x (on transposed copies, each plane contiguous), until a
+    and backwards along z, then y, then x (on an ``(x, z, y)`` copy, each plane contiguous), until a
     round changes nothing. ``w`` only grows, so a round changed something iff a row sum grew.
     ``z_range``: the planes ``[lo, hi)`` that hold the volume (``cap = 0`` elsewhere).
     """
     lo, hi = (0, cap.shape[0]) if z_range is None else z_range
-    cap_y = jnp.transpose(cap, (1, 0, 2))  # (y, z, x)
     cap_x = jnp.transpose(cap, (2, 0, 1))  # (x, z, y)
     w0 = jnp.zeros_like(cap)
     w0 = lax.dynamic_update_index_in_dim(w0, lax.index_in_dim(cap, face, axis, keepdims=False), face, axis)
@@ -344,10 +357,9 @@ def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, z_range: 
         w, sums, _, k = state
         for rev in (False, True):
             w = _line_max_min(w, cap, rev, lo, hi)
-        wy = jnp.transpose(w, (1, 0, 2))
         for rev in (False, True):
-            wy = _line_max_min(wy, cap_y, rev)
-        wx = jnp.transpose(jnp.transpose(wy, (1, 0, 2)), (2, 0, 1))
+            w = _line_max_min(w, cap, rev, axis=1)
+        wx = jnp.transpose(w, (2, 0, 1))
         for rev in (False, True):
             wx = _line_max_min(wx, cap_x, rev)
         w = jnp.transpose(wx, (1, 2, 0))
@@ -393,9 +405,9 @@ def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, s
     lev = _levels(mask, thresholds, halo, slab, n_slabs)  # (n_slabs * slab + 2 halo, ny, nx)
     n_phase = jnp.sum(mask, dtype=jnp.int32).astype(jnp.float32)
     if intrude:
-        first, last = (halo, halo + nz - 1) if axis == 0 else (0, lev.shape[axis] - 1)
-        reach = _widest_path(lev, axis, first, z_range=(halo, halo + nz))
-        perc = jnp.any(lax.index_in_dim(reach, last, axis, keepdims=False) > 0)  # level >= 1: the phase
+        reach = _widest_path(lev[halo : halo + nz], axis, 0)
+        perc = jnp.any(lax.index_in_dim(reach, -1, axis, keepdims=False) > 0)  # level >= 1: the phase
+        reach = jnp.pad(reach, ((halo, lev.shape[0] - nz - halo), (0, 0), (0, 0)))
     else:
         reach, perc = None, jnp.array(True)
     ldt = lev.dtype
