@@ -238,3 +238,10 @@ def test_default_radii_of_wide_phases():
     dt = ndimage.distance_transform_edt(m).max()
     assert np.isclose(default_radii_vox(m)[-1], np.floor(2 * dt) / 2)
     assert default_radii_vox(np.ones((6, 9, 12), bool))[-1] == 11.0  # no wall at all: the box's largest extent - 1
+
+
+def test_many_radii_use_wide_levels():
+    """More than 254 radii (16-bit radius levels): still the scipy reference."""
+    m = _blobs(20, 0.6, 13)
+    radii = 1.0 + 0.02 * np.arange(300)
+    np.testing.assert_allclose(np.asarray(cpsd(m, 1.0, radii_vox=radii).fraction), cpsd_scipy(m, radii), atol=1e-6)
