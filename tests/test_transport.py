@@ -372,3 +372,23 @@ def test_m_factor_lean_and_field_paths_agree():
         b = m_factor(lab, phase, cond, lean=False)
         np.testing.assert_allclose(float(a.m_factor), float(b.m_factor), rtol=2e-5)
         np.testing.assert_allclose(float(a.eps), float(b.eps), rtol=1e-7)
+
+
+def test_auto_path_follows_the_memory_and_refuses_what_cannot_fit(monkeypatch):
+    from jaxcba.transport import phases
+
+    shape = (40, 40, 40)
+    lean_need, stored_need = phases.m_factor_bytes(shape, True), phases.m_factor_bytes(shape, False)
+    assert lean_need < stored_need
+    monkeypatch.setattr(phases, "available_bytes", lambda: stored_need + 1)
+    assert phases.choose_path(shape) is False  # the stored-face solve fits: the faster one
+    monkeypatch.setattr(phases, "available_bytes", lambda: (lean_need + stored_need) // 2)
+    assert phases.choose_path(shape) is True
+    with pytest.raises(ValueError, match="stored-face path.*GiB is available"):
+        phases.choose_path(shape, lean=False)
+    monkeypatch.setattr(phases, "available_bytes", lambda: lean_need - 1)
+    with pytest.raises(ValueError, match=r"needs about .* GiB \(labelled path\)"):
+        phases.m_factor(np.zeros(shape, np.uint8), "pore")
+    assert phases.choose_path(shape, check_memory=False) is True
+    with pytest.raises(ValueError, match="lean must be"):
+        phases.choose_path(shape, lean="yes")

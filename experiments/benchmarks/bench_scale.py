@@ -242,6 +242,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", default="128,256,400", help="cube sides [voxels], comma-separated")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     ap.add_argument("--peers", default="", help="sizes at which the peers run too (e.g. 256,400)")
+    ap.add_argument("--peer-stages", default=",".join(PEERS), help="stages whose peer runs (default all with a peer)")
     ap.add_argument("--phase", default="pore", choices=("pore", "solid"), help="phase of the descriptor stages")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--once", action="store_true", help="one call per stage (no warm repeat), for the largest sizes")
@@ -258,6 +259,7 @@ def main(argv=None) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     peer_sizes = {int(s) for s in args.peers.split(",") if s}
     stages = [s for s in args.stages.split(",") if s]
+    peer_stages = {s for s in args.peer_stages.split(",") if s}
     unknown = set(stages) - set(STAGES)
     if unknown:
         ap.error(f"unknown stage(s) {sorted(unknown)}")
@@ -267,7 +269,7 @@ def main(argv=None) -> None:
     for n in sizes:
         make_volume(Path(args.cache), n, args.seed)
         for stage in stages:
-            whos = ["jaxcba"] + (["peer"] if n in peer_sizes and stage in PEERS else [])
+            whos = ["jaxcba"] + (["peer"] if n in peer_sizes and stage in PEERS and stage in peer_stages else [])
             for who in whos:
                 row = run_one(stage, who, n, args)
                 row["peer"] = PEERS.get(stage) if who == "peer" else None

@@ -110,9 +110,10 @@ MEASURES = {
     "m_factor_solid": partial(_m_factor, phase="solid", conductivity=SOLID_CONDUCTIVITY),
 }
 
-#: Rough working memory of each measure [bytes per voxel per job], for the batch size.
-BYTES_PER_VOXEL = {"fractions": 4, "surface_density": 8, "two_point": 40, "cpsd": 24, "constrictivity": 32,
-                   "geodesic_tortuosity": 16, "m_factor_pore": 64, "m_factor_solid": 64}
+#: Working memory of each measure [bytes per voxel per job] (bench_scale.py at 400^3), for the batch size
+#: and the up-front memory check; the M-factors run on the labels under vmap (the lean path).
+BYTES_PER_VOXEL = {"fractions": 4, "surface_density": 12, "two_point": 12, "cpsd": 12, "constrictivity": 18,
+                   "geodesic_tortuosity": 8, "m_factor_pore": 46, "m_factor_solid": 46}
 
 
 @lru_cache(maxsize=None)

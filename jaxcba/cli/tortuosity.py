@@ -66,6 +66,7 @@ def add_parser(sub):
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--force", action="store_true", help="run even when the memory estimate exceeds the available memory")
     p.set_defaults(func=run)
     return p
 
@@ -112,7 +113,7 @@ def run(args) -> int:
         labels, args.phase, args.conductivity, args.axis,
         rtol=args.tol, flux_tol=args.flux_tol, max_iter=args.max_iter,
         preconditioner=args.preconditioner, boundary=args.boundary, dtype=jnp.float32,
-        progress=_progress_printer(args.max_iter) if show else None,
+        progress=_progress_printer(args.max_iter) if show else None, check_memory=not args.force,
     )
     out = result.to_dict()
     seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcba.model.window import available_bytes
 from jaxcba.transport.result import TransportResult
 from jaxcba.transport.solver import effective_conductivity, label_conductivity
 
@@ -66,13 +67,45 @@ def conductivity_field(labels, phase: str = "pore", conductivity: Mapping[int, f
     return sigma
 
 
+#: Peak memory of the two solver paths [bytes per voxel of the volume, process included], as
+#: measured at 400^3 by experiments/benchmarks/bench_scale.py: the float32 field with stored face
+#: conductances, and the labelled path (1-byte class codes, faces looked up when used).
+STORED_BYTES_PER_VOXEL = 90.0
+LEAN_BYTES_PER_VOXEL = 46.0
+
+
+def m_factor_bytes(shape, lean: bool) -> int:
+    """Estimated peak memory [bytes] of :func:`m_factor` on a ``shape`` volume."""
+    return int(np.prod(shape) * (LEAN_BYTES_PER_VOXEL if lean else STORED_BYTES_PER_VOXEL))
+
+
+def choose_path(shape, lean: bool | str = "auto", check_memory: bool = True) -> bool:
+    """``lean`` resolved for a ``shape`` volume: ``"auto"`` takes the stored-face solve (faster on
+    CPU) when it fits in the available memory, else the labelled one; ``ValueError`` with the
+    estimate and the limit when the chosen path does not fit (unless ``check_memory=False``)."""
+    if lean not in (True, False, "auto"):
+        raise ValueError(f"lean must be True, False or 'auto', got {lean!r}")
+    free = available_bytes()
+    if lean == "auto":
+        lean = free is not None and m_factor_bytes(shape, False) > free
+    need = m_factor_bytes(shape, lean)
+    if check_memory and free is not None and need > free:
+        raise ValueError(
+            f"the transport solve on a {'x'.join(map(str, shape))} volume needs about {need / 2**30:.1f} GiB "
+            f"({'labelled' if lean else 'stored-face'} path) but only {free / 2**30:.1f} GiB is available; "
+            "use a smaller window (or check_memory=False to try anyway)"
+        )
+    return bool(lean)
+
+
 def m_factor(
     labels,
     phase: str = "pore",
     conductivity: Mapping[int, float] | None = None,
     axis: int | str = "z",
     *,
-    lean: bool = True,
+    lean: bool | str = "auto",
+    check_memory: bool = True,
     **solver_kw,
 ) -> TransportResult:
     """M-factor ``M = sigma_eff / sigma_ref`` and ``tau_eff = eps / M`` of a phase (Eq. 27).
@@ -84,15 +117,15 @@ def m_factor(
         conductivity: ``{label: sigma}`` for the phase's labels (default 1 each); the paper's
             solid uses ``{2: 1.0, 1: 0.01}``. ``sigma_ref`` is the largest value given.
         axis: transport direction ``"z"|"y"|"x"`` or ``0|1|2``.
-        lean: solve on the labels (default; ~35 bytes per voxel for the compiled solve) or,
-            with ``False``, on the float32 conductivity field with stored face conductances
-            (``effective_conductivity``: about twice the memory, faster on CPU at present).
+        lean: ``True``: solve on the labels (about half the memory); ``False``: on the float32
+            conductivity field with stored face conductances (``effective_conductivity``,
+            faster on CPU at present); ``"auto"`` (default): the stored-face solve when it fits
+            in the available memory, else the labelled one (:func:`choose_path`). Both give
+            the same M within the solver tolerance.
+        check_memory: refuse (``ValueError``, before any work) a volume whose estimated need
+            (:func:`m_factor_bytes`) exceeds the available memory.
         **solver_kw: ``SolverOptions`` fields (``rtol``, ``flux_tol``, ``max_iter``,
             ``preconditioner``, ``boundary``, ...) or ``progress=``, ``chunk=``.
-
-    By default the solve runs on the labels themselves
-    (:func:`~jaxcba.transport.solver.label_conductivity`: 1-byte class codes, face
-    conductances looked up when used).
 
     Returns:
         ``TransportResult`` with ``eps`` the volume fraction of the phase's conducting voxels.
@@ -104,11 +137,14 @@ def m_factor(
         arr = np.asarray(labels)
         if arr.ndim != 3:
             raise ValueError(f"expected a 3D (z, y, x) labelled volume, got shape {arr.shape}")
-        bad = np.setdiff1d(np.unique(arr), (0, 1, 2))
-        if bad.size:
-            raise ValueError(f"labels must be 0 (pore), 1 (cb), 2 (graphite); found {bad[:5].tolist()}")
-        if not np.isin(arr, [k for k, v in cmap.items() if v > 0]).any():
+        from jaxcba.io import check_labels
+
+        arr = check_labels(arr, name="labels")
+        if not any(np.any(arr == k) for k, v in cmap.items() if v > 0):
             raise ValueError(f"phase {phase!r} is absent from the volume (no voxel with a conducting label)")
+        lean = choose_path(arr.shape, lean, check_memory)
+    elif lean == "auto":
+        lean = True
     if not lean:
         sigma = conductivity_field(labels, phase, cmap, solver_kw.pop("dtype", jnp.float32))
         return effective_conductivity(sigma, axis, sigma_ref=max(cmap.values()), **solver_kw)
