@@ -7,8 +7,9 @@ calibrated model (Table 2) at 20 nm, cached under ``--cache``. Every jaxcba stag
 the public entry point a user calls (``describe`` for the descriptors, ``m_factor`` for the
 M-factors), is run twice on the same volume, and reports the first call (with compilation)
 and the second ("warm"); ``--once`` runs it once (for 800³). Peers run in their own fresh
-processes on the same volume and, where radii apply, the same radii (the 0.5-voxel grid of
-``describe``):
+processes on the same volume; where radii apply, porespy gets the integer radii up to the same
+largest one (it accepts no others), while jaxcba's ``describe`` runs its 0.5-voxel grid (twice
+as many radii), so the ratios below are conservative:
 
     intrinsic       quantimpy.minkowski.functionals
     two_point       porespy.metrics.two_point_correlation
@@ -136,7 +137,7 @@ def _peer_call(stage: str, labels, phase: str):
 
         from jaxcba.descriptors.pore_size import default_radii_vox
 
-        radii = default_radii_vox(mask)
+        radii = np.unique(np.ceil(default_radii_vox(mask)))  # porespy takes integer radii only
 
         def run():
             lt = ps.filters.local_thickness(mask, sizes=radii)
