@@ -143,17 +143,24 @@ def reconstruct(mask: jax.Array, seeds: jax.Array, connectivity: int = 6, max_sw
     state = jnp.where(seeds & mask, jnp.uint8(_REACHED), mask.astype(jnp.uint8))
     relax = _reach_relax(connectivity)
 
+    return rounds_until_stable(state, relax, _WALL, limit) == _REACHED
+
+
+def rounds_until_stable(x0, relax, fill, max_rounds: int):
+    """Apply :func:`sweep_round` to ``x0`` until a round changes nothing or ``max_rounds`` ran
+    (``lax.while_loop``; the change is detected inside the sweeps, no second copy is kept)."""
+
     def cond(carry):
         _, changed, i = carry
-        return changed & (i < limit)
+        return changed & (i < max_rounds)
 
     def body(carry):
         x, _, i = carry
-        x, changed = sweep_round(x, relax, _WALL)
+        x, changed = sweep_round(x, relax, fill)
         return x, changed, i + 1
 
-    state, _, _ = lax.while_loop(cond, body, (state, jnp.array(True), jnp.array(0, jnp.int32)))
-    return state == _REACHED
+    x, _, _ = lax.while_loop(cond, body, (x0, jnp.array(True), jnp.array(0, jnp.int32)))
+    return x
 
 
 def sweep_until_stable(sweep, x0, max_sweeps: int):

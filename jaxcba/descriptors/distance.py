@@ -81,8 +81,13 @@ def edt(mask: jax.Array, window: int | None = None) -> jax.Array:
     return jnp.sqrt(edt_squared(mask, window))
 
 
-def _scan_distance_1d(sites: jax.Array, cap: int, dtype) -> jax.Array:
-    """Distance along axis 0 to the nearest site of the same line, capped at ``cap`` (two ``lax.scan``)."""
+def _scan_distance_1d(sites: jax.Array, cap: int, dtype=None) -> jax.Array:
+    """Distance along axis 0 to the nearest site of the same line, capped at ``cap`` (two ``lax.scan``).
+
+    ``dtype`` default: uint8 for ``cap < 255``, else int16. The backward scan takes the minimum
+    with the forward one as it goes, so only one volume-sized result is kept.
+    """
+    dtype = (jnp.uint8 if cap < 255 else jnp.int16) if dtype is None else dtype
     capv = jnp.asarray(cap, dtype)
 
     def step(c, s):
@@ -91,8 +96,14 @@ def _scan_distance_1d(sites: jax.Array, cap: int, dtype) -> jax.Array:
 
     init = jnp.full(sites.shape[1:], cap, dtype)
     _, fwd = lax.scan(step, init, sites)
-    _, bwd = lax.scan(step, init, sites, reverse=True)
-    return jnp.minimum(fwd, bwd)
+
+    def step_back(c, xs):
+        s, f = xs
+        c = jnp.where(s, jnp.zeros_like(c), jnp.minimum(c + 1, capv))
+        return c, jnp.minimum(c, f)
+
+    _, d = lax.scan(step_back, init, (sites, fwd), reverse=True)
+    return d
 
 
 def capped_squared_distance(sites: jax.Array, window: int) -> jax.Array:

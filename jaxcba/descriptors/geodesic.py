@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcba.morphology import sweep_round
+from jaxcba.morphology import rounds_until_stable
 
 __all__ = ["GeodesicTortuosity", "geodesic_distance", "geodesic_tortuosity", "METRIC"]
 
@@ -104,16 +104,7 @@ def _distance(g0, max_sweeps: int):
 
     Returns the distance [voxels], ``+inf`` off the phase and where unreachable."""
 
-    def cond(state):
-        _, changed, i = state
-        return changed & (i < max_sweeps)
-
-    def body(state):
-        g, _, i = state
-        g, changed = sweep_round(g, _relax, _INF)
-        return g, changed, i + 1
-
-    g, _, _ = lax.while_loop(cond, body, (g0, jnp.array(True), jnp.array(0, jnp.int32)))
+    g = rounds_until_stable(g0, _relax, _INF, max_sweeps)
     return jnp.where(g < _UNREACHED, g, _INF)
 
 

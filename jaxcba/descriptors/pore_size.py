@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcba.descriptors.distance import _scan_distance_1d
 
 __all__ = [
     "Constrictivity",
@@ -228,27 +229,6 @@ def _level_dtype(n_levels: int):
     return jnp.uint8 if n_levels <= 255 else jnp.uint16
 
 
-def _scan_distance(sites, cap: int):
-    """Distance along axis 0 to the nearest site of the same line, capped at ``cap`` (uint8 / int16)."""
-    dtype = jnp.uint8 if cap < 255 else jnp.int16
-    capv = jnp.asarray(cap, dtype)
-
-    def step(c, s):
-        c = jnp.where(s, jnp.zeros_like(c), jnp.minimum(c + 1, capv))
-        return c, c
-
-    init = jnp.full(sites.shape[1:], cap, dtype)
-    _, fwd = lax.scan(step, init, sites)
-
-    def step_b(c, xs):
-        s, f = xs
-        c = jnp.where(s, jnp.zeros_like(c), jnp.minimum(c + 1, capv))
-        return c, jnp.minimum(c, f)
-
-    _, d = lax.scan(step_b, init, (sites, fwd), reverse=True)
-    return d
-
-
 def _min_plus(f, axis: int, w: int, lo: int, n: int):
     """``min_{|k| <= w} f(x + k e_axis) + k^2`` for the ``n`` positions starting at ``lo`` (needs ``lo >= w``)."""
     out = lax.slice_in_dim(f, lo, lo + n, axis=axis)
@@ -269,7 +249,7 @@ def _slab_dt2(mask, s, slab: int, w: int, cap: int):
     z = s * slab - w + jnp.arange(slab + 2 * w)  # the slab and w planes each side
     inside = ((z >= 0) & (z < nz))[:, None, None]
     m = jnp.where(inside, jnp.take(mask, jnp.clip(z, 0, nz - 1), axis=0), True)
-    d1 = _scan_distance(~m, w + 1)[w : w + slab].astype(dtype)  # w + 1: no site within w planes
+    d1 = _scan_distance_1d(~m, w + 1)[w : w + slab].astype(dtype)  # w + 1: no site within w planes
     f = jnp.where(d1 > w, jnp.asarray(cap, dtype), jnp.minimum(d1 * d1, jnp.asarray(cap, dtype)))
     for axis, n in ((1, ny), (2, nx)):
         ww = min(w, n - 1)
@@ -378,7 +358,7 @@ def _covered(sub, level, t, wb: int, slab: int, ny: int, nx: int):
     windowed min-plus along y and x. Returns bool ``(slab, ny, nx)``."""
     cap = (wb + 1) ** 2
     dtype = _int_dtype(cap)
-    dz = _scan_distance(sub > level, wb + 1)[wb : wb + slab].astype(dtype)
+    dz = _scan_distance_1d(sub > level, wb + 1)[wb : wb + slab].astype(dtype)
     f = dz * dz
     if wb > 0:
         f = jnp.minimum(_min_plus(f, 1, wb, wb, ny), jnp.asarray(cap, dtype))
