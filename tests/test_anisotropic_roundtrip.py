@@ -105,7 +105,7 @@ def test_stage2_recovers_mu_and_eta_through_preprocessing():
     78.7). Slice-drop only: mu within 0.001 and 1/eta within 0.3 % of the original's. Default clean-up:
     mu within 0.025, 1/eta +11 ... +14 % (the closing smooths the cb phase).
     """
-    from jaxcba.calibrate.stage2_excursion import fit_excursion
+    from jaxcba.calibrate import fit_excursion
 
     truth = TWIN40.replace(lambda_x=1e-16, lambda_y=1e-16)
     p10 = convert(truth, 40.0, 10.0, "same_law")

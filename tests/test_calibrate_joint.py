@@ -9,27 +9,16 @@ import numpy as np
 import pytest
 
 import jaxcba
+from helpers import soft_ball
+from jaxcba.calibrate import Adam, Joint, LBFGS, fit_joint
+from jaxcba.calibrate._joint import _axis_c2, _granulometry, params_from_x, soft_descriptors, soft_fields_of_labels
 from jaxcba.calibrate._measure import masked_axis_two_point
-from jaxcba.calibrate.joint import (
-    _axis_c2,
-    _granulometry,
-    fit_joint,
-    params_from_x,
-    soft_descriptors,
-    soft_fields_of_labels,
-)
-
-
-def _ball_field(n, r, s):
-    z, y, x = np.mgrid[:n, :n, :n] - (n - 1) / 2.0
-    d = np.sqrt(z * z + y * y + x * x) - r  # exact signed distance, negative inside
-    return (1.0 / (1.0 + np.exp(d / s))).astype(np.float32)
 
 
 def test_soft_sv_of_a_ball_matches_closed_form():
     n, r = 48, 12.0
     for s in (0.5, 1.0):
-        p = _ball_field(n, r, s)
+        p = soft_ball(n, r, s)
         d = soft_descriptors(p, p, 20.0, max_lag=4, n_open=2)
         # coarea: the level sets p = t are spheres of radius r + s logit(t); their mean area is 4 pi (r^2 + pi^2 s^2 / 3)
         sv = 4 * math.pi * (r * r + math.pi**2 * s * s / 3) * 20.0**2 / (n * 20.0) ** 3
@@ -90,3 +79,9 @@ def test_bad_input():
         fit_joint(np.ones_like(lab), 40.0, p0, soft_voxel_nm=40.0)
     with pytest.raises(ValueError, match="weights"):
         fit_joint(lab, 40.0, p0, soft_voxel_nm=40.0, weights={"cpsd": 1.0})
+    with pytest.raises(ValueError, match="gradient method"):
+        Joint(solver="nelder-mead")
+    with pytest.raises(ValueError, match="softness"):
+        Joint(softness=5.0)
+    assert Joint.from_options("lbfgs", max_steps=7).solver == LBFGS(max_steps=7, gtol=1e-6, ftol=1e-3)
+    assert Joint().solver == Adam(max_steps=40, learning_rate=0.03, ftol=1e-3, patience=5, gtol=1e-6)

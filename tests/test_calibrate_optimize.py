@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcba.calibrate.optimize import OptimResult, evaluations_to_reach, minimize
+from jaxcba.calibrate import OptimResult, evaluations_to_reach, minimize
 
 
 def rosenbrock(x, a):

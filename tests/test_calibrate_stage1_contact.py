@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 
 from jaxcba import simulate
-from jaxcba.calibrate.pipeline import _stage1_descriptor
-from jaxcba.calibrate.stage1_contact import contact_distribution, fit_graphite_contact, model_contact
+from jaxcba.calibrate import Contact, Eq17, calibrate, contact_distribution, fit_graphite_contact, stage1_strategy
+from jaxcba.calibrate._stage1_contact import model_contact
 from jaxcba.model.params import CBAParams
 
 SMALL = CBAParams.paper().replace(lambda_x=4.0e-10, alpha1=160.0, alpha2=1600.0, gamma=2.0)
@@ -38,6 +38,7 @@ def test_contact_distribution_matches_scipy_reference():
     np.testing.assert_allclose(cd.y, _scipy_contact(lab, r_vox), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_contact_distribution_follows_steiner_formula():
     """Mean over 3 seeds of 96^3 at 40 nm (graphite only) vs lambda (S r + K r^2 + 4 pi r^3 / 3):
     measured +6 % to +7 % at r = 3..5 voxels and +3 % to +5 % beyond (the half-voxel boundary
@@ -52,6 +53,7 @@ def test_contact_distribution_follows_steiner_formula():
     assert np.all(np.abs(rel[1:]) < 0.12), rel
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 2])
 def test_contact_fit_recovers_half_axes(seed):
     """128^3 twins at 40 nm: measured mean half-axes within 14 % (seeds 0-2); tolerance 20 %."""
@@ -78,8 +80,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match="voxel_nm"):
         fit_graphite_contact(tiny, float("nan"))
     with pytest.raises(ValueError, match="stage1_descriptor"):
-        _stage1_descriptor("minkowski", 40.0, None)
-    assert _stage1_descriptor("auto", 40.0, None) == "contact"
-    assert _stage1_descriptor("auto", 20.0, None) == "eq17"
-    assert _stage1_descriptor("auto", 40.0, None, 48) == "eq17"  # too few radii in a 48^3 window
-    assert _stage1_descriptor("auto", 40.0, {"V": 0.1, "S": 1e-3, "K": 1e-7, "N": 1e-10}) == "eq17"
+        stage1_strategy("minkowski", 40.0)
+    assert stage1_strategy("auto", 40.0) == Contact()
+    assert stage1_strategy("auto", 20.0) == Eq17()
+    assert stage1_strategy("auto", 40.0, 48) == Eq17()  # too few radii in a 48^3 window
+    assert stage1_strategy("auto", 40.0, starts=2) == Contact(starts=2)
+    with pytest.raises(ValueError, match="cannot use given graphite_targets"):  # the keyword form
+        calibrate(tiny, 40.0, [1], stage1_descriptor="contact", graphite_targets=[0.1, 1e-3, 1e-7, 1e-10])
+    with pytest.raises(ValueError, match="starts"):
+        Contact(starts=0)

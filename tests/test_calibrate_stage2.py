@@ -15,58 +15,9 @@ import pytest
 from scipy import integrate
 from scipy.stats import norm
 
-from jaxcba.calibrate.cutout import Box, find_cutout, largest_free_box
-from jaxcba.calibrate.stage2_excursion import ball_pair_survival, fit_excursion
-
-
-# ------------------------------------------------------------------ synthetic structures
-def gaussian_field(shape, eta_vox, seed):
-    """Gaussian field, unit variance, covariance ~1/(1 + (eta_vox d)^2) (d in voxels, periodic), zero mean."""
-    rng = np.random.default_rng(seed)
-    d2 = np.zeros(shape)
-    for a, n in enumerate(shape):
-        k = np.minimum(np.arange(n), n - np.arange(n)).astype(float)
-        d2 = d2 + (k**2).reshape([-1 if i == a else 1 for i in range(3)])
-    cov = 1.0 / (1.0 + eta_vox**2 * d2)
-    spec = np.clip(np.fft.fftn(cov).real, 0.0, None)
-    # drop the zero-frequency mode: the covariance decays like h^-2, so the window mean of the field
-    # fluctuates by ~0.1 at 64^3 and would swamp the fraction tests; the covariance becomes
-    # (rho - c0) / (1 - c0) with c0 = mean(rho) ~ 0.008 here
-    spec[0, 0, 0] = 0.0
-    z = np.fft.ifftn(np.fft.fftn(rng.standard_normal(shape)) * np.sqrt(spec)).real
-    return z / math.sqrt(spec.mean())
-
-
-def boolean_balls(shape, v3, theta_vox, seed, margin=None):
-    """Boolean model of open balls with Exp(theta) radii and volume fraction ``v3`` (Eq. 24)."""
-    rng = np.random.default_rng(seed)
-    lam = -math.log1p(-v3) * theta_vox**3 / (8 * math.pi)
-    margin = int(math.ceil(8.0 / theta_vox)) if margin is None else margin
-    big = [n + 2 * margin for n in shape]
-    n = rng.poisson(lam * np.prod(big))
-    centres = rng.uniform(0, 1, (n, 3)) * big - margin
-    radii = rng.exponential(1.0 / theta_vox, n)
-    out = np.zeros(shape, bool)
-    for c, r in zip(centres, radii):
-        lo = [max(0, int(math.floor(ci - r))) for ci in c]
-        hi = [min(s, int(math.ceil(ci + r)) + 1) for ci, s in zip(c, shape)]
-        if any(h <= l for l, h in zip(lo, hi)):
-            continue
-        g = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        d2 = sum((gi - ci) ** 2 for gi, ci in zip(g, c))
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= d2 < r * r
-    return out
-
-
-def synthetic_cba(shape, mu, eta_vox, v3=0.0, theta_vox=0.3, v1=0.0, seed=0):
-    """Labels of Xi1 ∪ (Xi2 ∩ Xi3^c) with ball-shaped "graphite" (fraction v1)."""
-    cb = gaussian_field(shape, eta_vox, seed) >= mu
-    if v3 > 0:
-        cb &= ~boolean_balls(shape, v3, theta_vox, seed + 1000)
-    labels = cb.astype(np.uint8)
-    if v1 > 0:
-        labels[boolean_balls(shape, v1, 0.2, seed + 2000)] = 2
-    return labels
+from helpers import synthetic_cba
+from jaxcba.calibrate import Box, Cutout, Masked, find_cutout, fit_excursion, largest_free_box
+from jaxcba.calibrate._stage2_excursion import ball_pair_survival
 
 
 # ------------------------------------------------------------------------------- tests
@@ -84,6 +35,7 @@ def test_cutout_estimator_recovers_mu_eta_on_pure_excursion_set():
     assert abs(np.mean(errs)) < 0.05 and max(map(abs, errs)) < 0.12, errs
 
 
+@pytest.mark.slow
 def test_masked_estimator_recovers_mu_eta_under_balls_and_graphite():
     # paper-like Xi2 and Xi3 at 40 nm (V3 = 0.184, mean ball radius 2.4 voxels) plus 10 % ball "graphite".
     # (eta, theta, V3) are only weakly identified by C_G(h) in small windows (at 96^3 V3 scatters over
@@ -159,6 +111,7 @@ def test_bad_input():
     assert Box.parse("0:4,1:5,2:6", (8, 8, 8)).shape == (4, 4, 4)
 
 
+@pytest.mark.slow
 def test_masked_estimator_flags_degenerate_small_windows():
     """~1 µm windows of a pure excursion set (no graphite, no balls; mu 0.499, 1/eta 78.7 nm):
     every masked fit is either flagged not converged or close to the truth (measured: 4 of 6
@@ -186,7 +139,7 @@ def test_refit_given_theta_recovers_eta_v3_from_the_closed_form():
 
     import jax.numpy as jnp
 
-    from jaxcba.calibrate.stage2_excursion import masked_model, refit_given_theta
+    from jaxcba.calibrate._stage2_excursion import masked_model, refit_given_theta
 
     labels = synthetic_cba((48,) * 3, 0.5, 0.5, v3=0.15, theta_vox=0.42, seed=3)
     s2 = fit_excursion(labels, 40.0, estimator="masked")

@@ -35,7 +35,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 from jaxcba.calibrate import GraphiteTargets, eq17_loss, evaluations_to_reach, fit_graphite  # noqa: E402
-from jaxcba.calibrate.stage1_graphite import default_starts  # noqa: E402
+from jaxcba.calibrate import default_starts  # noqa: E402
 from jaxcba.model.params import CBAParams  # noqa: E402
 
 
@@ -108,7 +108,7 @@ def pipeline(n: int, voxel_nm: float, seed: int, method: str, twins=("paper",), 
 
     from jaxcba import simulate
     from jaxcba.calibrate import calibrate
-    from jaxcba.calibrate.pipeline import CalibrationWarning
+    from jaxcba.calibrate import CalibrationWarning
     from jaxcba.theory import volume_fractions
 
     out = []

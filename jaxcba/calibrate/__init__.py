@@ -1,31 +1,75 @@
 """Calibration of the eight parameters from a labelled image (paper Section 3.2).
 
-* :func:`minimize` / :class:`OptimResult`: one runner for optax L-BFGS / Adam and scipy
-  Nelder–Mead, used by every stage.
-* Stage 1 (:func:`fit_graphite`): graphite Boolean model from intrinsic volumes (Eq. 17).
-* Stage 2 (:func:`fit_excursion`): mu (Eq. 19) and eta (Eq. 21) of the excursion set.
-* Stage 3 (:func:`fit_pores`): theta by CPSD matching (Eq. 26), lambda_Y by Eq. 25; after the
-  masked stage 2 with stage 2's fit re-done at each trial theta (:func:`refit_given_theta`).
-* :func:`calibrate`: the staged pipeline -> :class:`CalibrationResult` (``jaxcba calibrate``).
+The public API, listed once here (the modules are private):
+
+* :func:`calibrate` -> :class:`CalibrationResult`: the staged pipeline (``jaxcba calibrate``),
+  configured by strategy objects: ``stage1=`` :class:`Eq17` | :class:`Contact`, ``stage2=``
+  :class:`Masked` | :class:`Cutout`, ``stage3=`` :class:`Pores` (``search=`` :class:`ScanBrent` |
+  :class:`Grid`, ``realizations=`` :class:`Realizations`), ``joint=`` :class:`Joint` | ``None``.
+* Stage 1 (:func:`fit_graphite`, :func:`fit_graphite_contact`): the graphite Boolean model from
+  intrinsic volumes (Eq. 17) or from the contact distribution.
+* Stage 2 (:func:`fit_excursion`, :func:`refit_given_theta`): mu (Eq. 19) and eta (Eq. 21).
+* Stage 3 (:func:`fit_pores`): theta by CPSD matching (Eq. 26), lambda_Y by Eq. 25.
+* Joint mode (:func:`fit_joint`): all eight parameters through soft realizations.
+* Optimisers: :func:`minimize` with :class:`LBFGS`, :class:`Adam`, :class:`NelderMead`;
+  :func:`minimize_host`; :class:`OptimResult`, :class:`Status`.
+* Every result derives from :class:`Result` (``to_dict`` / ``from_dict`` / ``to_json``).
 """
 
-from jaxcba.calibrate.optimize import METHODS, OptimResult, evaluations_to_reach, minimize
-from jaxcba.calibrate.stage1_graphite import (
-    PAPER_TARGETS,
-    GraphiteTargets,
+from jaxcba.calibrate._box import Box
+from jaxcba.calibrate._cutout import find_cutout, large_pore_region, largest_free_box
+from jaxcba.calibrate._joint import HeldOut, Joint, JointResult, fit_joint, held_out_comparison
+from jaxcba.calibrate._optimize import (
+    METHODS,
+    LBFGS,
+    Adam,
+    NelderMead,
+    OptimResult,
+    Status,
+    evaluations_to_reach,
+    make_solver,
+    minimize,
+    minimize_host,
+)
+from jaxcba.calibrate._pipeline import (
+    CalibrationResult,
+    CalibrationWarning,
+    DescriptorRow,
+    Pores,
+    calibrate,
+    parse_stages,
+    stage1_strategy,
+)
+from jaxcba.calibrate._result import Result
+from jaxcba.calibrate._stage1_contact import Contact, ContactDistribution, contact_distribution, fit_graphite_contact
+from jaxcba.calibrate._stage1_graphite import (
+    DEFAULT_BOUNDS,
+    Eq17,
     Stage1Result,
     default_starts,
     eq17_loss,
+    eq17_weights,
     fit_graphite,
+    model_densities,
 )
-
-from jaxcba.calibrate.stage2_excursion import ExcursionGivenTheta, Stage2Result, fit_excursion, refit_given_theta
-from jaxcba.calibrate.stage3_pores import Stage3Result, fit_pores
-from jaxcba.calibrate.pipeline import CalibrationResult, CalibrationWarning, calibrate
-
-__all__ = [
-    "calibrate", "CalibrationResult", "CalibrationWarning", "fit_excursion", "Stage2Result", "fit_pores",
-    "Stage3Result", "refit_given_theta", "ExcursionGivenTheta",
-    "METHODS", "OptimResult", "minimize", "evaluations_to_reach",
-    "GraphiteTargets", "Stage1Result", "fit_graphite", "eq17_loss", "default_starts", "PAPER_TARGETS",
-]
+from jaxcba.calibrate._stage2_excursion import (
+    ESTIMATORS,
+    Cutout,
+    ExcursionGivenTheta,
+    Masked,
+    Stage2Result,
+    fit_excursion,
+    refit_given_theta,
+)
+from jaxcba.calibrate._stage3_pores import (
+    PAPER_THETA_GRID,
+    SEARCHES,
+    Grid,
+    Realizations,
+    ScanBrent,
+    Stage3Result,
+    ThetaSearch,
+    fit_pores,
+    lambda_y_for,
+)
+from jaxcba.calibrate._targets import PAPER_TARGETS, GraphiteTargets, graphite_densities_of_image

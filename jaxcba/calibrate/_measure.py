@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxcba.descriptors.pore_size import cpsd
 from jaxcba.io import check_labels
 
 
@@ -13,36 +14,6 @@ def checked_labels(labels, name: str = "labels") -> np.ndarray:
     if min(vol.shape) < 2:
         raise ValueError(f"{name}: every axis needs at least 2 voxels, got shape {vol.shape}")
     return vol
-
-
-#: Adjacencies of the graphite K and N estimators (measured choice, docs/calibration.md): on
-#: twins of Table 2 at 20 nm, ``curvature="8"`` gives K within 2 % and ``euler="26"`` N within
-#: 2e-11 nm^-3 of Miles' values, where the descriptors layer's defaults ("4", "6") give
-#: K +46 % and N -1.2e-9 (thin platelets: foreground voxels touching at edges/corners belong
-#: to one grain).
-GRAPHITE_EULER = "26"
-GRAPHITE_CURVATURE = "8"
-
-
-def graphite_densities_of_image(labels, voxel_nm: float, *, euler: str = GRAPHITE_EULER,
-                                curvature: str = GRAPHITE_CURVATURE):
-    """Intrinsic-volume densities (V, S, K, N) of the graphite phase (label 2) of an image.
-
-    Uses :func:`jaxcba.descriptors.minkowski.intrinsic_densities` (K = its ``M_V``,
-    N = its ``chi_V``) with 26-adjacency for the Euler characteristic and 8-adjacency on the
-    sections for the mean curvature (``euler``, ``curvature``: see :data:`GRAPHITE_EULER`).
-    Raises ``ValueError`` when there is no graphite.
-    """
-    from jaxcba.calibrate.stage1_graphite import GraphiteTargets
-    from jaxcba.descriptors.minkowski import intrinsic_densities
-
-    vol = checked_labels(labels)
-    graphite = vol == 2
-    if not graphite.any():
-        raise ValueError("the volume has no graphite (label 2): stage 1 (graphite Boolean model, Eq. 17) is "
-                         "impossible; give graphite targets explicitly or calibrate a volume with graphite")
-    d = intrinsic_densities(graphite, voxel_nm, euler=euler, curvature=curvature)
-    return GraphiteTargets(V=float(d.V_V), S=float(d.S_V), K=float(d.M_V), N=float(d.chi_V))
 
 
 def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +49,6 @@ def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.n
 def pore_cpsd(labels, voxel_nm: float, radii_vox: np.ndarray) -> np.ndarray:
     """CPSD (Eq. 26) of the pore phase (label 0) at ``radii_vox``: fractions, shape ``(len(radii),)``
     (:func:`jaxcba.descriptors.pore_size.cpsd`)."""
-    from jaxcba.descriptors.pore_size import cpsd
-
     pore = np.asarray(labels) == 0
     if not pore.any():
         raise ValueError("the volume has no pore voxels (label 0): its pore size distribution is undefined")

@@ -6,9 +6,7 @@ from jaxcba.cli._common import positive_float, print_json
 
 
 def add_parser(sub):
-    from jaxcba.calibrate.optimize import METHODS
-    from jaxcba.calibrate.stage2_excursion import ESTIMATORS
-    from jaxcba.calibrate.stage3_pores import SEARCHES
+    from jaxcba.calibrate import ESTIMATORS, METHODS, SEARCHES
 
     p = sub.add_parser(
         "calibrate",
@@ -22,7 +20,7 @@ def add_parser(sub):
     p.add_argument("--stages", default="1,2,3", help="comma-separated subset of 1,2,3 (default all; the others "
                    "keep --initial's values), or 'joint': stages 1-3, then all eight parameters at once through "
                    "soft realizations")
-    p.add_argument("--method", default="lbfgs", choices=METHODS, help="optimiser of stages 1-2 (default lbfgs)")
+    p.add_argument("--method", default="lbfgs", choices=METHODS, help="optimiser of stages 1-2 and of stage 3's re-fits (default lbfgs)")
     p.add_argument("--joint-method", default="adam", choices=("adam", "lbfgs"), help="optimiser of the joint mode")
     p.add_argument("--joint-steps", type=int, default=40, help="joint mode: optimiser step budget (default 40)")
     p.add_argument("--joint-window", type=int, default=48, help="joint mode: soft window side [soft voxels]")
@@ -54,31 +52,30 @@ def add_parser(sub):
 def run(args) -> int:
     import json
 
-    from jaxcba.calibrate.pipeline import calibrate, parse_stages
+    from jaxcba import calibrate as cal
     from jaxcba.cli._common import load_params
     from jaxcba.io import load_volume, write_text_atomic
 
-    stages = parse_stages(args.stages)  # bad --stages fails before reading the volume
+    stages = cal.parse_stages(args.stages)  # bad --stages fails before reading the volume
     if args.realizations < 1:
         raise ValueError(f"--realizations must be >= 1, got {args.realizations}")
     if min(args.joint_steps, args.joint_window, args.joint_noise) < 1:
         raise ValueError("--joint-steps, --joint-window and --joint-noise must be >= 1")
-    joint_options = None
+    joint = None
     if stages == "joint":
-        joint_options = {"method": args.joint_method, "max_steps": args.joint_steps, "window": args.joint_window,
-                         "n_noise": args.joint_noise, "soft_voxel_nm": args.joint_voxel_nm}
+        joint = cal.Joint.from_options(args.joint_method, max_steps=args.joint_steps, window=args.joint_window,
+                                       n_noise=args.joint_noise, soft_voxel_nm=args.joint_voxel_nm)
     initial = load_params(args.initial)
     vol = load_volume(args.volume)
-    estimator = "cutout" if args.cutout is not None else args.estimator
-    cutout = None if args.cutout in (None, "auto") else args.cutout
-    res = calibrate(
-        vol, args.voxel_nm, stages, args.method, initial=initial, stage1_starts=args.starts,
-        stage2_estimator=estimator, cutout=cutout, theta_search=args.theta_search,
-        stage3_profile=not args.no_stage3_profile,
-        stage1_descriptor=args.stage1_descriptor,
-        n_realizations=args.realizations, seed=args.seed, joint_options=joint_options,
-        progress=not args.no_progress,
-    )
+    if args.cutout is not None or args.estimator == "cutout":
+        stage2 = cal.Cutout(box=None if args.cutout in (None, "auto") else args.cutout)
+    else:
+        stage2 = cal.Masked()
+    stage3 = cal.Pores(search=args.theta_search, realizations=cal.Realizations(n=args.realizations, seed=args.seed),
+                       profile=not args.no_stage3_profile)
+    stage1 = cal.stage1_strategy(args.stage1_descriptor, args.voxel_nm, min(vol.shape), starts=args.starts)
+    res = cal.calibrate(vol, args.voxel_nm, stages, args.method, initial=initial, stage1=stage1, stage2=stage2,
+                        stage3=stage3, joint=joint, progress=not args.no_progress)
     if args.out:
         res.params.to_json(args.out)
     report = res.to_dict()

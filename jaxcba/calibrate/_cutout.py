@@ -1,8 +1,5 @@
 """Cutouts for stage 2: a user box, or the largest box free of graphite and of large pores.
 
-A :class:`Box` is a half-open voxel range ``[z0, z1) x [y0, y1) x [x0, x1)`` of a
-``(z, y, x)`` volume.
-
 :func:`find_cutout` (automatic choice, paper Appendix Fig. A1 done by a program):
 
 1. forbidden voxels = graphite (label 2) ∪ "large pores": the opening of the pore phase by a
@@ -16,73 +13,16 @@ A :class:`Box` is a half-open voxel range ``[z0, z1) x [y0, y1) x [x0, x1)`` of 
 Selection bias: a box chosen by looking at the pores is not independent of the Gaussian
 excursion set Ξ2 (it avoids Ξ2's widest pores too), and it still contains the small balls
 of Ξ3. The cb fraction in it is therefore not an unbiased estimate of V2; see
-:mod:`jaxcba.calibrate.stage2_excursion` for the unbiased ``"masked"`` estimator that needs
+:mod:`jaxcba.calibrate._stage2_excursion` for the unbiased ``"masked"`` estimator that needs
 no box.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
+from scipy import ndimage
 
-
-@dataclasses.dataclass(frozen=True)
-class Box:
-    """Half-open voxel box ``[z0, z1) x [y0, y1) x [x0, x1)``."""
-
-    z0: int
-    z1: int
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.z1 - self.z0, self.y1 - self.y0, self.x1 - self.x0)
-
-    @property
-    def slices(self) -> tuple[slice, slice, slice]:
-        return (slice(self.z0, self.z1), slice(self.y0, self.y1), slice(self.x0, self.x1))
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "shape": list(self.shape)}
-
-    @classmethod
-    def parse(cls, spec, volume_shape, what: str = "cutout") -> "Box":
-        """From a :class:`Box`, 6 integers ``(z0, z1, y0, y1, x0, x1)`` (flat or as three
-        ``(start, stop)`` pairs) or ``"z0:z1,y0:y1,x0:x1"``; ``what`` names it in errors.
-
-        Raises ``ValueError`` for boxes outside the volume or with an empty side.
-        """
-        if isinstance(spec, Box):
-            box = spec
-        else:
-            if isinstance(spec, str):
-                try:
-                    parts = [p.split(":") for p in spec.split(",")]
-                    vals = [int(v) for p in parts for v in p]
-                    if len(parts) != 3 or any(len(p) != 2 for p in parts):
-                        raise ValueError
-                except ValueError:
-                    raise ValueError(f"{what} {spec!r} must look like 'z0:z1,y0:y1,x0:x1' (voxel indices)") from None
-            else:
-                vals = [int(v) for v in np.ravel(np.asarray(spec, dtype=object))]
-                if len(vals) != 6:
-                    raise ValueError(f"{what} needs 6 integers (z0, z1, y0, y1, x0, x1), got {len(vals)}")
-            box = cls(*vals)
-        lo = (box.z0, box.y0, box.x0)
-        hi = (box.z1, box.y1, box.x1)
-        for ax, (a, b, n) in enumerate(zip(lo, hi, volume_shape)):
-            if not 0 <= a < b <= n:
-                raise ValueError(f"{what} {box.to_dict()} is empty or outside the volume of shape "
-                                 f"{tuple(volume_shape)} along axis {ax}: need 0 <= start < stop <= {n}")
-        return box
+from jaxcba.calibrate._box import Box
 
 
 def _sat(mask: np.ndarray) -> np.ndarray:
@@ -151,8 +91,6 @@ def large_pore_region(labels: np.ndarray, radius_vox: float | None = None) -> tu
 
     Returns ``(mask, radius_vox)``.
     """
-    from scipy import ndimage
-
     pore = np.asarray(labels) == 0
     if not pore.any():
         return np.zeros_like(pore), 0.0
@@ -189,6 +127,3 @@ def find_cutout(labels, voxel_nm: float = 1.0, large_pore_nm: float | None = Non
             f"(largest: {None if box is None else box.shape}); give the cutout box explicitly"
         )
     return box, {"large_pore_radius_nm": radius * voxel_nm, "forbidden_fraction": float(forbidden.mean())}
-
-
-__all__ = ["Box", "find_cutout", "largest_free_box", "large_pore_region"]

@@ -1,0 +1,156 @@
+"""Contracts of the calibration layer, run over every result type and every strategy.
+
+* Results: ``to_dict`` is JSON-serialisable and ``from_dict`` reads it back to the same JSON
+  (a fixed point of ``json.dumps(type(r).from_dict(json.loads(r.to_json())).to_dict())``).
+* Strategies and solvers: frozen, checked on construction (bad values raise ``ValueError``), and
+  each ``fit`` returns its stage's result type with a boolean ``converged`` and a message.
+"""
+
+import dataclasses
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcba
+from helpers import SMALL_GRAPHITE, pore_twin, twin
+from jaxcba import calibrate as cal
+from jaxcba.calibrate._joint import HeldOut, JointResult
+
+VOXEL = 40.0
+
+
+@pytest.fixture(scope="module")
+def image():
+    p = jaxcba.CBAParams.paper().replace(**SMALL_GRAPHITE)
+    return twin(tuple(p.to_dict().items()), 48, VOXEL, 3)
+
+
+def _quadratic(x, a):
+    return jnp.sum((x - a) ** 2)
+
+
+@pytest.fixture(scope="module")
+def results(image):
+    """One instance of every result type (cheap settings; the joint ones built from their fields)."""
+    out = {}
+    out["OptimResult"] = cal.minimize(_quadratic, jnp.zeros(2), "lbfgs", args=(jnp.asarray([1.0, -2.0]),))
+    out["OptimResult (nelder-mead)"] = cal.minimize(_quadratic, jnp.zeros(2), "nelder-mead",
+                                                    args=(jnp.asarray([1.0, -2.0]),))  # grad_norm nan
+    out["GraphiteTargets"] = cal.GraphiteTargets.paper()
+    out["Stage1Result (eq17)"] = cal.fit_graphite(cal.GraphiteTargets.paper(), 20.0, starts=1, max_steps=50)
+    out["Stage1Result (contact)"] = cal.Contact(starts=1).fit(image, VOXEL)
+    out["ContactDistribution"] = cal.contact_distribution(image, VOXEL)
+    out["Stage2Result (masked)"] = s2 = cal.Masked().fit(image, VOXEL)
+    out["Stage2Result (cutout)"] = cal.Cutout(box=(0, 24, 0, 24, 0, 24)).fit(image, VOXEL)
+    out["Box"] = cal.Box(0, 4, 1, 5, 2, 6)
+    out["ExcursionGivenTheta"] = cal.refit_given_theta(s2, 0.01)
+    truth, img = pore_twin(0.0105, 11, n=32)
+    v2 = float(jaxcba.theory.volume_fractions(truth, VOXEL).excursion)
+    s3 = cal.fit_pores(img, VOXEL, truth, v2, search=cal.Grid(thetas=(0.008, 0.0105, 0.014)),
+                       realizations=cal.Realizations(n=1))
+    out["Stage3Result"] = s3
+    out["ThetaSearch"] = s3.best
+    ho = HeldOut(names=("a", "b"), units=("nm", "1"), image=(1.0, float("nan")), staged=(1.1, 2.0), joint=(0.9, 2.0),
+                 err_staged=(0.1, float("nan")), err_joint=(0.1, float("nan")), mean_err_staged=0.1,
+                 mean_err_joint=0.1, improved=False, window=(8, 8, 8), n_realizations=1, seconds=0.5)
+    out["HeldOut"] = ho
+    p = jaxcba.CBAParams.paper()
+    desc = {"fractions": np.array([0.1, 0.3, 0.6]), "sv": np.array([1e-3, 2e-3])}
+    out["JointResult"] = JointResult(
+        params=p, initial=p, optim=out["OptimResult"], loss_initial=1.0, loss=0.5, terms_initial={"sv": 1.0},
+        terms={"sv": 0.5}, image=desc, model_initial=desc, model=desc, held_out=ho, soft_voxel_nm=80.0,
+        window=(8, 8, 8), n_noise=1, softness=1.0, headroom=1.5, weights={"sv": 1.0}, n_tiles=1, converged=True,
+        message="ok", seconds=1.0)
+    out["DescriptorRow"] = cal.DescriptorRow("x", "1", 0.0, float("nan"), "test")  # rel_error nan -> null
+    out["CalibrationResult"] = cal.calibrate(image, VOXEL, [2])
+    return out
+
+
+RESULT_NAMES = ["OptimResult", "OptimResult (nelder-mead)", "GraphiteTargets", "Stage1Result (eq17)",
+                "Stage1Result (contact)", "ContactDistribution", "Stage2Result (masked)", "Stage2Result (cutout)",
+                "Box", "ExcursionGivenTheta", "Stage3Result", "ThetaSearch", "HeldOut", "JointResult",
+                "DescriptorRow", "CalibrationResult"]
+
+
+@pytest.mark.parametrize("name", RESULT_NAMES)
+def test_result_json_round_trip(results, name):
+    r = results[name]
+    assert isinstance(r, cal.Result) and dataclasses.is_dataclass(r)
+    text = r.to_json()
+    back = type(r).from_json(text)
+    assert type(back) is type(r)
+    assert back.to_json() == text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(r, dataclasses.fields(r)[0].name, None)
+
+
+def test_every_result_type_is_covered(results):
+    import inspect
+
+    types = {obj for _, obj in inspect.getmembers(cal, inspect.isclass) if issubclass(obj, cal.Result)}
+    types |= {HeldOut, JointResult, cal.ContactDistribution}
+    assert {type(r) for r in results.values()} >= types - {cal.Result}
+
+
+def test_non_finite_encodings(results):
+    row = results["DescriptorRow"].to_dict()
+    assert row["fitted"] is None and row["rel_error"] is None
+    d = results["Stage2Result (cutout)"].to_dict()
+    assert d["v3"] is None and d["theta"] is None
+    assert math.isnan(cal.Stage2Result.from_dict(d).v3)
+
+
+# ----------------------------------------------------------------------------- strategies
+STRATEGIES = {
+    "Eq17": (lambda: cal.Eq17(starts=1), dict(term_weights=(0, 1, 1, 1))),
+    "Contact": (lambda: cal.Contact(starts=1), dict(starts=0)),
+    "Masked": (lambda: cal.Masked(), dict(max_lag_nm=-1.0)),
+    "Cutout": (lambda: cal.Cutout(box=(0, 24, 0, 24, 0, 24)), dict(large_pore_nm=float("nan"))),
+    "ScanBrent": (lambda: cal.ScanBrent(bracket=(0.005, 0.02), ratio=2.0), dict(ratio=0.5)),
+    "Grid": (lambda: cal.Grid(thetas=(0.008, 0.014)), dict(thetas=())),
+    "Realizations": (lambda: cal.Realizations(n=1), dict(n=0)),
+    "Pores": (lambda: cal.Pores(search="grid"), dict(search="random")),
+    "Joint": (lambda: cal.Joint(window=16), dict(headroom=1.0)),
+    "LBFGS": (lambda: cal.LBFGS(max_steps=10), dict(gtol=-1.0)),
+    "Adam": (lambda: cal.Adam(learning_rate=0.1), dict(learning_rate=0.0)),
+    "NelderMead": (lambda: cal.NelderMead(max_fev=100), dict(max_steps=0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_is_frozen_and_checked(name):
+    make, bad = STRATEGIES[name]
+    s = make()
+    assert dataclasses.is_dataclass(s) and s == make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(s, dataclasses.fields(s)[0].name, None)
+    with pytest.raises(ValueError):
+        dataclasses.replace(s, **bad)
+
+
+@pytest.mark.parametrize("name, stage", [("Eq17", cal.Stage1Result), ("Contact", cal.Stage1Result),
+                                         ("Masked", cal.Stage2Result), ("Cutout", cal.Stage2Result)])
+def test_stage_strategy_fits(image, name, stage):
+    s = STRATEGIES[name][0]()
+    res = s.fit_image(image, VOXEL) if hasattr(s, "fit_image") else s.fit(image, VOXEL)
+    assert isinstance(res, stage) and isinstance(res.converged, bool) and res.message
+
+
+@pytest.mark.parametrize("name", ["ScanBrent", "Grid"])
+def test_search_strategy_fits(name):
+    truth, img = pore_twin(0.0105, 11, n=32)
+    v2 = float(jaxcba.theory.volume_fractions(truth, VOXEL).excursion)
+    res = cal.fit_pores(img, VOXEL, truth, v2, search=STRATEGIES[name][0](), realizations=cal.Realizations(n=1))
+    assert isinstance(res, cal.Stage3Result) and res.best.method == STRATEGIES[name][0]().name
+    assert isinstance(res.converged, bool) and res.message and res.theta in res.best.thetas + (res.best.theta,)
+
+
+@pytest.mark.parametrize("solver", [cal.LBFGS(), cal.Adam(max_steps=2000), cal.NelderMead()], ids=lambda s: s.method)
+def test_solver_minimises_a_quadratic(solver):
+    res = cal.minimize(_quadratic, jnp.zeros(2), solver, args=(jnp.asarray([1.0, -2.0]),))
+    assert res.converged and res.status.converged, res.message
+    np.testing.assert_allclose(np.asarray(res.x), [1.0, -2.0], atol=1e-3)
+    assert res.method == solver.method
