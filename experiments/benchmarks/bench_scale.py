@@ -55,6 +55,7 @@ DESCRIBE = {
     "geodesic": ("geodesic_tortuosity",),
 }
 SOLID_2COND = {2: 1.0, 1: 0.01}
+LEAN = {"auto": "auto", "true": True, "false": False}
 VOXEL_NM = 20.0
 
 
@@ -85,7 +86,7 @@ def make_volume(cache: Path, n: int, seed: int) -> Path:
 # ----------------------------------------------------------------------------- workers (fresh process each)
 
 
-def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int):
+def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int, lean="auto"):
     import jax
 
     import jaxcba
@@ -97,11 +98,11 @@ def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int):
     if stage in DESCRIBE:
         return lambda: describe(labels, VOXEL_NM, phases=(phase,), which=DESCRIBE[stage])
     if stage == "m_pore":
-        return lambda: jax.block_until_ready(m_factor(labels, "pore", axis="z"))
+        return lambda: jax.block_until_ready(m_factor(labels, "pore", axis="z", lean=lean))
     if stage == "m_solid":
-        return lambda: jax.block_until_ready(m_factor(labels, "solid", axis="z"))
+        return lambda: jax.block_until_ready(m_factor(labels, "solid", axis="z", lean=lean))
     if stage == "m_solid_2cond":
-        return lambda: jax.block_until_ready(m_factor(labels, "solid", SOLID_2COND, axis="z"))
+        return lambda: jax.block_until_ready(m_factor(labels, "solid", SOLID_2COND, axis="z", lean=lean))
     raise ValueError(stage)
 
 
@@ -188,7 +189,7 @@ def worker(args) -> None:
         import jax
 
         jax.config.update("jax_enable_x64", False)
-        fn = _jaxcba_call(args.stage, labels, args.phase, n, args.seed)
+        fn = _jaxcba_call(args.stage, labels, args.phase, n, args.seed, LEAN[args.lean])
     else:
         fn = _peer_call(args.stage, labels, args.phase)
     t0 = time.perf_counter()
@@ -202,7 +203,7 @@ def worker(args) -> None:
     summary = _summary(args.stage, out) if args.who == "jaxcba" else out
     peak = _peak_rss()
     print("RESULT " + json.dumps({
-        "stage": args.stage, "who": args.who, "n": n, "phase": args.phase, "first_s": first, "warm_s": warm,
+        "stage": args.stage, "who": args.who, "n": n, "phase": args.phase, "lean": args.lean, "first_s": first, "warm_s": warm,
         "peak_rss_gb": peak / 1e9, "bytes_per_voxel": peak / n**3, "runtime_gb": baseline / 1e9,
         "net_bytes_per_voxel": (peak - baseline) / n**3, "summary": summary,
     }), flush=True)
@@ -213,7 +214,7 @@ def worker(args) -> None:
 
 def run_one(stage, who, n, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--stage", stage, "--who", who, "--n", str(n), "--phase", args.phase,
-           "--seed", str(args.seed), "--cache", args.cache] + (["--once"] if args.once else [])
+           "--seed", str(args.seed), "--cache", args.cache, "--lean", args.lean] + (["--once"] if args.once else [])
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -247,6 +248,7 @@ def main(argv=None) -> None:
     ap.add_argument("--phase", default="pore", choices=("pore", "solid"), help="phase of the descriptor stages")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--once", action="store_true", help="one call per stage (no warm repeat), for the largest sizes")
+    ap.add_argument("--lean", default="auto", choices=tuple(LEAN), help="m_factor's solver path (auto: stored faces if they fit)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
     ap.add_argument("--cache", default="results/bench_scale", help="folder of the cached volumes")
     ap.add_argument("--out", default="results/bench_scale/results.jsonl", help="JSON lines, appended as each run ends")

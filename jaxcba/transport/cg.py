@@ -126,17 +126,12 @@ def blocked_sum(integrand, fine, coarse=(), *, n0: int, blocks: int = 8) -> jax.
     coarse arrays ``(n0 / 2 + 2, ...)``, block rows ``[b t / 2, b t / 2 + t / 2 + 2)``.
     ``integrand`` returns the ``(t, n1, n2)`` interior terms of its block.
     """
-    nb = next((b for b in (blocks, 4, 2) if b > 1 and n0 % (2 * b) == 0), 1)
+    nb, t = sten.row_blocks(n0, blocks)
     if nb == 1:
         return jnp.sum(jnp.sum(integrand(fine, coarse), axis=(1, 2)))
-    t = n0 // nb
-
-    def cut(tree, start, size, rows):
-        return jax.tree.map(lambda a: lax.slice_in_dim(a, start, start + size, axis=0) if (a.ndim == 3 and a.shape[0] == rows) else a, tree)
-
     acc = 0
     for b in range(nb):
-        acc = acc + integrand(cut(fine, b * t, t + 2, n0 + 2), cut(coarse, b * t // 2, t // 2 + 2, n0 // 2 + 2))
+        acc = acc + integrand(sten.cut_rows(fine, b * t, t + 2, n0 + 2), sten.cut_rows(coarse, b * t // 2, t // 2 + 2, n0 // 2 + 2))
     return jnp.sum(jnp.sum(acc, axis=(1, 2)))
 
 
@@ -151,15 +146,16 @@ def flux_imbalance(st, u: jax.Array) -> jax.Array:
 def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array) -> State:
     """CG state from the initial guess ``u0``; ``active=False`` (nothing percolates) is done."""
     u0 = jnp.where(prob.diag_inverse > 0, u0, 0).astype(prob.b.dtype)
-    r = prob.residual(u0)
-    z = prob.apply_preconditioner(r)
+    r = mg.passes(prob.residual(u0))
+    # p = z = M r: the update p = z + beta p of an iteration with beta = 0 (same passes, same memory)
+    p, rz = _precondition(prob, r, jnp.zeros_like(r), jnp.zeros((), r.dtype))
     res = _relative(prob, r)
     f32 = prob.b.dtype
     return State(
         u=u0,
         r=r,
-        p=z,
-        rz=_dot(r, z),
+        p=p,
+        rz=rz,
         res=res,
         target=jnp.asarray(rtol, f32),
         imbalance=jnp.where(active, flux_imbalance(prob.stencil, u0), 0).astype(f32),
@@ -175,40 +171,52 @@ def _relative(prob: Problem, r: jax.Array) -> jax.Array:
     return jnp.sqrt(rr) / bn
 
 
+def _precondition(prob: Problem, r: jax.Array, p: jax.Array, rz_old: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``z = M r``, ``rz = r . z`` and the search direction ``z + beta p`` (``beta = rz / rz_old``,
+    0 when ``rz_old <= 0``), written into ``p``'s buffer.
+
+    With the multigrid preconditioner (one sweep) ``z`` is not stored: after the coarse
+    correction ``e``, ``z = x1 + omega D^-1 (r - A x1)`` with ``x1 = omega D^-1 r + s P e``
+    (both recomputed at each stencil point, :func:`multigrid.smooth_interior`) runs once for
+    ``r . z`` and once more fused into the in-place update of ``p``.
+    """
+    def beta_of(rz):
+        return jnp.where(rz_old > 0, rz / jnp.where(rz_old > 0, rz_old, 1), 0)
+
+    if prob.preconditioner == "multigrid" and prob.hierarchy.sweeps == 1:
+        inner = (slice(1, -1),) * 3
+        h = prob.hierarchy
+        e = mg.coarse_correction(h, 0, r)
+        lv = h.levels[0]
+        st, dinv, rb, eb = mg.passes((lv.stencil, lv.inv_diag, r, e))
+        z = lambda f, c: mg.smooth_interior(*f, c[0], h.omega, h.scale)  # noqa: E731
+        rz = blocked_sum(lambda f, c: sten.interior(f[2]) * z(f, c), (st, dinv, rb), (eb,), n0=r.shape[0] - 2)
+        beta = beta_of(rz)
+        st, dinv, rb, eb, _ = mg.passes((lv.stencil, lv.inv_diag, r, e, rz))
+        return p.at[inner].set(z((st, dinv, rb), (eb,)) + beta * p[inner]), rz
+    z = prob.apply_preconditioner(r)
+    rz = _dot(r, z)
+    return z + beta_of(rz) * p, rz
+
+
 def _step(prob: Problem, s: State) -> State:
     """One PCG iteration in passes over the volume (see ``multigrid.passes``).
 
     ``q = A p`` is not stored: it is recomputed in the pass for ``p.q`` and in
-    the one that updates ``r`` in place. With the multigrid preconditioner (one sweep),
-    ``z = M r`` is not stored either: its last pass (post-smoothing of the stored
-    ``x1``) runs once for ``r.z`` and once more fused into the in-place update
-    ``p = z + beta p``. The carried vectors are ``u, r, p``; ``x1`` is one more while it lives.
+    the one that updates ``r`` in place; ``z = M r`` is not stored either (:func:`_precondition`).
+    The carried vectors are ``u, r, p``, updated in place; no other volume-sized array lives.
     """
     inner = (slice(1, -1),) * 3
     n0 = s.p.shape[0] - 2
-    st, p = mg.passes((prob.stencil, s.p))
-    pq = blocked_sum(lambda f, c: sten.interior(f[1]) * sten._stencil_sum(*f), (st, p), n0=n0)
+    st = mg.passes((prob.stencil, s.rz))[0]
+    pq = blocked_sum(lambda f, c: sten.interior(f[1]) * sten._stencil_sum(*f), (st, s.p), n0=n0)
     alpha = jnp.where(pq > 0, s.rz / jnp.where(pq > 0, pq, 1), 0)
-    st, p = mg.passes((prob.stencil, s.p, s.r))[:2]
-    u = s.u + alpha * s.p
-    r = mg.passes(s.r.at[inner].add(-alpha * sten._stencil_sum(st, p)))
-    if prob.preconditioner == "multigrid" and prob.hierarchy.sweeps == 1:
-        h = prob.hierarchy
-        e = mg.coarse_correction(h, 0, r)
-        lv = h.levels[0]
-        # x1 = omega D^-1 r + s P e stored once (the prolongation is too costly to redo at
-        # every stencil point); the post-smoothing z = x1 + omega D^-1 (r - A x1) is not.
-        x1 = mg.passes(mg.corrected(h, 0, r, e))
-        st, dinv, rb, xb = mg.passes((lv.stencil, lv.inv_diag, r, x1))
-        rz = blocked_sum(lambda f, c: sten.interior(f[2]) * mg.post_smooth(h, *f), (st, dinv, rb, xb), n0=n0)
-        beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1), 0)
-        st, dinv, rb, xb, _ = mg.passes((lv.stencil, lv.inv_diag, r, x1, s.p))
-        p = s.p.at[inner].set(mg.post_smooth(h, st, dinv, rb, xb) + beta * s.p[inner])
-    else:
-        z = prob.apply_preconditioner(r)
-        rz = _dot(r, z)
-        beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1), 0)
-        p = z + beta * s.p
+    st = mg.passes((prob.stencil, alpha))[0]
+    u = s.u.at[inner].add(alpha * s.p[inner])  # in place (a new u would be one more volume)
+    r = mg.passes(s.r.at[inner].add(-alpha * sten._stencil_sum(st, s.p)))
+    # the in-place update of p must follow the update of u, the last read of the old p: a data
+    # dependence (0 * u[1, 1, 1]; floats are not simplified) orders them, else XLA copies p twice
+    p, rz = _precondition(prob, r, s.p, s.rz + 0 * u[1, 1, 1])
     return eqx.tree_at(
         lambda t: (t.u, t.r, t.p, t.rz, t.res, t.iterations),
         s,

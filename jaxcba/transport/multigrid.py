@@ -209,12 +209,25 @@ def coarse_correction(h: Hierarchy, index: int, r: jax.Array) -> jax.Array:
         return _coarse_solve(h, r)
     level = h.levels[index]
     st, dinv, r = passes((level.stencil, level.inv_diag, r))
+    if h.sweeps > 1:
+        return _cycle(h, index + 1, _restricted_residual(h, st, dinv, r))
+    # One sweep: block by block along axis 0 (XLA stores omega D^-1 r, read at 7 points, per block)
+    n0 = r.shape[0] - 2
+    nb, t = sten.row_blocks(n0)
+    if nb == 1:
+        return _cycle(h, index + 1, _restricted_residual(h, st, dinv, r))
+    parts = sten.map_row_blocks(lambda blk: sten.interior(_restricted_residual(h, *blk)), (st, dinv, r), n0, 2)
+    return _cycle(h, index + 1, sten.pad(parts.reshape((n0 // 2,) + parts.shape[2:])))
+
+
+def _restricted_residual(h: Hierarchy, st, dinv: jax.Array, r: jax.Array) -> jax.Array:
+    """``P^T (r - A x)`` with ``x`` the pre-smoothed ``omega D^-1 r`` (padded in and out; a
+    block of rows with its halo, or the whole level)."""
     dinv = expand(dinv, r.dtype)
     x = h.omega * dinv * r
     for _ in range(h.sweeps - 1):
         x = x + h.omega * dinv * (r - sten.matvec(st, x))
-    coarse_r = restrict_interior(sten.interior(r) - sten._stencil_sum(st, x))
-    return _cycle(h, index + 1, coarse_r)
+    return restrict_interior(sten.interior(r) - sten._stencil_sum(st, x))
 
 
 def smooth_interior(st, dinv: jax.Array, r: jax.Array, e: jax.Array, omega: float, scale: float, sweeps: int = 1) -> jax.Array:
@@ -232,18 +245,6 @@ def smooth_interior(st, dinv: jax.Array, r: jax.Array, e: jax.Array, omega: floa
     for _ in range(sweeps - 1):
         x = x + omega * dinv * (r - sten.matvec(st, x))
     return sten.interior(x) + omega * sten.interior(dinv) * (sten.interior(r) - sten._stencil_sum(st, x))
-
-
-def corrected(h: Hierarchy, index: int, r: jax.Array, e: jax.Array) -> jax.Array:
-    """``x1 = omega D^-1 r + s P e`` (padded) on level ``index`` (one sweep)."""
-    level = h.levels[index]
-    return h.omega * expand(level.inv_diag, r.dtype) * r + h.scale * prolong(e, level.stencil.shape)
-
-
-def post_smooth(h: Hierarchy, st, dinv: jax.Array, r: jax.Array, x1: jax.Array) -> jax.Array:
-    """Interior of ``x1 + omega D^-1 (r - A x1)`` (one sweep; padded inputs, or blocks of them)."""
-    dinv = expand(dinv, r.dtype)
-    return sten.interior(x1) + h.omega * sten.interior(dinv) * (sten.interior(r) - sten._stencil_sum(st, x1))
 
 
 def smooth(h: Hierarchy, index: int, r: jax.Array, e: jax.Array, *extra) -> jax.Array:

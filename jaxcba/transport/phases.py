@@ -67,11 +67,12 @@ def conductivity_field(labels, phase: str = "pore", conductivity: Mapping[int, f
     return sigma
 
 
-#: Peak memory of the two solver paths [bytes per voxel of the volume, process included], as
-#: measured at 400^3 by experiments/benchmarks/bench_scale.py: the float32 field with stored face
-#: conductances, and the labelled path (1-byte class codes, faces looked up when used).
+#: Peak memory of the two solver paths [bytes per voxel of the volume, input and process
+#: included], as measured at 400^3 by experiments/benchmarks/bench_scale.py: the float32 field
+#: with stored face conductances, and the labelled path (1-byte class codes, faces looked up
+#: when used; 27.8 at 400^3 of which 3.8 is the runtime, so about 24.5 at 800^3).
 STORED_BYTES_PER_VOXEL = 90.0
-LEAN_BYTES_PER_VOXEL = 46.0
+LEAN_BYTES_PER_VOXEL = 26.0
 
 
 def m_factor_bytes(shape, lean: bool) -> int:

@@ -106,11 +106,7 @@ def _linear_guess(shape, boundary: str, dtype) -> jax.Array:
 def _start(st, rtol, percolates, opts: SolverOptions, dtype, diag_dtype=None):
     """Linear system of the operator ``st`` and the initial CG state."""
     prob = cg.make_problem(st, opts.preconditioner, sweeps=opts.sweeps, diag_dtype=diag_dtype)
-    if opts.initial_guess == "linear":
-        u0 = _linear_guess(st.shape, opts.boundary, dtype)
-    else:
-        u0 = sten.pad(jnp.zeros(st.shape, dtype))
-    return prob, cg.initial_state(prob, u0, rtol, percolates)
+    return prob, _initial(prob, rtol, percolates, opts, dtype)
 
 
 def _scale(x: jax.Array) -> jax.Array:
@@ -177,11 +173,12 @@ def _solve(sigma: jax.Array, sigma_ref: jax.Array, tols, opts: SolverOptions) ->
 LABEL_DIAG_DTYPE = jnp.uint16  # bfloat16 bits
 
 
-def _prepare_labels(labels: jax.Array, values: jax.Array, rtol, codes: tuple, opts: SolverOptions, dtype):
-    """Class codes of the percolating cluster, linear system and initial CG state.
+def _classes(labels: jax.Array, codes: tuple, dtype):
+    """``uint8`` class codes of the percolating cluster (0 elsewhere), the conducting fraction
+    and whether anything percolates.
 
     ``labels``: integer ``(n0, n1, n2)`` (axis 0 = transport); ``codes[j - 1]`` is the label
-    of class ``j`` and ``values[j - 1]`` its conductivity (> 0); other labels insulate.
+    of class ``j``; other labels insulate.
     """
     cls = jnp.zeros(labels.shape, jnp.uint8)
     for j, lab in enumerate(codes, start=1):
@@ -189,12 +186,32 @@ def _prepare_labels(labels: jax.Array, values: jax.Array, rtol, codes: tuple, op
     conducting = cls > 0
     eps = jnp.mean(conducting, dtype=dtype)
     cluster, percolates = percolating_cluster(conducting, axis=0)
-    cls = jnp.where(cluster, cls, jnp.uint8(0))
+    return jnp.where(cluster, cls, jnp.uint8(0)), eps, percolates
+
+
+def _label_problem(cls: jax.Array, values: jax.Array, opts: SolverOptions, dtype) -> cg.Problem:
+    """Operator and preconditioner of class codes ``cls`` with conductivities ``values[j - 1]`` (> 0)."""
     values = jnp.asarray(values, dtype)
     st = sten.from_codes(cls, values / _scale(values), opts.boundary, dtype)
     diag_dtype = LABEL_DIAG_DTYPE if jnp.dtype(dtype) == jnp.float32 else None
-    prob, state = _start(st, rtol, percolates, opts, dtype, diag_dtype)
-    return prob, state, eps, percolates
+    return cg.make_problem(st, opts.preconditioner, sweeps=opts.sweeps, diag_dtype=diag_dtype)
+
+
+def _initial(prob: cg.Problem, rtol, percolates, opts: SolverOptions, dtype) -> cg.State:
+    """Initial CG state (``opts.initial_guess``)."""
+    shape = prob.stencil.shape
+    if opts.initial_guess == "linear":
+        u0 = _linear_guess(shape, opts.boundary, dtype)
+    else:
+        u0 = sten.pad(jnp.zeros(shape, dtype))
+    return cg.initial_state(prob, u0, rtol, percolates)
+
+
+def _prepare_labels(labels: jax.Array, values: jax.Array, rtol, codes: tuple, opts: SolverOptions, dtype):
+    """Class codes of the percolating cluster, linear system and initial CG state (one program)."""
+    cls, eps, percolates = _classes(labels, codes, dtype)
+    prob = _label_problem(cls, values, opts, dtype)
+    return prob, _initial(prob, rtol, percolates, opts, dtype), eps, percolates
 
 
 def _finish_labels(st: sten.LabelStencil, values, sigma_ref, eps, percolates, state: cg.State, opts: SolverOptions):
@@ -253,7 +270,9 @@ _finish_jit = _Jit(_finish, static_argnums=5)
 # the state is dead once advanced: its buffers are reused (no second copy of the CG vectors)
 _advance_jit = _Jit(cg.advance, donate_argnums=1)
 _solve_labels_jit = _Jit(_solve_labels, static_argnums=(4, 5, 6))
-_prepare_labels_jit = _Jit(_prepare_labels, static_argnums=(3, 4, 5))
+_classes_jit = _Jit(_classes, static_argnums=(1, 2))
+_label_problem_jit = _Jit(_label_problem, static_argnums=(2, 3))
+_initial_jit = _Jit(_initial, static_argnums=(3, 4))
 _finish_labels_jit = _Jit(_finish_labels, static_argnums=6)
 
 
@@ -385,9 +404,18 @@ def label_conductivity(
     tols = _tols(options, jnp.dtype(dtype))
     static = _static(options)
     dtype = jnp.dtype(dtype)
-    if progress is None:
+    if isinstance(labels, jax.core.Tracer):  # inside a caller's jit / vmap: one program
+        if progress is not None:
+            raise ValueError("progress= needs concrete labels (it is not available under jit / vmap)")
         return _solve_labels_jit(labels, values, sigma_ref, tols, codes, static, dtype)
-    prob, state, eps, percolates = _prepare_labels_jit(labels, values, tols[0], codes, static, dtype)
+    # Concrete labels: one program per stage, so that no stage's temporaries meet another's
+    # buffers (the peak is the CG loop's: codes, inverse diagonal, coarse levels, u, r, p, x1).
+    cls, eps, percolates = _classes_jit(labels, codes, dtype)
     del labels
+    prob = _label_problem_jit(cls, values, static, dtype)
+    del cls
+    state = _initial_jit(prob, tols[0], percolates, static, dtype)
+    if progress is None:
+        progress, chunk = (lambda s: None), options.max_iter
     state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk)
     return _finish_labels_jit(prob.stencil, values, sigma_ref, eps, percolates, state, static)
