@@ -81,6 +81,7 @@ def test_wrong_hint_does_not_restrict_the_scan():
     assert abs(math.log(res.theta / THETA)) < math.log(3.0), sorted(zip(g.thetas, g.l1s))
 
 
+@pytest.mark.parametrize("bracket, edge", [((0.001, 0.0025), "upper"), ((0.02, 0.04), "lower")])
 def test_truth_outside_the_scan_range_is_not_converged(bracket, edge):
     truth, img, v2, res = _fit(THETA, 11, search=ScanBrent(bracket=bracket), theta_hint=THETA)  # hint outside: ignored
     g = res.best
