@@ -35,6 +35,8 @@ VOXEL_NM_RANGE = (1e-2, 1e6)
 SEED_RANGE = (-(2**63), 2**63 - 1)
 #: Axis names, in array order (z, y, x).
 AXES = ("z", "y", "x")
+#: How a refused estimate is overridden (said at the end of the message).
+OVERRIDE = "--force, or check_memory=False in Python, to try anyway"
 
 
 def _show(value) -> str:
@@ -201,7 +203,7 @@ def check_memory(need_bytes: float, what: str, *, force: bool = False, available
         available = available_bytes()
     if available is not None and need_bytes > available:
         raise ValueError(f"{what} needs about {_gib(need_bytes)} but only {_gib(available)} is available"
-                         f"{'; ' + hint if hint else ''} (--force to try anyway)")
+                         f"{'; ' + hint if hint else ''} ({OVERRIDE})")
 
 
 def check_work(amount: float, limit: float, what: str, unit: str, *, force: bool = False, hint: str = "") -> None:
@@ -211,12 +213,12 @@ def check_work(amount: float, limit: float, what: str, unit: str, *, force: bool
     if not math.isfinite(amount):
         raise ValueError(f"{what}: the expected number of {unit} is not finite{'; ' + hint if hint else ''}")
     raise ValueError(f"{what} means about {amount:.3g} {unit}, above the limit of {limit:.3g}"
-                     f"{'; ' + hint if hint else ''} (--force to try anyway)")
+                     f"{'; ' + hint if hint else ''} ({OVERRIDE})")
 
 
 # ----------------------------------------------------------------------------- outputs
 def check_output_path(path, name: str = "--out", *, suffixes: Iterable[str] | None = None,
-                      folder: bool = False) -> Path:
+                      folder: bool = False, what: str = "file") -> Path:
     """Check an output path before any work; returns it as a ``Path``.
 
     A file target (``folder=False``) must not be a directory and must end in one of
@@ -237,7 +239,8 @@ def check_output_path(path, name: str = "--out", *, suffixes: Iterable[str] | No
         if suffixes is not None:
             allowed = tuple(s.lower() for s in suffixes)
             if p.suffix.lower() not in allowed:
-                raise ValueError(f"{name} {p}: unsupported file type {p.suffix or '(none)'}; use one of {', '.join(allowed)}")
+                raise ValueError(f"{name} {p}: unsupported {what} format {p.suffix or '(none)'}; use one of "
+                                 f"{', '.join(allowed)}")
     start = p if folder else p.parent
     ancestor = start if str(start) else Path(".")
     while not ancestor.exists():

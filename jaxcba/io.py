@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +46,18 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
         return z[key]
 
 
+def _read_tiff(path: Path) -> np.ndarray:
+    """A multi-page TIFF as an array; refuses colour (RGB) images, whose channels are not slices."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        if series.axes.endswith("S"):  # samples (colour channels) last: YXS, ZYXS, ...
+            raise ValueError(f"{path}: a colour image (axes {series.axes}, shape {series.shape}), not a "
+                             "single-channel (z, y, x) stack; convert it to one grey or label channel first")
+        return series.asarray()
+
+
 def _read_tiff_folder(path: Path) -> np.ndarray:
     import tifffile
 
@@ -61,6 +71,8 @@ def _read_tiff_folder(path: Path) -> np.ndarray:
         except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
             raise ValueError(f"{f}: cannot read slice ({type(exc).__name__}: {exc})") from None
         if img.ndim != 2 or (slices and img.shape != slices[0].shape):
+            if img.ndim == 3 and img.shape[-1] in (3, 4):
+                raise ValueError(f"{f}: a colour slice of shape {img.shape}; expected single-channel 2D slices")
             raise ValueError(f"{f}: slice of shape {img.shape} does not match {slices[0].shape if slices else '2D'}")
         slices.append(img)
     return np.stack(slices)
@@ -96,9 +108,7 @@ def read_volume(path: str | Path, *, mapping: dict | None = None, labels: bool =
             elif suffix == ".raw":
                 vol = _read_raw(path, shape, dtype)
             else:
-                import tifffile
-
-                vol = tifffile.imread(path)
+                vol = _read_tiff(path)
         except ValueError as exc:
             msg = str(exc)
             raise ValueError(msg if msg.startswith(str(path)) else f"{path}: cannot read volume ({msg})") from None
@@ -125,6 +135,12 @@ def map_labels(vol: np.ndarray, mapping: dict, name: str = "volume") -> np.ndarr
     bad_targets = {k: v for k, v in mapping.items() if v not in (0, 1, 2)}
     if bad_targets:
         raise ValueError(f"label mapping targets must be 0 (pore), 1 (cb), 2 (graphite); got {bad_targets}")
+    if np.issubdtype(vol.dtype, np.integer):
+        info = np.iinfo(vol.dtype)
+        outside = [k for k in mapping if not (isinstance(k, (int, np.integer)) and info.min <= k <= info.max)]
+        if outside:
+            raise ValueError(f"{name}: label mapping value(s) {outside[:8]} cannot occur in a {vol.dtype} volume "
+                             f"(values {info.min}..{info.max})")
     values = np.unique(vol)
     unmapped = [v.item() for v in values if v.item() not in mapping]
     if unmapped:
@@ -137,14 +153,18 @@ def map_labels(vol: np.ndarray, mapping: dict, name: str = "volume") -> np.ndarr
 
 
 def parse_mapping(text: str) -> dict:
-    """``"0=0,128=1,255=2"`` -> ``{0: 0, 128: 1, 255: 2}`` (CLI ``--labels``)."""
+    """``"0=0,128=1,255=2"`` -> ``{0: 0, 128: 1, 255: 2}`` (CLI ``--labels``); a raw value given
+    twice is refused (even with the same label), so no mapping silently wins."""
     out = {}
     for item in text.split(","):
         try:
             raw, lab = item.split("=")
-            out[int(raw)] = int(lab)
+            raw, lab = int(raw), int(lab)
         except ValueError:
             raise ValueError(f"label mapping {text!r}: expected RAW=LABEL pairs like 0=0,128=1,255=2") from None
+        if raw in out:
+            raise ValueError(f"label mapping {text!r}: raw value {raw} is mapped twice ({raw}={out[raw]} and {raw}={lab})")
+        out[raw] = lab
     return out
 
 
@@ -202,14 +222,14 @@ def save_volume(path: str | Path, vol: np.ndarray, voxel_nm=None) -> Path:
     (resolution and ``spacing``, unit nm) or, for ``.npy``, in a ``<file>.npy.json``
     sidecar; read back by :func:`read_voxel_size`.
     """
+    from jaxcba._checks import write_atomic
+
     path = Path(path)
     suffix = _check_suffix(path, WRITE_SUFFIXES)
     vol = np.asarray(vol)
     vox = None if voxel_nm is None else tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_nm, float), (3,)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         if suffix == ".npy":
             np.save(tmp, vol, allow_pickle=False)
         else:
@@ -221,14 +241,12 @@ def save_volume(path: str | Path, vol: np.ndarray, voxel_nm=None) -> Path:
                 tifffile.imwrite(tmp, vol, imagej=vol.dtype in (np.uint8, np.uint16, np.float32),
                                  resolution=(1.0 / vox[2], 1.0 / vox[1]),
                                  metadata={"spacing": vox[0], "unit": "nm", "axes": "ZYX"})
-        os.replace(tmp, path)
-        if suffix == ".npy" and vox is not None:
-            import json
 
-            write_text_atomic(str(path) + ".json", json.dumps({"voxel_nm_zyx": list(vox)}) + "\n")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, write, suffix=suffix)
+    if suffix == ".npy" and vox is not None:
+        import json
+
+        write_text_atomic(str(path) + ".json", json.dumps({"voxel_nm_zyx": list(vox)}) + "\n")
     return path
 
 
@@ -264,15 +282,8 @@ def write_csv_atomic(path: str | Path, rows: list[dict]) -> Path:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write text to ``path`` atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write text to ``path`` atomically (temp file in the same folder + rename; the file gets the
+    usual ``0o666 & ~umask`` mode): :func:`jaxcba._checks.write_text_atomic`."""
+    from jaxcba._checks import write_text_atomic as _write
+
+    return _write(path, text)

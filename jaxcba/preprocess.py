@@ -70,23 +70,56 @@ def _changed(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(a != b)) if a.shape == b.shape else -1
 
 
+def _box_class():
+    """The crop box type (:class:`jaxcba.calibrate.Box`; ``jaxcba.calibrate.cutout.Box`` before #16)."""
+    try:
+        from jaxcba.calibrate import Box
+    except ImportError:
+        from jaxcba.calibrate.cutout import Box
+    return Box
+
+
 def crop(labels: np.ndarray, box) -> np.ndarray:
     """Cut ``labels[z0:z1, y0:y1, x0:x1]``; ``box``: ``((z0, z1), (y0, y1), (x0, x1))``, 6 ints or
-    ``"z0:z1,y0:y1,x0:x1"`` (:meth:`jaxcba.calibrate.cutout.Box.parse`), inside the volume."""
-    from jaxcba.calibrate.cutout import Box
+    ``"z0:z1,y0:y1,x0:x1"`` (:meth:`jaxcba.calibrate.Box.parse`), inside the volume."""
+    return labels[_box_class().parse(box, labels.shape, what="crop box").slices]
 
-    return labels[Box.parse(box, labels.shape, what="crop box").slices]
+
+#: Largest closing radius [voxels]: the paper closes with r = 1; beyond ~50 the cube spans more
+#: than a micrometre at 20 nm and the closing erases the pore space.
+MAX_CLOSING_RADIUS = 64
+
+
+def closing_bytes(shape, radius: int) -> int:
+    """Peak bytes of :func:`close_additive`: the mirrored padded mask and two filter results (1 B each)."""
+    return 3 * int(np.prod([n + 2 * int(radius) for n in shape])) + 2 * int(np.prod(shape))
+
+
+def resample_shape(shape, voxel_nm_zyx, to_voxel_nm: float) -> tuple[int, ...]:
+    """Output shape of :func:`resample` (same rule), computed without allocating anything."""
+    vox = np.broadcast_to(np.asarray(voxel_nm_zyx, float), (3,))
+    return tuple(int(np.floor(n * v / to_voxel_nm + 1e-9)) for n, v in zip(shape, vox))
 
 
 def close_additive(labels: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Closing of ``labels > 0`` with a ``(2 radius + 1)^3`` cube; new additive voxels get label 1."""
+    """Closing of ``labels > 0`` with a ``(2 radius + 1)^3`` cube; new additive voxels get label 1.
+
+    The cube is separable, so dilation and erosion are three 1D max / min filters each (cost
+    independent of ``radius``; the same result as ``binary_dilation`` / ``binary_erosion``
+    with the full cube and a false border)."""
+    from jaxcba._checks import check_int
+
+    radius = check_int(radius, "closing radius", lo=0, hi=MAX_CLOSING_RADIUS)
     if radius < 1:
         return labels
     solid = labels > 0
-    pad = np.pad(solid, radius, mode="symmetric")
+    pad = np.pad(solid, radius, mode="symmetric").view(np.uint8)
     size = 2 * radius + 1
-    closed = ndimage.binary_erosion(ndimage.binary_dilation(pad, np.ones((size,) * 3, bool)), np.ones((size,) * 3, bool))
-    closed = closed[(slice(radius, -radius),) * 3]
+    for ax in range(3):
+        pad = ndimage.maximum_filter1d(pad, size, axis=ax, mode="constant", cval=0)
+    for ax in range(3):
+        pad = ndimage.minimum_filter1d(pad, size, axis=ax, mode="constant", cval=0)
+    closed = pad[(slice(radius, -radius),) * 3].astype(bool)
     out = labels.copy()
     out[closed & ~solid] = 1
     return out
@@ -169,6 +202,34 @@ def resample(labels: np.ndarray, voxel_nm_zyx, to_voxel_nm: float) -> np.ndarray
     return labels[np.ix_(*index)]
 
 
+def preprocess_bytes(shape, voxel_nm_zyx, *, to_voxel_nm: float | None = None, closing_radius: int = 1,
+                     graphite_closing_radius: int = 0) -> int:
+    """Estimated peak bytes of :func:`preprocess` on a ``shape`` input (uint8 labels): the input and
+    a copy, the closing, and the resampled output with its index arrays."""
+    n = int(np.prod(shape))
+    need = 2 * n + closing_bytes(shape, closing_radius)
+    if graphite_closing_radius:
+        need = max(need, 2 * n + closing_bytes(shape, graphite_closing_radius))
+    if to_voxel_nm is not None:
+        out = resample_shape(shape, voxel_nm_zyx, to_voxel_nm)
+        need = max(need, 2 * n + 2 * int(np.prod([float(m) for m in out])) + 8 * sum(out))
+    return int(need)
+
+
+def check_preprocess_memory(shape, voxel_nm_zyx, *, to_voxel_nm: float | None = None, closing_radius: int = 1,
+                            graphite_closing_radius: int = 0) -> None:
+    """``ValueError`` with the estimate and the limit when :func:`preprocess` would not fit in memory."""
+    from jaxcba._checks import check_memory
+
+    need = preprocess_bytes(shape, voxel_nm_zyx, to_voxel_nm=to_voxel_nm, closing_radius=closing_radius,
+                            graphite_closing_radius=graphite_closing_radius)
+    what = f"preprocessing a {'x'.join(map(str, shape))} volume"
+    if to_voxel_nm is not None:
+        out = resample_shape(shape, voxel_nm_zyx, to_voxel_nm)
+        what += f" (resampled to {to_voxel_nm:g} nm: {'x'.join(map(str, out))} voxels)"
+    check_memory(need, what, hint="use a coarser --to-voxel-nm, a smaller --closing-radius or --crop")
+
+
 def downsample_slices(labels: np.ndarray, factor: int) -> np.ndarray:
     """Keep every ``factor``-th slice along each axis (the paper's down-sampling, Section 3.3)."""
     if int(factor) != factor or factor < 1:
@@ -180,33 +241,57 @@ def downsample_slices(labels: np.ndarray, factor: int) -> np.ndarray:
 def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=None, box=None,
                closing_radius: int = 1, remove_components: bool = True, min_component_voxels: int | None = None,
                quantile: float = 0.85, min_graphite_voxels: int = 0, graphite_closing_radius: int = 0,
-               downsample: int = 1) -> tuple[np.ndarray, PreprocessReport]:
+               downsample: int = 1, check_memory: bool = True) -> tuple[np.ndarray, PreprocessReport]:
     """Run the Section 2.3 pipeline (module docstring) on a labelled volume.
 
     Args:
         labels: ``(z, y, x)`` labels in {0, 1, 2} (graphite may be absent before step 4).
         voxel_nm_zyx: input voxel size, a number or ``(z, y, x)`` [nm] (e.g. ``(20, 10, 10)``).
-        to_voxel_nm: cubic output voxel side [nm]; ``None`` keeps the grid (must be cubic then).
+        to_voxel_nm: cubic output voxel side [nm]; ``None`` keeps the grid, which must be cubic
+            then (anisotropic voxels without ``to_voxel_nm`` are refused).
         grey: optional grey-value / probability volume (same shape) for graphite detection.
         box: optional crop ``((z0, z1), (y0, y1), (x0, x1))`` or ``"z0:z1,y0:y1,x0:x1"`` in input voxels.
         closing_radius: 0 disables the closing. remove_components: step 3 on/off;
         min_component_voxels: remove only components smaller than this (default: all but the largest).
         downsample: final slice-removal factor.
-    Returns ``(labels uint8, report)``.
+        check_memory: refuse (``ValueError``, before allocating) when the estimated peak memory
+            of the closing or the resampling (:func:`preprocess_bytes`) exceeds the available memory.
+    Returns ``(labels uint8, report)``; every argument is checked first (``ValueError``).
     """
+    from jaxcba._checks import check_fraction, check_int, check_voxel_nm
+
     vol = check_labels(labels, name="input")
-    vox = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_nm_zyx, float), (3,)))
+    try:
+        vox = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_nm_zyx, float), (3,)))
+    except (TypeError, ValueError):
+        raise ValueError(f"voxel size must be one or three positive numbers (z, y, x) [nm], got {voxel_nm_zyx!r}") from None
     if not all(np.isfinite(vox)) or min(vox) <= 0:
         raise ValueError(f"voxel size must be positive numbers [nm], got {vox}")
+    vox = tuple(check_voxel_nm(v, "voxel size") for v in vox)
+    if to_voxel_nm is None:
+        if max(vox) != min(vox):
+            raise ValueError(f"input voxels {vox[2]:g} x {vox[1]:g} x {vox[0]:g} nm (x, y, z) are not cubic; give the "
+                             "cubic output voxel side to resample to (--to-voxel-nm / to_voxel_nm)")
+    else:
+        to_voxel_nm = check_voxel_nm(to_voxel_nm, "to_voxel_nm")
+    closing_radius = check_int(closing_radius, "closing_radius", lo=0, hi=MAX_CLOSING_RADIUS)
+    if min_component_voxels is not None:
+        min_component_voxels = check_int(min_component_voxels, "min_component_voxels", lo=1)
+    downsample = check_int(downsample, "downsample", lo=1)
+    min_graphite_voxels = check_int(min_graphite_voxels, "min_graphite_voxels", lo=0)
+    graphite_closing_radius = check_int(graphite_closing_radius, "graphite_closing_radius", lo=0, hi=MAX_CLOSING_RADIUS)
+    if grey is not None:
+        quantile = check_fraction(quantile, "quantile")
+    if check_memory:
+        check_preprocess_memory(vol.shape, vox, to_voxel_nm=to_voxel_nm, closing_radius=closing_radius,
+                                graphite_closing_radius=graphite_closing_radius if grey is not None else 0)
     steps = []
     if grey is not None:
         grey = np.asarray(grey)
         if grey.shape != vol.shape:
             raise ValueError(f"grey-value volume has shape {grey.shape}, labels have {vol.shape}")
     if box is not None:
-        from jaxcba.calibrate.cutout import Box
-
-        b = Box.parse(box, vol.shape, what="crop box")
+        b = _box_class().parse(box, vol.shape, what="crop box")
         vol = vol[b.slices]
         grey = None if grey is None else grey[b.slices]
         steps.append(StepReport("crop", 0, vol.shape, {"box": [[b.z0, b.z1], [b.y0, b.y1], [b.x0, b.x1]]}))
@@ -234,5 +319,6 @@ def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=N
     return vol.astype(np.uint8), PreprocessReport(tuple(steps), vox)
 
 
-__all__ = ["PreprocessReport", "StepReport", "close_additive", "crop", "downsample_slices", "preprocess",
-           "remove_detached", "resample", "segment_graphite"]
+__all__ = ["MAX_CLOSING_RADIUS", "PreprocessReport", "StepReport", "check_preprocess_memory", "close_additive", "crop",
+           "downsample_slices", "preprocess", "preprocess_bytes", "remove_detached", "resample", "resample_shape",
+           "segment_graphite"]

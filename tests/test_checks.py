@@ -99,7 +99,7 @@ def test_output_path(tmp_path):
         C.check_output_path(tmp_path)
     with pytest.raises(ValueError, match="not a folder"):
         C.check_output_path(f, folder=True)
-    with pytest.raises(ValueError, match="unsupported file type .png"):
+    with pytest.raises(ValueError, match="unsupported file format .png"):
         C.check_output_path(tmp_path / "v.png", suffixes=(".npy",))
     assert C.check_output_path(tmp_path / "new" / "deeper" / "v.npy") == tmp_path / "new" / "deeper" / "v.npy"
     assert not (tmp_path / "new").exists()

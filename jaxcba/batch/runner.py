@@ -104,11 +104,41 @@ def _row(job: Job, values: dict, index: int, coarse: dict | None = None) -> dict
 
 
 def _save_volume(out: Path, job: Job, vol: np.ndarray) -> None:
-    folder = out / "volumes"
-    folder.mkdir(exist_ok=True)
-    tmp = folder / f".{job.id}.tmp.npz"
-    np.savez_compressed(tmp, labels=vol, voxel_nm=np.array([job.voxel_nm] * 3))
-    os.replace(tmp, folder / f"{job.id}.npz")
+    from jaxcba._checks import write_atomic
+
+    write_atomic(out / "volumes" / f"{job.id}.npz",
+                 lambda tmp: np.savez_compressed(tmp, labels=vol, voxel_nm=np.array([job.voxel_nm] * 3)), suffix=".npz")
+
+
+def check_batch_grains(spec: Spec, jobs) -> None:
+    """``ValueError`` before anything is written when a job's parameters mean more grains than
+    :data:`jaxcba.model.realization.MAX_GRAINS` (e.g. a huge swept ``lambda_x``)."""
+    from jaxcba.model.realization import EPS, VoxelParams, _layers, check_grains
+
+    seen = set()
+    for job in jobs:
+        key = (tuple(sorted(job.params.items())), job.shape, job.voxel_nm)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_grains(_layers(VoxelParams.of(job.cba_params(), job.voxel_nm), job.shape, EPS), job.shape)
+        except ValueError as exc:
+            raise ValueError(f"spec: job {job.id}: {exc}") from None
+
+
+def _remove_empty_run(out: Path, created_dir: bool) -> None:
+    """Undo :func:`store.prepare` of a run that wrote no result (nothing may block the next run)."""
+    for name in ("results.csv", "spec.json"):
+        (out / name).unlink(missing_ok=True)
+    for path in out.glob("results*.jsonl"):
+        if path.stat().st_size == 0:
+            path.unlink()
+    vols = out / "volumes"
+    if vols.is_dir() and not any(vols.iterdir()):
+        vols.rmdir()
+    if created_dir and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: bool = False, progress: bool = True,
@@ -118,14 +148,26 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
     Raises ``ValueError`` for an invalid spec or an ``out_dir`` holding another spec's results
     (nothing is written then).
     """
-    from jaxcba.model import simulate
-
     spec = spec if isinstance(spec, Spec) else parse_spec(spec)
     jobs = spec.jobs()  # validates every swept parameter set before any work
     check_batch_memory(spec, per_device or spec.per_device or 1)  # before anything is written
+    check_batch_grains(spec, jobs)
     if distributed:
         jax.distributed.initialize()
+    created_dir = not Path(out_dir).exists()
+    fresh = not (Path(out_dir) / "spec.json").exists()
     out = store.prepare(out_dir, spec.raw)
+    try:
+        return _run(spec, jobs, out, per_device, save_volumes, progress)
+    except BaseException:
+        if fresh and jax.process_index() == 0 and not store.load_rows(out):
+            _remove_empty_run(out, created_dir)
+        raise
+
+
+def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: bool) -> BatchSummary:
+    from jaxcba.model import simulate
+
     done_ids = {r.get("job") for r in store.load_rows(out)}
     pending = [j for j in jobs if j.id not in done_ids]
     pid, nproc = jax.process_index(), jax.process_count()
@@ -136,11 +178,9 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
     mesh = jax.sharding.Mesh(np.array(devices), ("jobs",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("jobs"))
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from jaxcba._progress import meter
 
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc="jaxcba batch", unit="job")
+    bar = meter(len(jobs), "jaxcba batch", "job", enabled=progress, initial=len(jobs) - len(pending), delay=0)
     t0 = time.perf_counter()
     n_done = 0
     with store.ResultWriter(out, pid) as writer:
@@ -161,13 +201,11 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
                     _save_volume(out, job, vols[i])
                 writer.write(_row(job, values, i, coarse))
                 n_done += 1
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
+                bar.update(1)
+            if progress:
                 rate = n_done / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix_str(f"{rate / len(devices):.3g} jobs/s/device")
-    if bar is not None:
-        bar.close()
+    bar.close()
     if pid == 0:
         store.export_csv(out)
     seconds = time.perf_counter() - t0

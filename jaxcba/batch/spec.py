@@ -119,17 +119,21 @@ def parse_spec(data: dict | str | Path, known_measures=None) -> Spec:
             raise ValueError(f"spec: sweep[{name!r}] must be a non-empty list")
         clean_sweep[name] = [_number(f"sweep[{name!r}]", v) for v in values]
     seeds = data["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ValueError(f"spec: seeds must be a non-empty list of non-negative ints, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           and 0 <= s <= 2**63 - 1 for s in seeds):
+        raise ValueError(f"spec: seeds must be a non-empty list of ints in [0, 2^63 - 1], got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError("spec: seeds must be distinct")
     shape = data["shape"]
     shape = [shape] * 3 if isinstance(shape, int) and not isinstance(shape, bool) else shape
     if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(s, int) and s >= 8 for s in shape)):
         raise ValueError(f"spec: shape must be an int or three ints >= 8 (z, y, x), got {data['shape']!r}")
+    from jaxcba._checks import check_voxel_nm
+
     voxel_nm = _number("voxel_nm", data["voxel_nm"])
     if not voxel_nm > 0:
         raise ValueError(f"spec: voxel_nm must be > 0, got {voxel_nm}")
+    voxel_nm = check_voxel_nm(voxel_nm, "spec: voxel_nm")
     measures = data["measure"]
     if not isinstance(measures, list) or not measures:
         raise ValueError("spec: measure must be a non-empty list")

@@ -1,11 +1,15 @@
-"""Helpers shared by the sub-commands."""
+"""Helpers shared by the sub-commands: argument types (checked by :mod:`jaxcba._checks`, the
+one rule of every command) and output paths (checked before any work; an existing output
+is overwritten, and the command says so on stderr)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from jaxcba import _checks
 from jaxcba.model.params import CBAParams
 
 
@@ -18,6 +22,11 @@ def add_params_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_force_argument(parser: argparse.ArgumentParser, what: str = "memory or work") -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"run even when the up-front estimate of the {what} exceeds the limit")
+
+
 def load_params(spec: str) -> CBAParams:
     """``'paper'`` -> Table 2, otherwise a JSON file (validated; ``ValueError`` on problems)."""
     if spec == "paper":
@@ -25,16 +34,122 @@ def load_params(spec: str) -> CBAParams:
     return CBAParams.from_json(spec)
 
 
-def positive_float(text: str) -> float:
+def _argtype(check):
+    """An argparse ``type`` from a check of :mod:`jaxcba._checks` (its message becomes the usage error)."""
+
+    def convert(text: str):
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
     return value
 
 
+def voxel_nm(text: str) -> float:
+    """``--voxel-nm``: a finite number in :data:`jaxcba._checks.VOXEL_NM_RANGE`."""
+    value = _float(text)
+    lo, hi = _checks.VOXEL_NM_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: a voxel side in [{lo:g}, {hi:g}] nm")
+    return value
+
+
+def seed(text: str) -> int:
+    """``--seed``: an integer in :data:`jaxcba._checks.SEED_RANGE`."""
+    value = _int(text)
+    lo, hi = _checks.SEED_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: an integer in [-2^63, 2^63 - 1]")
+    return value
+
+
+def axis(text: str) -> int:
+    """``--axis``: ``0|1|2`` or ``z|y|x`` (:func:`jaxcba._checks.parse_axis`), as an int."""
+    return _argtype(lambda t: _checks.parse_axis(t, "axis"))(text)
+
+
+def int_at_least(lo: int):
+    """An argparse ``type``: an integer ``>= lo``."""
+
+    def convert(text: str) -> int:
+        value = _int(text)
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: an integer >= {lo}")
+        return value
+
+    convert.__name__ = f"int>={lo}"
+    return convert
+
+
+def float_in(lo: float, hi: float):
+    """An argparse ``type``: a number in the open interval ``(lo, hi)``."""
+
+    def convert(text: str) -> float:
+        value = _float(text)
+        if not lo < value < hi:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: a number in ({lo:g}, {hi:g})")
+        return value
+
+    return convert
+
+
+def output(command: str, path, name: str = "--out", *, suffixes=None, folder: bool = False,
+           what: str = "file") -> Path:
+    """Check an output path before any work (:func:`jaxcba._checks.check_output_path`) and say
+    on stderr that an existing file will be overwritten."""
+    p = _checks.check_output_path(path, name, suffixes=suffixes, folder=folder, what=what)
+    if not folder and p.exists():
+        print(f"jaxcba {command}: note: {p} exists and will be overwritten", file=sys.stderr)
+    return p
+
+
+def note_overwrites(command: str, paths) -> None:
+    """Say on stderr which of ``paths`` exist and will be overwritten."""
+    for p in _checks.existing(paths):
+        print(f"jaxcba {command}: note: {p} exists and will be overwritten", file=sys.stderr)
+
+
+def finite_or_none(value):
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON)."""
+    from jaxcba.batch.store import strict_json
+
+    return strict_json(value)
+
+
+def save_png(fig, path, dpi: int = 120) -> None:
+    """Write ``fig`` as PNG atomically (temp file + rename, umask-respecting mode) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        _checks.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)
+
+
 def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2)
+    from jaxcba.batch.store import strict_json
+
+    json.dump(strict_json(obj), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxcba.cli._common import print_json
+from jaxcba.cli._common import int_at_least, output, print_json
 
 
 def add_parser(sub):
@@ -15,7 +15,7 @@ def add_parser(sub):
     )
     p.add_argument("spec", help="sweep specification (JSON file)")
     p.add_argument("--out", required=True, help="output folder (spec.json, results.jsonl, results.csv)")
-    p.add_argument("--per-device", type=int, default=None, help="jobs per device and step (default: from memory)")
+    p.add_argument("--per-device", type=int_at_least(1), default=None, help="jobs per device and step (default: from memory)")
     p.add_argument("--save-volumes", action="store_true", help="also store each labelled volume (OUT/volumes/*.npz)")
     p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -29,6 +29,7 @@ def run(args) -> int:
 
     if args.per_device is not None and args.per_device < 1:
         raise ValueError(f"--per-device must be >= 1, got {args.per_device}")
+    output("batch", args.out, folder=True)  # a resumable folder: existing results of the same spec are kept
     s = run_batch(args.spec, args.out, per_device=args.per_device, save_volumes=args.save_volumes,
                   progress=not args.no_progress, distributed=args.distributed)
     if args.json:

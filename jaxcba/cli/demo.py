@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
 
-from jaxcba.cli._common import add_params_argument, load_params, positive_float
+from jaxcba.cli._common import add_params_argument, load_params, note_overwrites, output, seed, voxel_nm
 
 #: The paper's numbers to compare with: image fractions (Sec. 2.3.3, Table 1) and the model's
 #: M-factors at 10.57 % graphite (Sec. 4.3).
@@ -29,9 +30,9 @@ def add_parser(sub):
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="96^3 voxels at 80 nm")
     size.add_argument("--paper-size", action="store_true", help="800^3 voxels at 20 nm (the paper's window)")
-    p.add_argument("--shape", type=int, default=None, help="cube side [voxels] (overrides the preset)")
-    p.add_argument("--voxel-nm", type=positive_float, default=None, help="voxel side [nm] (overrides the preset)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--shape", type=int, default=None, help="cube side [voxels], >= 16 (overrides the preset)")
+    p.add_argument("--voxel-nm", type=voxel_nm, default=None, help="voxel side [nm] (overrides the preset)")
+    p.add_argument("--seed", type=seed, default=0, help="PRNG seed (default 0)")
     p.add_argument("--out", default="jaxcba-demo", help="output folder (demo.png, report.json, volume.tif)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.set_defaults(func=run)
@@ -45,8 +46,6 @@ def _step(msg: str, quiet: bool):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from jaxcba import simulate, theory
     from jaxcba.descriptors import describe
     from jaxcba.io import save_volume
@@ -56,11 +55,16 @@ def run(args) -> int:
     params = load_params(args.params)
     preset = "quick" if args.quick else "paper" if args.paper_size else "default"
     n, voxel_nm = SIZES[preset]
-    n = args.shape or n
-    voxel_nm = args.voxel_nm or voxel_nm
+    n = n if args.shape is None else args.shape
+    voxel_nm = voxel_nm if args.voxel_nm is None else args.voxel_nm
     if n < 16:
         raise ValueError(f"--shape must be >= 16 voxels, got {n}")
-    out = Path(args.out)
+    out = output("demo", args.out, folder=True)
+    targets = [out / "volume.tif", out / "report.json", out / "demo.png"]
+    for t in targets:
+        if t.is_dir():
+            raise ValueError(f"--out {out}: {t} is a folder")
+    note_overwrites("demo", targets)
     quiet = args.json
     if not quiet:
         print(f"jaxcba demo: {n}^3 voxels of {voxel_nm:g} nm ({n * voxel_nm / 1000:.1f} µm cube), "
@@ -103,15 +107,21 @@ def run(args) -> int:
         "converged": {"pore": bool(m_pore.converged), "solid": bool(m_solid.converged)},
         "seconds": timings, "descriptors": report.to_dict(),
     }
+    from jaxcba.batch.store import strict_json
     from jaxcba.io import write_text_atomic
 
+    result = strict_json(result)  # strict JSON: a non-finite number is null, its flag beside it
     out.mkdir(parents=True, exist_ok=True)
     save_volume(out / "volume.tif", labels, voxel_nm=voxel_nm)
-    write_text_atomic(out / "report.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     _panel(labels, voxel_nm, report, out / "demo.png", f"{n}³ × {voxel_nm:g} nm, seed {args.seed}")
+    status = 0 if all(result["converged"].values()) else 1
+    if status:
+        print("jaxcba demo: warning: an M-factor solve did not converge (converged: "
+              f"{result['converged']}; exit status 1)", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+        print(json.dumps(result, indent=2, allow_nan=False))
+        return status
     print()
     print(f"{'quantity':<32} {'realization':>12} {'theory':>10} {'paper':>10}")
     for q, v, t_ in rows:
@@ -122,7 +132,7 @@ def run(args) -> int:
     print("Small windows scatter: graphite platelets are ~4 µm wide (--paper-size for the paper's 16 µm window).")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"wrote {out / 'demo.png'}, {out / 'report.json'}, {out / 'volume.tif'}")
-    return 0
+    return status
 
 
 def _fmt(x) -> str:
@@ -133,7 +143,8 @@ def _fmt(x) -> str:
 
 
 def _panel(labels, voxel_nm, report, path, title):
-    from jaxcba.plotting import figure, save_png, show_phases
+    from jaxcba.cli._common import save_png
+    from jaxcba.plotting import figure, show_phases
 
     fig, ax = figure(1, 3, figsize=(15, 4.6))
     show_phases(ax[0], labels[labels.shape[0] // 2], voxel_nm, f"slice z = {labels.shape[0] // 2} ({title})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxcba.cli._common import positive_float, print_json
+from jaxcba.cli._common import add_force_argument, axis, int_at_least, output, print_json, voxel_nm
 
 #: Volumes with more voxels than this show a progress bar on stderr (unless --quiet).
 PROGRESS_VOXELS = 64**3
@@ -31,7 +31,7 @@ def add_parser(sub):
         "(0 pore, 1 carbon black + binder, 2 graphite).",
     )
     p.add_argument("volume", metavar="VOL.tif|VOL.npy", help="labelled (z, y, x) volume")
-    p.add_argument("--voxel-nm", type=positive_float, required=True, help="voxel side length [nm]")
+    p.add_argument("--voxel-nm", type=voxel_nm, required=True, help="voxel side length [nm]")
     p.add_argument(
         "--phase", action="append", choices=tuple(PHASES), help="phase to describe (repeatable; default: solid and pore)"
     )
@@ -39,12 +39,13 @@ def add_parser(sub):
         "--only", action="append", choices=DESCRIPTORS, metavar="DESCRIPTOR",
         help=f"compute only these descriptors (repeatable; default all: {', '.join(DESCRIPTORS)})",
     )
-    p.add_argument("--axis", type=int, choices=(0, 1, 2), default=0, help="transport axis for r_min and tortuosity (default 0 = z)")
+    p.add_argument("--axis", type=axis, default=0, metavar="0|1|2|z|y|x",
+                   help="transport axis for r_min and tortuosity (default 0 = z)")
     p.add_argument("--json", action="store_true", help="print one JSON object {phase: {descriptor: value}}")
     p.add_argument("--plot", metavar="OUT.png", help="write C(h) - V^2 and CPSD curves as PNG")
-    p.add_argument("--max-lag-vox", type=int, default=None, help="largest lag of C(h) [voxels] (default min(shape)/2, at most 100)")
+    p.add_argument("--max-lag-vox", type=int_at_least(1), default=None, help="largest lag of C(h) [voxels] (default min(shape)/2, at most 100)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--force", action="store_true", help="run even when the memory estimate exceeds the available memory")
+    add_force_argument(p, "memory")
     p.set_defaults(func=run)
     return p
 
@@ -84,7 +85,8 @@ def print_table(report) -> None:
 
 
 def plot(report, path: str) -> None:
-    from jaxcba.plotting import figure, save_png
+    from jaxcba.cli._common import save_png
+    from jaxcba.plotting import figure
 
     fig, (a1, a2) = figure(1, 2, figsize=(10, 4))
     for p in report.phases:
@@ -102,15 +104,19 @@ def plot(report, path: str) -> None:
     save_png(fig, path)  # atomic: never a half-written PNG
 
 
+
 def run(args) -> int:
     from jaxcba.descriptors.report import DESCRIPTORS, describe
     from jaxcba.io import load_volume
 
-    if args.plot and not str(args.plot).lower().endswith(".png"):
-        raise ValueError(f"--plot expects a .png path, got {args.plot!r}")
+    if args.plot is not None:
+        output("describe", args.plot, "--plot", suffixes=(".png",), what="plot")
     labels = load_volume(args.volume)
     phases = tuple(dict.fromkeys(args.phase)) if args.phase else ("solid", "pore")
     which = tuple(dict.fromkeys(args.only)) if args.only else DESCRIPTORS
+    if args.max_lag_vox is not None and args.max_lag_vox > max(labels.shape) - 1:
+        raise ValueError(f"--max-lag-vox {args.max_lag_vox} is out of range; allowed: 1 to {max(labels.shape) - 1} "
+                         f"for a volume of shape {labels.shape}")
     report = describe(labels, args.voxel_nm, phases=phases, which=which, axis=args.axis, max_lag_vox=args.max_lag_vox,
                       progress=labels.size > PROGRESS_VOXELS and not args.quiet, check_memory=not args.force)
     if args.json:

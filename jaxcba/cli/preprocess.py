@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxcba.cli._common import positive_float, print_json
+from jaxcba.cli._common import add_force_argument, float_in, int_at_least, output, print_json, voxel_nm
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -14,9 +14,19 @@ def _triple(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected X,Y,Z in nm, e.g. 10,10,20") from None
     if len(vals) == 1:
         vals = vals * 3
-    if len(vals) != 3 or min(vals) <= 0:
+    if len(vals) != 3 or not all(v == v and 0 < v < float("inf") for v in vals):
         raise argparse.ArgumentTypeError(f"{text!r}: expected one or three positive numbers X,Y,Z [nm]")
     return tuple(vals)
+
+
+def _raw_shape(text: str) -> tuple[int, int, int]:
+    try:
+        dims = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers Z,Y,X") from None
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers Z,Y,X")
+    return dims
 
 
 def add_parser(sub):
@@ -30,43 +40,63 @@ def add_parser(sub):
     p.add_argument("volume", help="input volume file or folder of .tif slices")
     p.add_argument("--voxel-nm", type=_triple, required=True, metavar="X,Y,Z",
                    help="input voxel size [nm] as X,Y,Z (slice thickness last, e.g. 10,10,20), or one number")
-    p.add_argument("--to-voxel-nm", type=positive_float, default=None, help="cubic output voxel side [nm]")
+    p.add_argument("--to-voxel-nm", type=voxel_nm, default=None,
+                   help="cubic output voxel side [nm] (required when --voxel-nm is not cubic)")
     p.add_argument("--labels", default=None, metavar="RAW=LABEL,...", help="value mapping, e.g. 0=0,128=1,255=2")
     p.add_argument("--grey", default=None, metavar="FILE", help="grey-value/probability volume for graphite detection")
-    p.add_argument("--quantile", type=float, default=0.85, help="graphite threshold quantile of --grey (default 0.85)")
+    p.add_argument("--quantile", type=float_in(0.0, 1.0), default=None,
+                   help="graphite threshold quantile of --grey (default 0.85; only with --grey)")
     p.add_argument("--crop", default=None, metavar="Z0:Z1,Y0:Y1,X0:X1", help="crop box in input voxels")
-    p.add_argument("--closing-radius", type=int, default=1, help="closing cube half-size in voxels (0: off; default 1)")
-    p.add_argument("--min-component", type=int, default=None,
+    p.add_argument("--closing-radius", type=int_at_least(0), default=1,
+                   help="closing cube half-size in voxels (0: off; default 1; at most 64)")
+    p.add_argument("--min-component", type=int_at_least(1), default=None,
                    help="remove additive components below this many voxels (default: all but the largest)")
     p.add_argument("--keep-components", action="store_true", help="do not remove detached components")
     p.add_argument("--downsample", type=int, default=1, choices=(1, 2, 4), help="final slice-removal factor")
-    p.add_argument("--raw-shape", default=None, metavar="Z,Y,X", help="shape of a .raw input")
+    p.add_argument("--raw-shape", type=_raw_shape, default=None, metavar="Z,Y,X", help="shape of a .raw input")
     p.add_argument("--raw-dtype", default=None, help="element type of a .raw input, e.g. uint8")
     p.add_argument("--out", required=True, help="output .tif or .npy (written only if every step succeeds)")
     p.add_argument("--report", action="store_true", help="print what each step changed")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_force_argument(p, "memory of the closing or resampling")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
-    from pathlib import Path
+    import numpy as np
 
+    from jaxcba._checks import check_voxel_nm
     from jaxcba.io import WRITE_SUFFIXES, parse_mapping, read_volume, save_volume
     from jaxcba.preprocess import preprocess
 
-    if Path(args.out).suffix.lower() not in WRITE_SUFFIXES:
-        raise ValueError(f"--out must end in one of {', '.join(WRITE_SUFFIXES)}, got {args.out}")
-    shape = None if args.raw_shape is None else tuple(int(v) for v in args.raw_shape.split(","))
+    if args.quantile is not None and args.grey is None:
+        raise ValueError("--quantile needs --grey (the grey-value volume it thresholds)")
+    if args.min_component is not None and args.keep_components:
+        raise ValueError("--min-component and --keep-components contradict each other; give one")
+    if (args.raw_shape is None) != (args.raw_dtype is None) or (args.raw_shape is not None
+                                                                and not str(args.volume).lower().endswith(".raw")):
+        raise ValueError("--raw-shape and --raw-dtype go together, and only with a .raw input")
+    if args.raw_dtype is not None:
+        try:
+            np.dtype(args.raw_dtype)
+        except TypeError:
+            raise ValueError(f"--raw-dtype {args.raw_dtype!r} is not a NumPy dtype (e.g. uint8, uint16)") from None
+    x, y, z = (check_voxel_nm(v, "--voxel-nm") for v in args.voxel_nm)
+    if args.to_voxel_nm is None and not x == y == z:
+        raise ValueError(f"--voxel-nm {x:g},{y:g},{z:g} is not cubic; give --to-voxel-nm (the cubic output voxel side)")
+    out_path = output("preprocess", args.out, suffixes=WRITE_SUFFIXES, what="volume")
     mapping = None if args.labels is None else parse_mapping(args.labels)
-    labels = read_volume(args.volume, mapping=mapping, shape=shape, dtype=args.raw_dtype)
+    labels = read_volume(args.volume, mapping=mapping, shape=args.raw_shape, dtype=args.raw_dtype)
     grey = None if args.grey is None else read_volume(args.grey, labels=False)
-    x, y, z = args.voxel_nm
     out, report = preprocess(
         labels, (z, y, x), to_voxel_nm=args.to_voxel_nm, grey=grey, box=args.crop,
         closing_radius=args.closing_radius, remove_components=not args.keep_components,
-        min_component_voxels=args.min_component, quantile=args.quantile, downsample=args.downsample,
+        min_component_voxels=args.min_component, quantile=0.85 if args.quantile is None else args.quantile,
+        downsample=args.downsample, check_memory=not args.force,
     )
+    if out.size == 0:
+        raise ValueError(f"the preprocessed volume is empty (shape {out.shape}); check --crop and --to-voxel-nm")
     save_volume(args.out, out, voxel_nm=report.voxel_nm)
     if args.json:
         print_json({"out": str(args.out), "shape": list(out.shape), **report.to_dict()})

@@ -5,7 +5,9 @@
 
 Prints the realized phase fractions beside the theoretical ones (``jaxcba.theory`` at
 the same voxel size); ``--json`` prints one JSON object instead. Everything is checked
-before any allocation, and the output file appears only once completely written.
+before any allocation, and the output file appears only once completely written (an existing one is overwritten, with a
+note on stderr). Windows that do not fit in memory or need more than
+``jaxcba.model.realization.MAX_GRAINS`` grains are refused up front (``--force`` tries anyway).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxcba.cli._common import add_params_argument, load_params, positive_float, print_json
+from jaxcba.cli._common import add_force_argument, add_params_argument, load_params, output, print_json, seed, voxel_nm
 
 
 def _shape(text: str):
@@ -40,11 +42,12 @@ def add_parser(sub):
     )
     add_params_argument(p)
     p.add_argument("--shape", type=_shape, required=True, metavar="N|NZ,NY,NX", help="window in voxels")
-    p.add_argument("--voxel-nm", type=positive_float, default=20.0, help="voxel side in nm (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="integer seed of the jax.random key (default 0)")
+    p.add_argument("--voxel-nm", type=voxel_nm, default=20.0, help="voxel side in nm (default 20)")
+    p.add_argument("--seed", type=seed, default=0, help="integer seed of the jax.random key (default 0)")
     p.add_argument("--out", required=True, metavar="VOL.tif|VOL.npy", help="output volume (uint8, z y x)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_force_argument(p, "memory or grain count")
     p.set_defaults(func=run)
     return p
 
@@ -54,24 +57,13 @@ def run(args) -> int:
     import numpy as np
 
     from jaxcba import io, theory
+    from jaxcba._checks import check_finite_result
     from jaxcba.model.realization import simulate
-    from jaxcba.model.window import check_memory, check_window
+    from jaxcba.model.window import check_window
 
-    out = Path(args.out)
-    if out.suffix.lower() not in io.VOLUME_SUFFIXES:
-        raise ValueError(f"--out {out}: unsupported volume format {out.suffix or '(none)'}; use .tif, .tiff or .npy")
-    if out.exists() and out.is_dir():
-        raise ValueError(f"--out {out} is a directory")
+    out = output("simulate", args.out, suffixes=io.WRITE_SUFFIXES, what="volume")
     params = load_params(args.params)
     shape, voxel_nm = check_window(args.shape, args.voxel_nm)
-    check_memory(shape)
-    progress = not args.no_progress and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
-
-    t0 = time.perf_counter()
-    vol = np.asarray(simulate(params, shape, voxel_nm, jax.random.key(args.seed), progress=progress))
-    seconds = time.perf_counter() - t0
-    counts = np.bincount(vol.ravel(), minlength=3).astype(float) / vol.size
-    fractions = {"graphite": counts[2], "cb": counts[1], "pore": counts[0]}
     th = theory.volume_fractions(params, voxel_nm=voxel_nm)
     theo = {
         "graphite": float(th.graphite),
@@ -81,6 +73,15 @@ def run(args) -> int:
         "pores_removed": float(th.pores_removed),
         "excursion": float(th.excursion),
     }
+    check_finite_result(list(theo.values()), "the theoretical volume fractions")
+    progress = not args.no_progress and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
+
+    t0 = time.perf_counter()
+    vol = np.asarray(simulate(params, shape, voxel_nm, jax.random.key(args.seed), progress=progress,
+                              check_memory=not args.force))
+    seconds = time.perf_counter() - t0
+    counts = np.bincount(vol.ravel(), minlength=3).astype(float) / vol.size
+    fractions = {"graphite": counts[2], "cb": counts[1], "pore": counts[0]}
     io.save_volume(out, vol)
     if args.json:
         print_json(

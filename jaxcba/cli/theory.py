@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxcba.cli._common import add_params_argument, load_params, positive_float, print_json
+from jaxcba.cli._common import add_params_argument, load_params, print_json, voxel_nm
 
 #: Distances [nm] at which C(h) of the excursion set is printed.
 H_NM = (0.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
@@ -18,7 +18,7 @@ def add_parser(sub):
         "(Eqs. 18, 22, 24) and the two-point coverage of the excursion set (Eq. 21 with 1/(2 pi) restored).",
     )
     add_params_argument(p)
-    p.add_argument("--voxel-nm", type=positive_float, default=20.0,
+    p.add_argument("--voxel-nm", type=voxel_nm, default=20.0,
                    help="voxel side [nm] of the gamma half-axis convention (default 20, as calibrated)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=run)
@@ -26,11 +26,12 @@ def add_parser(sub):
 
 
 def compute(params, voxel_nm: float) -> dict:
-    """The numbers `jaxcba theory` prints, as a JSON-ready dict."""
+    """The numbers `jaxcba theory` prints, as a JSON-ready dict (``ValueError`` if one is not finite)."""
     from jaxcba import theory
+    from jaxcba._checks import check_finite_result
 
     h = np.asarray(H_NM)
-    return {
+    out = {
         "params": params.to_dict(),
         "voxel_nm": voxel_nm,
         "graphite": theory.graphite_densities(params, voxel_nm).to_dict(),
@@ -40,6 +41,10 @@ def compute(params, voxel_nm: float) -> dict:
             "C": np.asarray(theory.two_point_coverage(h, params.mu, params.eta)).tolist(),
         },
     }
+    for key in ("graphite", "volume_fractions"):
+        check_finite_result(list(out[key].values()), f"the {key.replace('_', ' ')} at {voxel_nm:g} nm voxels")
+    check_finite_result(out["two_point"]["C"], "the two-point coverage")
+    return out
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from jaxcba.cli._common import positive_float, print_json
+from jaxcba.cli._common import add_force_argument, axis, positive_float, print_json
 
 #: Volumes with more voxels than this show a progress line on stderr (unless --json / --quiet).
 PROGRESS_VOXELS = 64**3
@@ -23,6 +23,8 @@ def parse_conductivity(text: str) -> dict[int, float]:
             label, val = int(key.strip()), float(value.strip())
         except ValueError:
             raise ValueError(f"--conductivity expects LABEL=VALUE pairs like '2=1,1=0.01', got {text!r}") from None
+        if not abs(val) < float("inf"):
+            raise ValueError(f"--conductivity {label}={value.strip()} is not finite; allowed: finite values >= 0")
         if label in out:
             raise ValueError(f"--conductivity gives label {label} twice")
         out[label] = val
@@ -34,6 +36,11 @@ def _conductivity_arg(text: str) -> dict[int, float]:
         return parse_conductivity(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _g(value, spec: str) -> str:
+    """A number in ``spec``, or ``-`` for a value that is missing (not finite)."""
+    return "-" if value is None else format(value, spec)
 
 
 def add_parser(sub):
@@ -53,7 +60,7 @@ def add_parser(sub):
         "--conductivity", type=_conductivity_arg, metavar="L=S,...",
         help="conductivity of each label of the phase, e.g. 2=1,1=0.01 (default 1 for each)",
     )
-    p.add_argument("--axis", choices=("z", "y", "x"), default="z", help="transport direction (default z)")
+    p.add_argument("--axis", type=axis, default=0, metavar="0|1|2|z|y|x", help="transport direction (default z)")
     p.add_argument("--tol", type=positive_float, default=1e-5, help="relative residual |b - Au| / |b| to reach (default 1e-5)")
     p.add_argument("--flux-tol", type=positive_float, default=1e-2, help="largest plane-current imbalance (default 1e-2, TauFactor's)")
     p.add_argument("--max-iter", type=int, default=5000, help="CG iteration limit (default 5000)")
@@ -66,32 +73,26 @@ def add_parser(sub):
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.add_argument("--force", action="store_true", help="run even when the memory estimate exceeds the available memory")
+    add_force_argument(p, "memory")
     p.set_defaults(func=run)
     return p
 
 
-def _progress_printer(max_iter: int):
-    """Progress line: iteration, residual and an ETA from the residual's decay rate so far."""
+def _progress_printer(max_iter: int, bar):
+    """Progress callback: the bar counts the per cent of the residual's log-decay to the target
+    (so its ETA follows the decay rate so far), with the iteration and residual beside it."""
     import math
 
-    start = time.perf_counter()
     first = {}
 
     def show(state) -> None:
         res, target = float(state.res), float(state.target)
-        elapsed = time.perf_counter() - start
         first.setdefault("res", res)
-        eta = ""
+        span = math.log(first["res"] / target) if first["res"] > target > 0 else 0.0
         done = math.log(first["res"] / res) if 0 < res < first["res"] else 0.0
-        left = math.log(res / target) if res > target > 0 else 0.0
-        if done > 0 and int(state.iterations) > 0:
-            eta = f"  ETA {elapsed * left / done:6.0f} s"
-        print(
-            f"\r  iteration {int(state.iterations):5d}/{max_iter}  residual {res:.2e}  "
-            f"target {target:.1e}  {elapsed:6.1f} s{eta}",
-            end="", file=sys.stderr, flush=True,
-        )
+        pct = min(100.0, 100.0 * done / span) if span > 0 else 0.0
+        bar.update(max(0.0, pct - bar.n))
+        bar.set_postfix_str(f"iteration {int(state.iterations)}/{max_iter}, residual {res:.2e} (target {target:.1e})")
 
     return show
 
@@ -99,6 +100,8 @@ def _progress_printer(max_iter: int):
 def run(args) -> int:
     import jax.numpy as jnp
 
+    from jaxcba._checks import axis_name
+    from jaxcba._progress import meter
     from jaxcba.io import load_volume
     from jaxcba.transport import m_factor
 
@@ -109,29 +112,50 @@ def run(args) -> int:
     labels = load_volume(args.volume)
     show = labels.size > PROGRESS_VOXELS and not (args.json or args.quiet)
     start = time.perf_counter()
-    result = m_factor(
-        labels, args.phase, args.conductivity, args.axis,
-        rtol=args.tol, flux_tol=args.flux_tol, max_iter=args.max_iter,
-        preconditioner=args.preconditioner, boundary=args.boundary, dtype=jnp.float32,
-        progress=_progress_printer(args.max_iter) if show else None, check_memory=not args.force,
-    )
+    # Only ratios matter: solve with the conductivities divided by their largest (float64 here),
+    # so that any finite positive values work in float32, and scale sigma back afterwards.
+    cond, scale = args.conductivity, 1.0
+    if cond and max(cond.values()) > 0 and max(cond.values()) != 1.0:
+        scale = max(cond.values())
+        cond = {k: v / scale for k, v in cond.items()}
+    with meter(100, "jaxcba tortuosity", "%", enabled=show,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}") as bar:
+        result = m_factor(
+            labels, args.phase, cond, args.axis,
+            rtol=args.tol, flux_tol=args.flux_tol, max_iter=args.max_iter,
+            preconditioner=args.preconditioner, boundary=args.boundary, dtype=jnp.float32,
+            progress=_progress_printer(args.max_iter, bar) if show else None, check_memory=not args.force,
+        )
     out = result.to_dict()
     seconds = time.perf_counter() - start
-    if show:
-        print(file=sys.stderr)
-    out.update(phase=args.phase, axis=args.axis, shape=list(labels.shape), seconds=seconds)
+    if scale != 1.0:
+        out["sigma_ref"] = scale
+        out["sigma_eff"] = None if out["m_factor"] is None else out["m_factor"] * scale
+    if out["converged"] and out["m_factor"] is None:  # never a missing M reported as converged
+        out["converged"] = False
+    out.update(phase=args.phase, axis=axis_name(args.axis), shape=list(labels.shape), seconds=seconds)
     if args.json:
         print_json(out)
     else:
         tau = "inf (no percolating path)" if out["tau_eff"] is None else f"{out['tau_eff']:.6g}"
-        print(f"volume {'x'.join(map(str, labels.shape))}, phase {args.phase}, axis {args.axis}")
-        print(f"eps        {out['eps']:.6g}")
+        print(f"volume {'x'.join(map(str, labels.shape))}, phase {args.phase}, axis {out['axis']}")
+        print(f"eps        {_g(out['eps'], '.6g')}")
         print(f"tau_eff    {tau}")
-        print(f"M          {out['m_factor']:.6g}   (sigma_eff {out['sigma_eff']:.6g}, sigma_ref {out['sigma_ref']:g})")
+        print(f"M          {_g(out['m_factor'], '.6g')}   (sigma_eff {_g(out['sigma_eff'], '.6g')}, "
+              f"sigma_ref {_g(out['sigma_ref'], 'g')})")
         print(f"percolates {out['percolates']}")
-        print(f"iterations {out['iterations']}  converged {out['converged']}  residual {out['relative_residual']:.2e}  "
-              f"flux imbalance {out['flux_imbalance']:.2e}")
+        print(f"iterations {out['iterations']}  converged {out['converged']}  residual "
+              f"{_g(out['relative_residual'], '.2e')}  flux imbalance {_g(out['flux_imbalance'], '.2e')}")
         print(f"seconds    {seconds:.3f}")
     if not out["converged"]:
-        print("jaxcba tortuosity: warning: not converged within --max-iter; raise it or loosen --tol", file=sys.stderr)
+        if out["m_factor"] is None:
+            reason = "the effective conductivity is not finite (floating-point overflow)"
+        elif out["relative_residual"] is None or out["flux_imbalance"] is None:
+            reason = "the residual became non-finite (floating-point overflow) and the solve stopped"
+        elif out["iterations"] >= args.max_iter:
+            reason = f"--max-iter {args.max_iter} reached; raise it or loosen --tol / --flux-tol"
+        else:
+            reason = "the solver stalled before reaching --tol / --flux-tol"
+        print(f"jaxcba tortuosity: warning: not converged: {reason} (exit status 1)", file=sys.stderr)
+        return 1
     return 0

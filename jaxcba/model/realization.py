@@ -41,10 +41,14 @@ from jaxcba.model import germs as G
 from jaxcba.model.gaussian_field import excursion_labels
 from jaxcba.model.params import CBAParams
 from jaxcba.model.raster import paint_jit
-from jaxcba.model.window import check_memory, check_window
+from jaxcba.model.window import check_memory as _check_window_memory, check_window
 
 #: Default expected number of grains missed by the edge margins, per realization.
 EPS = 1e-6
+#: Largest expected number of grains (pore balls + graphite spheroids, margins included) of one
+#: realization: beyond it the marks alone take GBs and painting minutes (the paper's 800^3
+#: window at 20 nm has ~4e4). ``check_memory=False`` lifts it.
+MAX_GRAINS = 2e7
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,31 @@ def _layers(p: VoxelParams, shape, eps: float, ball_grow: float = 0.0) -> tuple[
 
 
 def _as_key(key):
+    from jaxcba._checks import check_key
+
     if isinstance(key, jax.core.Tracer):
         raise ValueError(
             "simulate needs a concrete key (it sizes its pools on the host); for a batch use "
             "jaxcba.model.simulate_batch(params, shape, voxel_nm, keys), inside jit/vmap/grad use simulate_soft"
         )
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    return key
+    return check_key(key)
+
+
+def _check_eps(eps) -> float:
+    from jaxcba._checks import check_number
+
+    return check_number(eps, "eps", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+
+
+def check_grains(layers, shape, batch: int = 1, force: bool = False) -> None:
+    """``ValueError`` when the expected grain count of the layers exceeds :data:`MAX_GRAINS`."""
+    from jaxcba._checks import check_work
+
+    counts = {"pore balls (lambda_y)": layers[0].mean_count(shape), "graphite grains (lambda_x)": layers[1].mean_count(shape)}
+    total = batch * sum(counts.values())
+    worst = max(counts, key=counts.get)
+    check_work(total, MAX_GRAINS, f"the window {'x'.join(map(str, shape))} with these parameters", "grains",
+               force=force, hint=f"most are {worst}; lower the intensity or the window")
 
 
 def _draw_layer(layer: Layer, key, shape):
@@ -135,12 +156,13 @@ def _paint_layer(vol, layer: Layer, key, shape, bar=None):
 def _progress(enabled: bool, desc: str):
     if not enabled:
         return None
-    from tqdm import tqdm
+    from jaxcba._progress import meter
 
-    return tqdm(total=None, desc=desc, unit="step", leave=False)
+    return meter(None, desc, "step")
 
 
-def simulate(params: CBAParams, shape, voxel_nm: float, key, *, eps: float = EPS, progress: bool = False) -> jax.Array:
+def simulate(params: CBAParams, shape, voxel_nm: float, key, *, eps: float = EPS, progress: bool = False,
+             check_memory: bool = True) -> jax.Array:
     """One realization of the CBA model as labels (paper Eq. 4).
 
     Args:
@@ -149,18 +171,24 @@ def simulate(params: CBAParams, shape, voxel_nm: float, key, *, eps: float = EPS
         voxel_nm: voxel side [nm]; parameters are converted as in Section 3.3.
         key: a ``jax.random`` key (or an int seed).
         eps: expected number of grains missed by the edge margins.
-        progress: show a tqdm progress bar on stderr.
+        progress: show a progress bar on stderr.
+        check_memory: refuse (``ValueError``) a window that does not fit in memory or whose
+            expected grain count exceeds :data:`MAX_GRAINS`; ``False`` tries anyway.
     Returns:
         uint8 array ``(nz, ny, nx)``: 0 pore, 1 carbon black + binder, 2 graphite.
     Raises:
-        ValueError: bad shape, voxel size or parameters, or a window that does not fit in
-            memory (the message says how much it needs) - before any allocation.
+        ValueError: bad shape, voxel size, key, eps or parameters, or a window that does not
+            fit in memory or needs too many grains (the message says how much) - before any
+            allocation.
     """
     shape, voxel_nm = check_window(shape, voxel_nm)
     p = VoxelParams.of(params, voxel_nm)
-    check_memory(shape)
+    eps = _check_eps(eps)
+    if check_memory:
+        _check_window_memory(shape)
     key = _as_key(key)
     balls, graphite = _layers(p, shape, eps)
+    check_grains((balls, graphite), shape, force=not check_memory)
     k_field, k_balls, k_graphite = jax.random.split(key, 3)
     bar = _progress(progress, f"simulate {'x'.join(map(str, shape))}")
     vol = excursion_labels(k_field, shape, p.eta, p.mu)
@@ -173,7 +201,8 @@ def simulate(params: CBAParams, shape, voxel_nm: float, key, *, eps: float = EPS
     return vol
 
 
-def simulate_batch(params: CBAParams, shape, voxel_nm: float, keys, *, eps: float = EPS) -> jax.Array:
+def simulate_batch(params: CBAParams, shape, voxel_nm: float, keys, *, eps: float = EPS,
+                   check_memory: bool = True) -> jax.Array:
     """Realizations for a batch of keys: the batch entry point of the hard path.
 
     The Gaussian fields of all keys are made by one ``jax.vmap``-ed call; the grains are
@@ -188,12 +217,19 @@ def simulate_batch(params: CBAParams, shape, voxel_nm: float, keys, *, eps: floa
     """
     shape, voxel_nm = check_window(shape, voxel_nm)
     p = VoxelParams.of(params, voxel_nm)
+    eps = _check_eps(eps)
     if isinstance(keys, jax.core.Tracer):
         _as_key(keys)
     keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
+    if keys.ndim < 1 or not (jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
+                             or (keys.dtype == jnp.uint32 and keys.ndim == 2 and keys.shape[1] == 2)):
+        raise ValueError(f"keys must be (B,) typed keys (jax.random.split(key, B)) or (B, 2) uint32 raw keys, "
+                         f"got dtype {keys.dtype} and shape {keys.shape}")
     n_batch = keys.shape[0]
-    check_memory(shape, n_batch, "this batch of windows")
+    if check_memory:
+        _check_window_memory(shape, n_batch, "this batch of windows")
     balls, graphite = _layers(p, shape, eps)
+    check_grains((balls, graphite), shape, n_batch, force=not check_memory)
     split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
     fields = jax.vmap(lambda k: excursion_labels(k, shape, p.eta, p.mu))(split[:, 0])
     out = []
@@ -221,7 +257,8 @@ def simulate_balls(
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     if not (math.isfinite(grow_nm) and grow_nm >= 0):
         raise ValueError(f"grow_nm must be a finite number >= 0, got {grow_nm!r}")
-    check_memory(shape)
+    eps = _check_eps(eps)
+    _check_window_memory(shape)
     p = VoxelParams(1.0, 1.0, 1.0, 1.0, 0.0, 1.0, theta * voxel_nm, lambda_y * voxel_nm**3)
     balls, _ = _layers(p, shape, eps, ball_grow=grow_nm / voxel_nm)
     balls = Layer("ball", 1, balls.lam, balls.margin, balls.draw)
@@ -229,4 +266,4 @@ def simulate_balls(
     return _paint_layer(vol, balls, _as_key(key), shape).astype(bool)
 
 
-__all__ = ["simulate", "simulate_batch", "simulate_balls", "VoxelParams", "EPS"]
+__all__ = ["simulate", "simulate_batch", "simulate_balls", "VoxelParams", "EPS", "MAX_GRAINS", "check_grains"]

@@ -27,9 +27,11 @@ def check_window(shape, voxel_nm) -> tuple[tuple[int, int, int], float]:
         raise ValueError(f"shape must be an int or three ints (z, y, x), got {shape!r}")
     if any(int(d) < 1 for d in dims):
         raise ValueError(f"every side of shape must be >= 1 voxel, got {tuple(int(d) for d in dims)}")
+    from jaxcba._checks import check_voxel_nm
+
     if isinstance(voxel_nm, bool) or not isinstance(voxel_nm, Real) or not math.isfinite(voxel_nm) or voxel_nm <= 0:
         raise ValueError(f"voxel_nm must be a finite number > 0 [nm], got {voxel_nm!r}")
-    return tuple(int(d) for d in dims), float(voxel_nm)
+    return tuple(int(d) for d in dims), check_voxel_nm(voxel_nm)
 
 
 def realization_bytes(shape, batch: int = 1) -> int:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr, ndtri
 
+from jaxcba.theory._inputs import array_arg, check_values, checked
 from jaxcba.theory._quadrature import gauss_legendre
 
 _N_NODES = 48
@@ -31,11 +32,32 @@ def _f(x):
     return jnp.asarray(x, dtype=jnp.result_type(x, float))
 
 
+def _check_h_eta(h_nm, eta):
+    h_nm = check_values(array_arg(h_nm), "h_nm", lo=0.0, allowed="finite distances >= 0 [nm]")
+    return (h_nm, check_values(array_arg(eta), "eta", lo=0.0, lo_open=True, allowed="finite > 0 [nm^-1]")), {}
+
+
+def _check_h_mu_eta(h_nm, mu, eta, n: int = _N_NODES):
+    (h_nm, eta), _ = _check_h_eta(h_nm, eta)
+    return (h_nm, check_values(array_arg(mu), "mu", allowed="finite real numbers"), eta, n), {}
+
+
+def _check_rho_mu(rho, mu, n: int = _N_NODES):
+    rho = check_values(array_arg(rho), "rho", lo=-1.0, hi=1.0, allowed="finite numbers in [-1, 1]")
+    return (rho, check_values(array_arg(mu), "mu", allowed="finite real numbers"), n), {}
+
+
+def _check_mu(mu):
+    return (check_values(array_arg(mu), "mu", allowed="finite real numbers"),), {}
+
+
+@checked(_check_h_eta)
 def covariance(h_nm, eta):
     """``rho(h) = 1 / (1 + (eta h)^2)`` (Eq. 2); ``h_nm`` [nm], ``eta`` [nm^-1]."""
     return 1.0 / (1.0 + (_f(eta) * _f(h_nm)) ** 2)
 
 
+@checked(_check_mu)
 def excursion_fraction(mu):
     """``V2 = 1 - Phi(mu) = Phi(-mu)`` (Eq. 18)."""
     return ndtr(-_f(mu))
@@ -46,6 +68,7 @@ def mu_from_fraction(v2):
     return -ndtri(_f(v2))
 
 
+@checked(_check_rho_mu)
 @partial(jax.jit, static_argnames=('n',))
 def coverage_from_correlation(rho, mu, n: int = _N_NODES):
     """``P(Z1 >= mu, Z2 >= mu)`` for standard normals with correlation ``rho`` (Eq. 21 corrected).
@@ -62,6 +85,7 @@ def coverage_from_correlation(rho, mu, n: int = _N_NODES):
     return v2 * v2 + integral / (2.0 * math.pi)
 
 
+@checked(_check_h_mu_eta)
 @partial(jax.jit, static_argnames=('n',))
 def two_point_coverage(h_nm, mu, eta, n: int = _N_NODES):
     """Two-point coverage ``C(h)`` of Xi2 (Eq. 21 with the 1/(2 pi) restored).

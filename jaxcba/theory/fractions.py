@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcba.theory._inputs import check_params, check_values, check_voxel, checked
 from jaxcba.theory._results import Result
 from jaxcba.theory.excursion import excursion_fraction
 from jaxcba.theory.miles import graphite_densities
@@ -25,6 +26,11 @@ def _f(x):
     return jnp.asarray(x, dtype=jnp.result_type(x, float))
 
 
+def _check_balls(lambda_y, theta):
+    return (check_values(lambda_y, "lambda_y", lo=0.0), check_values(theta, "theta", lo=0.0, lo_open=True)), {}
+
+
+@checked(_check_balls)
 def ball_fraction(lambda_y, theta):
     """``V3`` of the Boolean model of balls with Exp(``theta``) radii (Eq. 24).
 
@@ -69,11 +75,17 @@ class VolumeFractions(Result):
     excursion: Any
 
 
+def _check_fractions(params, voxel_nm: float = 20.0):
+    return (check_params(params), check_voxel(voxel_nm)), {}
+
+
+@checked(_check_fractions)
 @jax.jit
 def volume_fractions(params, voxel_nm: float = 20.0) -> VolumeFractions:
     """Volume fractions of ``params`` (:class:`~jaxcba.CBAParams`, batched or traced).
 
-    ``voxel_nm`` enters only through the gamma half-axis convention of V1.
+    ``voxel_nm`` enters only through the gamma half-axis convention of V1. Concrete
+    parameters are validated first (``ValueError`` naming the field and its range).
     """
     v1 = graphite_densities(params, voxel_nm).V
     v2 = excursion_fraction(params.mu)

@@ -34,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcba.theory._inputs import check_params, check_voxel, checked
 from jaxcba.theory._quadrature import gauss_legendre
 from jaxcba.theory._results import Result
 from jaxcba.theory.spheroid import spheroid_functionals
@@ -133,6 +134,11 @@ def beta_spheroid_means(k1, k2, n: int = 64):
     return tuple(jnp.sum(weight * f, -1) for f in (vol, surf, curv))
 
 
+def _check_moments(params, voxel_nm: float = 20.0, n: int = 64):
+    return (check_params(params), check_voxel(voxel_nm), n), {}
+
+
+@checked(_check_moments)
 @partial(jax.jit, static_argnames=('n',))
 def grain_moments(params, voxel_nm: float = 20.0, n: int = 64) -> GrainMoments:
     """Expected V [nm^3], S [nm^2], K [nm] of a graphite grain of ``params`` (Eqs. 14-16).

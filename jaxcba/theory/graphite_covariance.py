@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcba.theory._quadrature import gauss_legendre
+from jaxcba.theory._inputs import checked
 from jaxcba.theory.grains import beta_rule, grain_moments
 
 _LOG_DROP = 45.0
@@ -96,6 +97,14 @@ def spheroid_covariogram(h, m, M, n_t: int = 12):
     return (4.0 * math.pi / 3.0) * m * M * M * integral
 
 
+def _check_grain_h(params, h_nm, voxel_nm: float = 20.0, n_w: int = 24, n_t: int = 24, n_dir: int = 12):
+    from jaxcba.theory._inputs import array_arg, check_params, check_values, check_voxel
+
+    h_nm = check_values(array_arg(h_nm), "h_nm", lo=0.0, allowed="finite distances >= 0 [nm]")
+    return (check_params(params), h_nm, check_voxel(voxel_nm), n_w, n_t, n_dir), {}
+
+
+@checked(_check_grain_h)
 @partial(jax.jit, static_argnames=("n_w", "n_t", "n_dir"))
 def mean_grain_covariogram(params, h_nm, voxel_nm: float = 20.0, n_w: int = 24, n_t: int = 24, n_dir: int = 12):
     """``g(h) = E|E ∩ (E + h u)|`` [nm^3] of the random graphite grain, shape of ``h_nm``.
@@ -121,6 +130,7 @@ def mean_grain_covariogram(params, h_nm, voxel_nm: float = 20.0, n_w: int = 24, 
     return jnp.sum(weight * g, axis=(-2, -1))
 
 
+@checked(_check_grain_h)
 @partial(jax.jit, static_argnames=("n_w", "n_t", "n_dir"))
 def graphite_two_point(params, h_nm, voxel_nm: float = 20.0, n_w: int = 24, n_t: int = 24, n_dir: int = 12):
     """Two-point coverage ``C1(h)`` of the graphite Boolean model (module docstring), shape of ``h_nm``.

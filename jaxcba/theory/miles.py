@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcba.theory._inputs import checked
 from jaxcba.theory._results import Result
 from jaxcba.theory.grains import grain_moments
 
@@ -60,6 +61,13 @@ def miles_densities(lambda_x, mean_v, mean_s, mean_k) -> GraphiteDensities:
     return GraphiteDensities(V=v_v, S=s_v, K=k_v, N=n_v)
 
 
+def _check_densities(params, voxel_nm: float = 20.0, n: int = 64):
+    from jaxcba.theory._inputs import check_params, check_voxel
+
+    return (check_params(params), check_voxel(voxel_nm), n), {}
+
+
+@checked(_check_densities)
 @partial(jax.jit, static_argnames=('n',))
 def graphite_densities(params, voxel_nm: float = 20.0, n: int = 64) -> GraphiteDensities:
     """``V, S, K, N`` of the graphite Boolean model of ``params`` (Eqs. 10-16).
