@@ -10,6 +10,8 @@ import dataclasses
 import json
 import math
 
+import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -101,6 +103,17 @@ def test_non_finite_encodings(results):
     d = results["Stage2Result (cutout)"].to_dict()
     assert d["v3"] is None and d["theta"] is None
     assert math.isnan(cal.Stage2Result.from_dict(d).v3)
+    # strict JSON everywhere (#18): no bare NaN / Infinity, null read back as NaN
+    nm = results["OptimResult (nelder-mead)"]
+    assert nm.to_dict()["grad_norm"] is None and math.isnan(type(nm).from_json(nm.to_json()).grad_norm)
+    ho = results["HeldOut"].to_dict()
+    assert ho["image"][1] is None and ho["err_staged"][1] is None
+    assert math.isnan(HeldOut.from_dict(ho).image[1])
+    cd = cal.ContactDistribution(r_nm=np.array([1.0, 2.0]), y=np.array([0.1, np.inf]), n_voxels=np.array([3, 4]))
+    back = cal.ContactDistribution.from_json(cd.to_json())
+    assert cd.to_dict()["y"] == [0.1, None] and np.isnan(back.y[1]) and back.n_voxels.dtype.kind == "i"
+    for r in results.values():
+        json.loads(r.to_json(), parse_constant=lambda c: pytest.fail(f"bare {c} in {type(r).__name__}"))
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -117,6 +130,7 @@ STRATEGIES = {
     "LBFGS": (lambda: cal.LBFGS(max_steps=10), dict(gtol=-1.0)),
     "Adam": (lambda: cal.Adam(learning_rate=0.1), dict(learning_rate=0.0)),
     "NelderMead": (lambda: cal.NelderMead(max_fev=100), dict(max_steps=0)),
+    "Strategies": (lambda: cal.Strategies(stage2=cal.Masked(), stage3=cal.Pores()), dict(stage2="random")),
 }
 
 
@@ -154,3 +168,34 @@ def test_solver_minimises_a_quadratic(solver):
     assert res.converged and res.status.converged, res.message
     np.testing.assert_allclose(np.asarray(res.x), [1.0, -2.0], atol=1e-3)
     assert res.method == solver.method
+
+
+def _tree_quadratic(x, a):
+    return sum(jnp.sum((u - v) ** 2) for u, v in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(a)))
+
+
+@pytest.mark.parametrize("solver", [cal.LBFGS(), cal.Adam(max_steps=2000), cal.NelderMead()], ids=lambda s: s.method)
+def test_solver_keeps_the_pytree_of_x0(solver):
+    x0 = {"a": jnp.zeros(2), "b": jnp.zeros((1, 2))}
+    target = {"a": jnp.asarray([1.0, -2.0]), "b": jnp.asarray([[0.5, 3.0]])}
+    res = cal.minimize(_tree_quadratic, x0, solver, args=(target,))
+    assert res.converged, res.message
+    chex.assert_trees_all_equal_shapes(res.x, x0)
+    chex.assert_trees_all_close(res.x, target, atol=1e-3)
+
+
+def _untimed(d):
+    """``d`` without its wall times (``seconds``, ``compile_seconds``, ``seconds_by_stage``)."""
+    if isinstance(d, dict):
+        return {k: _untimed(v) for k, v in d.items() if "seconds" not in k}
+    return [_untimed(v) for v in d] if isinstance(d, list) else d
+
+
+def test_strategies_object_is_the_keyword_form(image, results):
+    """``strategies=Strategies(stage2=X)`` is ``stage2=X``; both at once is an error."""
+    res = cal.calibrate(image, VOXEL, [2], strategies=cal.Strategies(stage2="masked"))
+    assert _untimed(res.to_dict()) == _untimed(results["CalibrationResult"].to_dict())
+    with pytest.raises(ValueError, match="strategies"):
+        cal.calibrate(image, VOXEL, [2], strategies=cal.Strategies(), stage2="masked")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cal.calibrate(image, VOXEL, [2], stage4="x")

@@ -137,13 +137,20 @@ def test_cli_joint_options(twin, tmp_path, monkeypatch):
     assert main(argv[:6] + ["--joint-steps", "0"]) == 2
 
 
+def _no_constant(name):
+    raise AssertionError(f"bare {name} in JSON output")
+
+
 def test_cli(twin, tmp_path, capsys):
     vol = tmp_path / "twin.npy"
     np.save(vol, twin)
     out = tmp_path / "params.json"
+    rep = tmp_path / "report.json"
     rc = main(["calibrate", str(vol), "--voxel-nm", "40", "--stages", "1,2", "--out", str(out), "--json",
-               "--no-progress", "--initial", "paper"])
-    report = json.loads(capsys.readouterr().out)
+               "--no-progress", "--initial", "paper", "--report", str(rep)])
+    report = json.loads(capsys.readouterr().out, parse_constant=_no_constant)  # strict JSON (#18)
+    assert json.loads(rep.read_text(), parse_constant=_no_constant) == report
+    json.loads(out.read_text(), parse_constant=_no_constant)
     p = jaxcba.CBAParams.from_json(out)
     assert p.mu == pytest.approx(report["params"]["mu"]) and math.isfinite(p.eta)
     # this twin's graphite is ~1 voxel thick at 40 nm: stage 1 may end on a flat ridge towards

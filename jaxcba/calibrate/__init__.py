@@ -3,7 +3,7 @@
 The public API, listed once here (the modules are private):
 
 * :func:`calibrate` -> :class:`CalibrationResult`: the staged pipeline (``jaxcba calibrate``),
-  configured by strategy objects: ``stage1=`` :class:`Eq17` | :class:`Contact`, ``stage2=``
+  configured by strategy objects (one options object, :class:`Strategies`, or as keywords): ``stage1=`` :class:`Eq17` | :class:`Contact`, ``stage2=``
   :class:`Masked` | :class:`Cutout`, ``stage3=`` :class:`Pores` (``search=`` :class:`ScanBrent` |
   :class:`Grid`, ``realizations=`` :class:`Realizations`), ``joint=`` :class:`Joint` | ``None``.
 * Stage 1 (:func:`fit_graphite`, :func:`fit_graphite_contact`): the graphite Boolean model from
@@ -36,6 +36,7 @@ from jaxcba.calibrate._pipeline import (
     CalibrationWarning,
     DescriptorRow,
     Pores,
+    Strategies,
     calibrate,
     parse_stages,
     stage1_strategy,

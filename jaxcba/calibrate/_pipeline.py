@@ -51,12 +51,11 @@ class DescriptorRow(Result):
     """One line of the target (image) vs fitted (model) table; non-finite numbers are JSON null."""
 
     _json_order = ("name", "unit", "target", "fitted", "rel_error", "source")
-    _json_finite = ("rel_error",)
 
     name: str
     unit: str
-    target: float = field(finite=True)
-    fitted: float = field(finite=True)
+    target: float
+    fitted: float
     source: str = ""
 
     @property
@@ -168,6 +167,49 @@ def stage1_strategy(choice, voxel_nm: float, side: int = CONTACT_MIN_SIDE, start
     return Contact(starts=starts) if choice == "contact" else Eq17(starts=starts)
 
 
+@dataclasses.dataclass(frozen=True)
+class Strategies:
+    """The options object of :func:`calibrate`: one strategy per stage.
+
+    ``stage1``: :class:`Eq17`, :class:`Contact`, ``"eq17"``, ``"contact"`` or ``"auto"`` (default;
+    :func:`stage1_strategy`); ``stage2``: :class:`Masked` (default, ``"masked"``) or :class:`Cutout`
+    (``"cutout"``: the box found automatically); ``stage3``: :class:`Pores` (default ``Pores()``);
+    ``joint``: :class:`Joint` to refine all eight parameters after stages 1-3 (``stages="joint"``
+    alone uses ``Joint()``; its seed defaults to stage 3's), or ``None``.
+    ``calibrate(..., stage1=X)`` is ``calibrate(..., strategies=Strategies(stage1=X))``.
+    """
+
+    stage1: object = "auto"
+    stage2: object = "masked"
+    stage3: Pores | None = None
+    joint: Joint | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.stage1, (Eq17, Contact)) or self.stage1 in ("auto", "eq17", "contact")):
+            raise ValueError(f"stage1 must be Eq17(...), Contact(...), 'auto', 'eq17' or 'contact', got {self.stage1!r}")
+        if not (isinstance(self.stage2, (Masked, Cutout)) or self.stage2 in ("masked", "cutout")):
+            raise ValueError(f"stage2 must be Masked(...), Cutout(...), 'masked' or 'cutout', got {self.stage2!r}")
+        if self.stage3 is not None and not isinstance(self.stage3, Pores):
+            raise ValueError(f"stage3 must be Pores(...) or None, got {self.stage3!r}")
+        if self.joint is not None and not isinstance(self.joint, Joint):
+            raise ValueError(f"joint must be Joint(...) or None, got {self.joint!r}")
+
+
+_STRATEGY_FIELDS = ("stage1", "stage2", "stage3", "joint")
+
+
+def _strategies_from(strategies: Strategies | None, keywords: dict) -> Strategies:
+    """``strategies`` or the strategy keywords ``stage1=`` .. ``joint=`` (popped from ``keywords``), not both."""
+    given = {k: keywords.pop(k) for k in _STRATEGY_FIELDS if k in keywords}
+    if strategies is None:
+        return Strategies(**given)
+    if not isinstance(strategies, Strategies):
+        raise ValueError(f"strategies must be a Strategies(...), got {strategies!r}")
+    if given:
+        raise ValueError(f"give {sorted(given)} on the strategies=Strategies(...) object, not beside it")
+    return strategies
+
+
 _LEGACY = ("graphite_targets", "stage1_starts", "stage1_options", "stage1_descriptor", "stage2_estimator", "cutout",
            "theta_search", "stage3_profile", "n_realizations", "window", "seed", "joint_options")
 
@@ -175,11 +217,13 @@ _LEGACY = ("graphite_targets", "stage1_starts", "stage1_options", "stage1_descri
 class _Plan:
     """The strategies of one :func:`calibrate` run (from the objects, or from the keyword form)."""
 
-    def __init__(self, vol, voxel_nm, stages, method, stage1, stage2, stage3, joint, keywords):
-        unknown = set(keywords) - set(_LEGACY)
+    def __init__(self, vol, voxel_nm, stages, method, strategies: Strategies | None, keywords: dict):
+        kw = dict(keywords)
+        chosen = _strategies_from(strategies, kw)
+        unknown = set(kw) - set(_LEGACY)
         if unknown:
             raise TypeError(f"calibrate() got unexpected keyword argument(s) {sorted(unknown)}")
-        kw = dict(keywords)
+        stage1, stage2, stage3, joint = (getattr(chosen, k) for k in _STRATEGY_FIELDS)
         self.stage1 = _stage1_from(stage1, voxel_nm, min(vol.shape), method, kw.pop("stage1_starts", 4),
                                    kw.pop("graphite_targets", None), kw.pop("stage1_options", None),
                                    kw.pop("stage1_descriptor", None))
@@ -247,9 +291,9 @@ def _joint_from(joint, stages, method, joint_options) -> Joint | None:
     return Joint.from_options(**opts)
 
 
-def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", *, initial: CBAParams | None = None,
-              stage1="auto", stage2="masked", stage3: Pores | None = None, joint: Joint | None = None,
-              progress: bool = False, **keywords) -> CalibrationResult:
+def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", *,
+              strategies: Strategies | None = None, initial: CBAParams | None = None, progress: bool = False,
+              **keywords) -> CalibrationResult:
     """Calibrate the eight parameters to a labelled image (paper Section 3.2).
 
     Args:
@@ -259,15 +303,13 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
             the joint mode with ``joint`` or its defaults).
         method: optimiser of stages 1 and 2 (and stage 3's profile re-fits): ``"lbfgs"``,
             ``"adam"`` or ``"nelder-mead"``, or a solver object; a strategy's own ``solver`` wins.
+        strategies: :class:`Strategies` (``stage1``, ``stage2``, ``stage3``, ``joint``); default
+            ``Strategies()``.
         initial: parameters of the stages not run (default: Table 2).
-        stage1: :class:`Eq17`, :class:`Contact`, ``"eq17"``, ``"contact"`` or ``"auto"`` (default;
-            :func:`stage1_strategy`).
-        stage2: :class:`Masked` (default, ``"masked"``) or :class:`Cutout` (``"cutout"``: found automatically).
-        stage3: :class:`Pores` (default ``Pores()``).
-        joint: :class:`Joint` to refine all eight parameters after stages 1-3 (``stages="joint"``
-            alone uses ``Joint()``); its seed defaults to stage 3's.
         progress: tqdm bars on stderr.
-        **keywords: the keyword form of the strategies: ``graphite_targets``, ``stage1_starts``,
+        **keywords: the fields of :class:`Strategies` as keywords (``stage1=Eq17(...)``,
+            ``stage2=``, ``stage3=``, ``joint=``; not together with ``strategies``), or the
+            older keyword form of the strategies: ``graphite_targets``, ``stage1_starts``,
             ``stage1_options``, ``stage1_descriptor``, ``stage2_estimator``, ``cutout``,
             ``theta_search``, ``stage3_profile``, ``n_realizations``, ``window``, ``seed``,
             ``joint_options`` (docs/calibration.md).
@@ -281,7 +323,7 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
     if isinstance(method, str) and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     vol = checked_labels(labels)
-    plan = _Plan(vol, voxel_nm, stages, method, stage1, stage2, stage3, joint, keywords)
+    plan = _Plan(vol, voxel_nm, stages, method, strategies, keywords)
     run = _Run(vol, voxel_nm, method, progress, (initial or CBAParams.paper()).validate().to_dict())
     s1 = run.timed("stage1", _stage1, plan) if 1 in plan.run else None
     s2 = run.timed("stage2", _stage2, plan) if 2 in plan.run else None

@@ -7,16 +7,21 @@ type). How a field is written is said once, where it is declared, by :func:`fiel
 
 * ``key``: its JSON name (default: the field name);
 * ``json=False``: not written (``from_dict`` gives its default);
-* ``finite=True``: a non-finite float is written as ``null`` (read back as NaN);
 * ``omit``: keys left out of each nested result's dict (e.g. the optimiser histories of the starts);
 * ``keyed_by``: a tuple of results written as a mapping ``{getattr(r, keyed_by): r.to_dict()}``;
 * ``encode`` / ``decode``: explicit conversions where the type alone does not say it.
 
 ``_json_order`` (class attribute) lists the written fields and properties in output order
-(default: the fields in declaration order); properties are written, never read back (those in
-``_json_finite`` like ``finite=True`` fields).
+(default: the fields in declaration order); properties are written, never read back.
 Arrays are written as (nested) lists and read back as arrays (float unless the list holds ints), :class:`CBAParams` as its
 ``to_dict()``, tuples as lists.
+
+The output is strict JSON (#18): every non-finite float, in a field or inside an array, is written
+as ``null`` (:func:`jaxcba.batch.store.strict_json`) and read back as NaN where the field is a
+float, a tuple of floats or an array. What such a ``null`` means is said beside it: the
+optimiser's ``method`` (Nelder–Mead has no ``grad_norm``), stage 2's ``estimator`` (only the
+masked one fits ``v3`` and ``theta``), a non-finite loss (``converged`` false), a held-out
+descriptor of a phase that does not percolate (its relative errors ``null`` too).
 """
 
 from __future__ import annotations
@@ -24,30 +29,26 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import math
 import types
 import typing
 from typing import Any, Callable
 
 import numpy as np
 
+from jaxcba.batch.store import strict_json
 from jaxcba.model.params import CBAParams
 
 
 def field(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING, key: str | None = None,
-          json: bool = True, finite: bool = False, omit: tuple = (), keyed_by: str | None = None,
+          json: bool = True, omit: tuple = (), keyed_by: str | None = None,
           encode: Callable | None = None, decode: Callable | None = None):
     """A dataclass field with its JSON encoding (module docstring)."""
-    meta = {"key": key, "json": json, "finite": finite, "omit": tuple(omit), "keyed_by": keyed_by,
+    meta = {"key": key, "json": json, "omit": tuple(omit), "keyed_by": keyed_by,
             "encode": encode, "decode": decode}
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"result": meta})
 
 
-_DEFAULT_META = {"key": None, "json": True, "finite": False, "omit": (), "keyed_by": None, "encode": None,
-                 "decode": None}
-
-
-_FINITE_META = dict(_DEFAULT_META, finite=True)
+_DEFAULT_META = {"key": None, "json": True, "omit": (), "keyed_by": None, "encode": None, "decode": None}
 
 
 def _meta(f: dataclasses.Field) -> dict:
@@ -73,27 +74,23 @@ def encode(value: Any) -> Any:
     return value
 
 
-def _finite_or_none(x) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
 class Result:
     """Base of the calibration results: ``to_dict`` / ``from_dict`` / ``to_json`` (module docstring)."""
 
     _json_order: tuple = ()
-    _json_finite: tuple = ()  # properties in _json_order written like field(finite=True)
 
     def to_dict(self) -> dict:
-        """JSON-serialisable dict (fields in ``_json_order``; ``field(json=False)`` left out)."""
+        """Strict-JSON-serialisable dict (fields in ``_json_order``; ``field(json=False)`` left out;
+        non-finite floats as ``None``)."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         order = self._json_order or tuple(fields)
         out = {}
         for name in order:
             f = fields.get(name)
-            meta = _meta(f) if f is not None else (_FINITE_META if name in self._json_finite else _DEFAULT_META)
+            meta = _meta(f) if f is not None else _DEFAULT_META
             if not meta["json"]:
                 continue
-            out[meta["key"] or name] = _encode_field(getattr(self, name), meta)
+            out[meta["key"] or name] = strict_json(_encode_field(getattr(self, name), meta))
         return out
 
     @classmethod
@@ -116,7 +113,8 @@ class Result:
         return cls(**kwargs)
 
     def to_json(self, **kwargs) -> str:
-        """``json.dumps(self.to_dict(), **kwargs)``."""
+        """``json.dumps(self.to_dict(), allow_nan=False, **kwargs)``: strict JSON."""
+        kwargs.setdefault("allow_nan", False)
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
@@ -127,8 +125,6 @@ class Result:
 def _encode_field(value, meta) -> Any:
     if meta["encode"] is not None:
         return meta["encode"](value)
-    if meta["finite"]:
-        return _finite_or_none(value)
     if meta["keyed_by"] is not None:
         return {getattr(r, meta["keyed_by"]): _drop(encode(r), meta["omit"]) for r in value}
     if meta["omit"]:
@@ -166,7 +162,8 @@ def _decode(tp, v):
     if tp is CBAParams:
         return CBAParams.from_dict(v)
     if tp is np.ndarray:
-        return np.asarray(v, dtype=None if v else float)
+        a = np.asarray(v, dtype=None if v else float)
+        return np.asarray(v, dtype=float) if a.dtype == object else a  # null -> nan
     if origin is tuple or tp is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_decode(args[0], e) for e in v)

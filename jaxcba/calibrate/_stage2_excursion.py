@@ -71,8 +71,8 @@ class Stage2Result(Result):
     c_fit: np.ndarray
     box: Box | None = None
     box_info: dict = field(default_factory=dict)
-    v3: float = field(float("nan"), finite=True)
-    theta: float = field(float("nan"), finite=True)
+    v3: float = float("nan")
+    theta: float = float("nan")
     loss: float
     converged: bool
     message: str

@@ -80,7 +80,7 @@ def run(args) -> int:
         res.params.to_json(args.out)
     report = res.to_dict()
     if args.report:
-        write_text_atomic(args.report, json.dumps(report, indent=2) + "\n")
+        write_text_atomic(args.report, json.dumps(report, indent=2, allow_nan=False) + "\n")  # strict JSON
     if args.json:
         print_json(report)
     else:
