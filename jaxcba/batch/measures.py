@@ -14,12 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcba.descriptors.report import per_phase
+
 #: The paper's two-conductivity solid: graphite 1, carbon black + binder 0.01 (Section 3.4).
 SOLID_CONDUCTIVITY = {2: 1.0, 1: 0.01}
 
 
-def _masks(labels):
-    return {"solid": labels > 0, "pore": labels == 0}
+#: The phases of the per-phase measures, in output order.
+PHASES = ("solid", "pore")
 
 
 #: Largest radius of the batch CPSD grid [nm]: well above the largest pores of the CBA phase
@@ -51,43 +53,45 @@ def surface_density(labels, voxel_nm):
 def two_point(labels, voxel_nm):
     from jaxcba.descriptors import two_point_coverage
 
-    out = {}
-    for phase, m in _masks(labels).items():
+    def one(_, m):
         t = two_point_coverage(m, voxel_nm)
-        out[phase] = {"h_nm": t.h_nm, "C": t.C}
-    return out
+        return {"h_nm": t.h_nm, "C": t.C}
+
+    return per_phase(labels, PHASES, one)
 
 
 def cpsd(labels, voxel_nm):
     from jaxcba.descriptors.pore_size import cpsd as _cpsd
 
     radii = _radii_vox(labels.shape, voxel_nm)
-    out = {}
-    for phase, m in _masks(labels).items():
+
+    def one(_, m):
         c = _cpsd(m, voxel_nm, radii)
-        out[phase] = {"r_nm": c.r_nm, "fraction": c.fraction, "r_max_nm": c.r_half_nm}
-    return out
+        return {"r_nm": c.r_nm, "fraction": c.fraction, "r_max_nm": c.r_half_nm}
+
+    return per_phase(labels, PHASES, one)
 
 
 def constrictivity(labels, voxel_nm):
     from jaxcba.descriptors.pore_size import constrictivity as _beta
 
     radii = _radii_vox(labels.shape, voxel_nm)
-    out = {}
-    for phase, m in _masks(labels).items():
+
+    def one(_, m):
         c = _beta(m, voxel_nm, radii, axis=0)
-        out[phase] = {"beta": c.beta, "r_min_nm": c.r_min_nm, "r_max_nm": c.r_max_nm, "percolates": c.percolates}
-    return out
+        return {"beta": c.beta, "r_min_nm": c.r_min_nm, "r_max_nm": c.r_max_nm, "percolates": c.percolates}
+
+    return per_phase(labels, PHASES, one)
 
 
 def geodesic_tortuosity(labels, voxel_nm):
     from jaxcba.descriptors.geodesic import geodesic_tortuosity as _tau
 
-    out = {}
-    for phase, m in _masks(labels).items():
+    def one(_, m):
         t = _tau(m, axis=0)
-        out[phase] = {"mean": t.mean, "percolates": t.percolates}
-    return out
+        return {"mean": t.mean, "percolates": t.percolates}
+
+    return per_phase(labels, PHASES, one)
 
 
 def _m_factor(labels, voxel_nm, phase, conductivity):

@@ -63,6 +63,7 @@ from jaxcba.calibrate._optimize import Adam, LBFGS, OptimResult, make_solver, mi
 from jaxcba.calibrate._result import Result
 from jaxcba.descriptors import constrictivity, geodesic_tortuosity
 from jaxcba.descriptors.pore_size import radius_grid
+from jaxcba.descriptors.report import per_phase
 from jaxcba.model import draw_noise, realize_noise, simulate, simulate_soft
 from jaxcba.model.params import FIELDS, CBAParams
 
@@ -499,11 +500,12 @@ HELD_OUT = (("pore r_max (CPSD)", "nm"), ("pore r_min (intrusion z)", "nm"), ("p
 
 def held_out_descriptors(labels, voxel_nm: float, radii_vox) -> np.ndarray:
     """:data:`HELD_OUT` of one hard label volume, shape (5,) (NaN where a phase does not percolate)."""
-    vol = jnp.asarray(labels)
-    pore = vol == 0
-    c = constrictivity(pore, voxel_nm, radii_vox=radii_vox, axis=0)
-    tp = geodesic_tortuosity(pore, 0)
-    ts = geodesic_tortuosity(vol > 0, 0)
+    def one(phase, m):
+        c = constrictivity(m, voxel_nm, radii_vox=radii_vox, axis=0) if phase == "pore" else None
+        return c, geodesic_tortuosity(m, 0)
+
+    d = per_phase(jnp.asarray(labels), ("pore", "solid"), one)
+    (c, tp), (_, ts) = d["pore"], d["solid"]
     return np.array([float(c.r_max_nm), float(c.r_min_nm), float(c.beta), float(tp.mean), float(ts.mean)])
 
 

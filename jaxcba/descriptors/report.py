@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from functools import partial
 from typing import Any
 
 import jax
@@ -16,7 +15,8 @@ from jaxcba.descriptors.phases import check_phase, phase_mask
 from jaxcba.descriptors.two_point import two_point_bytes, two_point_coverage
 from jaxcba.model.window import available_bytes
 
-__all__ = ["BYTES_PER_VOXEL", "DESCRIPTORS", "NOT_PERCOLATING", "PhaseReport", "Report", "check_describe_memory", "describe", "describe_bytes"]
+__all__ = ["BYTES_PER_VOXEL", "DESCRIPTORS", "NOT_PERCOLATING", "PhaseReport", "Report", "check_describe_memory", "describe",
+           "describe_bytes", "per_phase"]
 
 #: Selectable descriptor groups, cheapest first. "intrinsic" gives surface_density and the
 #: other intrinsic volume densities; "cpsd" gives the CPSD and r_max; "constrictivity" gives
@@ -126,15 +126,15 @@ def _progress_bar(enabled: bool, total: float):
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
 
-@partial(jax.jit, static_argnames=("phase",))
-def _cheap(labels, voxel_nm, phase):
-    m = phase_mask(labels, phase)
-    return intrinsic_densities(m, voxel_nm)
+def per_phase(labels, phases, measure) -> dict:
+    """``{phase: measure(phase, phase_mask(labels, phase))}`` in the order of ``phases``: the one
+    per-phase loop of :func:`describe`, the batch measures (:mod:`jaxcba.batch.measures`, under
+    ``vmap``) and calibrate's held-out descriptors. Traceable; one mask alive at a time."""
+    return {p: measure(p, phase_mask(labels, p)) for p in phases}
 
 
-@partial(jax.jit, static_argnames=("phase", "max_lag_vox"))
-def _two_point(labels, voxel_nm, phase, max_lag_vox):
-    return two_point_coverage(phase_mask(labels, phase), voxel_nm, max_lag_vox)
+_cheap = jax.jit(intrinsic_densities)
+_two_point = jax.jit(two_point_coverage, static_argnums=2)
 
 
 def _f(x) -> float:
@@ -211,12 +211,11 @@ def describe(
         if bar is not None:
             bar.update(_COST[w])
 
-    out = []
-    for p in phases:
+    def one(p, jmask) -> PhaseReport:
         fields: dict[str, Any] = {"phase": p}
         if {"volume_fraction", "intrinsic"} & set(which):
             step(p, "intrinsic" if "intrinsic" in which else "volume_fraction")
-            d = _cheap(jlab, float(voxel_nm), p)
+            d = _cheap(jmask, float(voxel_nm))
             if "volume_fraction" in which:
                 fields["volume_fraction"] = _f(d.V_V)
             if "intrinsic" in which:
@@ -226,7 +225,7 @@ def describe(
                 done(w)
         if "two_point" in which:
             step(p, "two_point")
-            tp = _two_point(jlab, float(voxel_nm), p, max_lag_vox)
+            tp = _two_point(jmask, float(voxel_nm), max_lag_vox)
             fields["two_point"] = {
                 "h_nm": _list(tp.h_nm),
                 "C": _list(tp.C),
@@ -236,7 +235,7 @@ def describe(
             done("two_point")
         mask = None
         if {"cpsd", "constrictivity", "geodesic_tortuosity"} & set(which):
-            mask = np.asarray(phase_mask(jlab, p))
+            mask = np.asarray(jmask)
         if {"cpsd", "constrictivity"} & set(which):
             step(p, "constrictivity" if "constrictivity" in which else "cpsd")
             radii = pore_size.default_radii_vox(mask)
@@ -260,8 +259,9 @@ def describe(
             perc = bool(np.asarray(t.percolates))
             fields["geodesic_tortuosity"] = _f(t.mean) if perc else NOT_PERCOLATING
             done("geodesic_tortuosity")
-        mask = None
-        out.append(PhaseReport(**fields))
+        return PhaseReport(**fields)
+
+    out = list(per_phase(jlab, phases, one).values())
     if bar is not None:
         bar.close()
     return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in lab.shape), axis=axis, phases=tuple(out), notes=tuple(notes))
