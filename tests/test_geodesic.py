@@ -1,38 +1,13 @@
 """Geodesic distance (26-neighbourhood, Euclidean steps) and mean geodesic tortuosity."""
 
-import itertools
-
 import jax
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import dijkstra
 
 import jaxcba.morphology
+from _references import dijkstra_distance as _dijkstra
 from jaxcba.descriptors.geodesic import geodesic_distance, geodesic_tortuosity
-
-
-def _dijkstra(mask, seeds):
-    """Independent reference: scipy Dijkstra on the explicit 26-neighbourhood graph."""
-    idx = -np.ones(mask.shape, int)
-    pts = np.argwhere(mask)
-    idx[mask] = np.arange(len(pts))
-    rows, cols, w = [], [], []
-    for d in itertools.product((-1, 0, 1), repeat=3):
-        if not any(d):
-            continue
-        q = pts + d
-        ok = np.all((q >= 0) & (q < mask.shape), axis=1)
-        j = idx[tuple(q[ok].T)]
-        good = j >= 0
-        rows.append(np.arange(len(pts))[ok][good])
-        cols.append(j[good])
-        w.append(np.full(good.sum(), np.linalg.norm(d)))
-    g = coo_matrix((np.concatenate(w), (np.concatenate(rows), np.concatenate(cols))), shape=(len(pts),) * 2).tocsr()
-    out = np.full(mask.shape, np.inf)
-    out[mask] = dijkstra(g, indices=idx[seeds & mask], min_only=True)
-    return out
 
 
 def _blobs(n, porosity, seed, sigma=1.5):
