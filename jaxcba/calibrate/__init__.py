@@ -74,3 +74,16 @@ from jaxcba.calibrate._stage3_pores import (
     lambda_y_for,
 )
 from jaxcba.calibrate._targets import PAPER_TARGETS, GraphiteTargets, graphite_densities_of_image
+
+__all__ = [
+    "calibrate", "Strategies", "CalibrationResult", "CalibrationWarning", "DescriptorRow", "parse_stages",
+    "stage1_strategy", "Eq17", "Contact", "Masked", "Cutout", "Pores", "ScanBrent", "Grid", "Realizations",
+    "Joint", "fit_graphite", "fit_graphite_contact", "fit_excursion", "refit_given_theta", "fit_pores",
+    "fit_joint", "held_out_comparison", "minimize", "minimize_host", "LBFGS", "Adam", "NelderMead",
+    "OptimResult", "Status", "Result", "Box", "contact_distribution", "ContactDistribution", "default_starts",
+    "eq17_loss", "eq17_weights", "evaluations_to_reach", "ExcursionGivenTheta", "find_cutout",
+    "graphite_densities_of_image", "GraphiteTargets", "HeldOut", "JointResult", "lambda_y_for",
+    "large_pore_region", "largest_free_box", "make_solver", "model_densities", "Stage1Result", "Stage2Result",
+    "Stage3Result", "ThetaSearch", "DEFAULT_BOUNDS", "ESTIMATORS", "METHODS", "PAPER_TARGETS",
+    "PAPER_THETA_GRID", "SEARCHES",
+]
