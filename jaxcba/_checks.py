@@ -145,11 +145,10 @@ def check_key(key, name: str = "key"):
         if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
             raise ValueError(f"{name} = {seed} is out of range; allowed: an integer seed in [-2^63, 2^63 - 1]")
         return jax.random.key(seed)
-    if isinstance(key, jax.Array):
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return key
-        if key.dtype == "uint32" and key.shape[-1:] == (2,):
-            return key
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if hasattr(key, "dtype") and hasattr(key, "shape") and str(key.dtype) == "uint32" and tuple(key.shape)[-1:] == (2,):
+        return key if isinstance(key, jax.Array) else jax.numpy.asarray(key)  # a raw (legacy) key
     raise ValueError(f"{name} = {_show(key)} is not a seed or key; allowed: an integer in [-2^63, 2^63 - 1] "
                      "or a jax.random key")
 

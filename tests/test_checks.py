@@ -58,6 +58,9 @@ def test_key_accepted_same_as_jax():
     assert C.check_key(k) is k
     raw = jax.random.PRNGKey(3)
     assert C.check_key(raw) is raw
+    assert np.array_equal(C.check_key(np.asarray(raw)), raw)
+    with pytest.raises(ValueError, match="not a seed or key"):
+        C.check_key(np.zeros(3, np.uint32))
 
 
 @pytest.mark.parametrize("value,axis", [(0, 0), (1, 1), (2, 2), ("z", 0), ("Y", 1), ("x", 2), ("2", 2), (np.int64(1), 1)])
