@@ -7,8 +7,8 @@ Tolerances, and what was measured when they were set (24^3 / 20^3 volumes, CPU):
 
 * M-factor (pore; two-conductivity solid 1 / 0.01), both solver paths (``lean=True`` labels,
   ``lean=False`` stored faces) at the default ``rtol=1e-5``: relative 1e-4 against the float64
-  solve at ``rtol=1e-11`` (measured 3e-7 on the solid); ``converged`` on every path (the stored-face
-  solid does not: an expected failure, see ``_STALLS``).
+  solve at ``rtol=1e-11`` (measured 3e-7 on the solid); ``converged`` on every path (this test
+  found the inlet plane's current cancelling in float32, since fixed).
 * two-point coverage C(h) (radial and axes): absolute 2e-6 against the direct float64 pair sums
   (float32 FFT rounding, ~1e-7 relative to the sums).
 * CPSD: equal to scipy's exact EDT CPSD to 1e-6 (integer distances, float32 ratios);
@@ -97,14 +97,7 @@ def test_m_factor_float32(m32, m_reference, phase, cond, lean):
     np.testing.assert_allclose(r.tau_eff * r.m_factor, r.eps, rtol=1e-6)
 
 
-# The stored-face solve of the two-conductivity solid reaches a relative residual of 6e-9 in 20
-# iterations with M right to 6e-7, but its flux-imbalance test never passes, so the solve ends
-# `stalled` (converged=False) -- with x64 on as well; the labelled path converges in 11 iterations.
-_STALLS = pytest.mark.xfail(strict=True, reason="stored-face flux imbalance on the two-conductivity solid (reported)")
-
-
-@pytest.mark.parametrize("phase, lean", [pytest.param(p, lean, marks=_STALLS if (p, lean) == ("solid", False) else ())
-                                         for p, _, lean in CASES], ids=IDS)
+@pytest.mark.parametrize("phase, lean", [(p, lean) for p, _, lean in CASES], ids=IDS)
 def test_m_factor_float32_converges(m32, phase, lean):
     assert bool(m32[phase, lean].converged)
 

@@ -283,7 +283,10 @@ def layer_currents(st, up: jax.Array) -> jax.Array:
 
     planes = map_row_blocks(currents, (st, up), n0, 1).reshape(-1)  # planes 0 .. n0 - 1
     last = currents(cut_rows((st, up), n0, 2, n0 + 2))
-    return jnp.concatenate([planes, last]).at[0].add(jnp.sum(st.faces(0, 1, 2)))  # the inlet ghost is at u = 1
+    # the inlet plane again, its ghost at u = 1: g (1 - u) voxel by voxel (summing g and g u
+    # apart would cancel in float32)
+    inlet = jnp.sum(st.faces(0, 1, 2)[0] * (1 - up[1, _IN, _IN]))
+    return jnp.concatenate([planes.at[0].set(inlet), last])
 
 
 def dissipation(st, up: jax.Array) -> jax.Array:
