@@ -29,7 +29,7 @@ def test_json_round_trip_has_exactly_the_eight_keys(tmp_path):
     "change, field",
     [
         ({"gamma": -1.0}, "gamma"),
-        ({"lambda_x": 0.0}, "lambda_x"),
+        ({"lambda_x": -1e-12}, "lambda_x"),
         ({"alpha1": float("nan")}, "alpha1"),
         ({"eta": float("inf")}, "eta"),
         ({"theta": -0.01}, "theta"),
@@ -45,6 +45,10 @@ def test_validate_names_field_and_range(change, field):
 
 def test_mu_may_be_negative():
     CBAParams.paper().replace(mu=-2.0).validate()
+
+
+def test_lambda_x_zero_is_the_two_phase_sub_model():
+    CBAParams.paper().replace(lambda_x=0.0).validate()
 
 
 def test_from_dict_rejects_missing_and_extra_keys():

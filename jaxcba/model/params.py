@@ -34,6 +34,8 @@ FIELDS: dict[str, str] = {
     "theta": "nm^-1",
     "lambda_y": "nm^-3",
 }
+#: Keys a parameter file may hold beside the eight values (ignored when loading).
+METADATA_KEYS = ("uncertainty",)
 _DESCRIPTION = {
     "lambda_x": "intensity of graphite germs",
     "alpha1": "gamma shape of half-axis A (times voxel_nm)",
@@ -101,11 +103,14 @@ class CBAParams(eqx.Module):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CBAParams":
-        """Build from a dict with exactly the eight keys of :data:`FIELDS`, then validate."""
+        """Build from a dict with exactly the eight keys of :data:`FIELDS`, then validate.
+
+        The keys of :data:`METADATA_KEYS` (``uncertainty``: the block ``jaxcba calibrate`` writes
+        beside the values) are allowed and ignored; any other key is refused."""
         if not isinstance(data, dict):
             raise ValueError(f"parameters must be a JSON object with keys {list(FIELDS)}, got {type(data).__name__}")
         missing = [k for k in FIELDS if k not in data]
-        extra = [k for k in data if k not in FIELDS]
+        extra = [k for k in data if k not in FIELDS and k not in METADATA_KEYS]
         if missing:
             raise ValueError(f"missing parameter(s) {missing}; expected exactly {list(FIELDS)}")
         if extra:
@@ -166,8 +171,9 @@ class CBAParams(eqx.Module):
     def validate(self) -> "CBAParams":
         """Raise ``ValueError`` naming the field and its allowed range if a value is bad.
 
-        Allowed: every field finite; all but ``mu`` strictly positive. Arrays are
-        checked element-wise. Skipped (returns ``self``) for traced values inside
+        Allowed: every field finite; ``lambda_x >= 0`` (0: the two-phase sub-model without
+        graphite, whose ``alpha1``, ``alpha2``, ``gamma`` are then unused but must still be valid);
+        all others but ``mu`` strictly positive. Arrays are checked element-wise. Skipped (returns ``self``) for traced values inside
         ``jit``/``grad``/``vmap``, where no concrete value exists.
         """
         for name, unit in FIELDS.items():
@@ -178,10 +184,11 @@ class CBAParams(eqx.Module):
                 arr = np.asarray(value, dtype=float)
             except (TypeError, ValueError):
                 raise ValueError(f"parameter {name} must be numeric, got {value!r}") from None
-            allowed = "a finite real number" if name == "mu" else f"a finite number > 0 [{unit}]"
+            allowed = ("a finite real number" if name == "mu" else f"a finite number >= 0 [{unit}] (0: no graphite)"
+                       if name == "lambda_x" else f"a finite number > 0 [{unit}]")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"parameter {name} ({_DESCRIPTION[name]}) = {_fmt(arr)} is not finite; allowed: {allowed}")
-            if name != "mu" and not np.all(arr > 0):
+            if name != "mu" and not np.all(arr >= 0 if name == "lambda_x" else arr > 0):
                 raise ValueError(f"parameter {name} ({_DESCRIPTION[name]}) = {_fmt(arr)} is out of range; allowed: {allowed}")
         return self
 
