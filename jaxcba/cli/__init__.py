@@ -24,7 +24,7 @@ import os
 import sys
 
 #: Sub-commands, in the order ``jaxcba --help`` lists them.
-COMMANDS = ("demo", "theory", "simulate", "describe", "tortuosity", "calibrate", "preprocess", "batch")
+COMMANDS = ("demo", "theory", "simulate", "describe", "tortuosity", "calibrate", "preprocess", "batch", "validate")
 
 #: Exit statuses (module docstring).
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
