@@ -12,7 +12,7 @@ Stable API (used by the CLI, the model, theory, batch and calibrate):
 - identities: :func:`check_key` (an int seed or a ``jax.random`` key), :func:`parse_axis`
   (``0|1|2`` or ``z|y|x``, the one rule of every command), :func:`check_dtype_floating`;
 - cost: :func:`check_memory` / :func:`check_work` (an estimate against a limit, ``force`` to
-  override);
+  override), and calibrate's :func:`check_stage3_cost` / :func:`check_joint_cost`;
 - outputs: :func:`check_output_path` (before any work), :func:`write_atomic` /
   :func:`write_text_atomic` (temp file + rename, umask-respecting mode).
 
@@ -191,7 +191,7 @@ def _gib(n: float) -> str:
 
 
 def check_memory(need_bytes: float, what: str, *, force: bool = False, available: float | None = None,
-                 hint: str = "") -> None:
+                 hint: str = "", override: str = OVERRIDE) -> None:
     """``ValueError`` with the estimate and the limit when ``need_bytes`` exceeds the free memory
     (``available``, default :func:`jaxcba.model.window.available_bytes`); nothing with ``force``."""
     if force:
@@ -202,17 +202,61 @@ def check_memory(need_bytes: float, what: str, *, force: bool = False, available
         available = available_bytes()
     if available is not None and need_bytes > available:
         raise ValueError(f"{what} needs about {_gib(need_bytes)} but only {_gib(available)} is available"
-                         f"{'; ' + hint if hint else ''} ({OVERRIDE})")
+                         f"{'; ' + hint if hint else ''} ({override})")
 
 
-def check_work(amount: float, limit: float, what: str, unit: str, *, force: bool = False, hint: str = "") -> None:
+def check_work(amount: float, limit: float, what: str, unit: str, *, force: bool = False, hint: str = "",
+               override: str = OVERRIDE) -> None:
     """``ValueError`` when an estimate of the work (``amount`` ``unit``) exceeds ``limit``; nothing with ``force``."""
     if force or not amount > limit:
         return
     if not math.isfinite(amount):
         raise ValueError(f"{what}: the expected number of {unit} is not finite{'; ' + hint if hint else ''}")
     raise ValueError(f"{what} means about {amount:.3g} {unit}, above the limit of {limit:.3g}"
-                     f"{'; ' + hint if hint else ''} ({OVERRIDE})")
+                     f"{'; ' + hint if hint else ''} ({override})")
+
+
+# ---------------------------------------------------------------- calibration cost
+#: Stage 3 (large pores) holds, per realization, its uint8 window of Ξ1 ∪ Ξ2 and a transient
+#: copy while balls are carved [bytes per window voxel].
+STAGE3_BYTES_PER_VOXEL = 2
+#: Trial ``theta`` values of one stage 3 search, typical: a log scan of ~8 points, then up to
+#: 12 Brent steps (``ScanBrent``); the work estimate multiplies by this.
+STAGE3_EVALS = 20
+#: Most realization voxels (realizations x trial thetas x window voxels) one stage 3 search may
+#: carve and measure: ~1e11 is ~12 h at the 2.4e6 voxels/s measured on 2 CPU cores (64^3, 8
+#: realizations); the paper's 800^3 window with the default 3 realizations is ~3e10.
+MAX_STAGE3_VOXELS = 1e11
+#: Joint mode: XLA temporaries of one jitted value-and-gradient of the soft loss, per soft voxel
+#: and noise draw (measured 490-580 B for 16^3-48^3 windows, float32).
+JOINT_BYTES_PER_VOXEL = 600
+_FORCE = "--force to try anyway"
+
+
+def check_stage3_cost(shape, n_realizations: int, *, force: bool = False, available: float | None = None) -> None:
+    """Refuse (``ValueError`` with the estimate and the limit) a stage 3 search whose
+    ``n_realizations`` realizations of the ``shape`` window [voxels] do not fit in memory
+    (:data:`STAGE3_BYTES_PER_VOXEL`) or would carve more than :data:`MAX_STAGE3_VOXELS`
+    voxels over :data:`STAGE3_EVALS` trial thetas; nothing with ``force``."""
+    n = check_int(n_realizations, "realizations", lo=1)
+    voxels = math.prod(int(s) for s in shape)
+    what = f"stage 3 with {n} realizations of {'x'.join(map(str, shape))} voxels"
+    hint = "use fewer --realizations"
+    check_memory(n * voxels * STAGE3_BYTES_PER_VOXEL, what, force=force, available=available, hint=hint,
+                 override=_FORCE)
+    check_work(n * voxels * STAGE3_EVALS, MAX_STAGE3_VOXELS, what, f"realization voxels ({STAGE3_EVALS} trial thetas)",
+               force=force, hint=hint, override=_FORCE)
+
+
+def check_joint_cost(window, n_noise: int, *, force: bool = False, available: float | None = None) -> None:
+    """Refuse (``ValueError``) a joint-mode loss whose ``n_noise`` soft windows of ``window``
+    [soft voxels, a 3-tuple] need more memory than is available (:data:`JOINT_BYTES_PER_VOXEL`);
+    nothing with ``force``."""
+    n = check_int(n_noise, "joint noise draws", lo=1)
+    voxels = math.prod(int(s) for s in window)
+    check_memory(n * voxels * JOINT_BYTES_PER_VOXEL, f"the joint mode's gradient over {n} soft windows of "
+                 f"{'x'.join(map(str, window))} voxels", force=force, available=available,
+                 hint="use a smaller --joint-window or fewer --joint-noise", override=_FORCE)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -294,7 +338,8 @@ def write_text_atomic(path, text: str) -> Path:
     return write_atomic(path, write)
 
 
-__all__ = ["AXES", "SEED_RANGE", "VOXEL_NM_RANGE", "axis_name", "check_dtype_floating", "check_finite_result",
-           "check_fraction", "check_int", "check_key", "check_memory", "check_number", "check_output_path",
-           "check_positive", "check_voxel_nm", "check_work", "existing", "parse_axis", "write_atomic",
-           "write_text_atomic"]
+__all__ = ["AXES", "JOINT_BYTES_PER_VOXEL", "MAX_STAGE3_VOXELS", "SEED_RANGE", "STAGE3_BYTES_PER_VOXEL",
+           "STAGE3_EVALS", "VOXEL_NM_RANGE", "axis_name", "check_dtype_floating", "check_finite_result",
+           "check_fraction", "check_int", "check_joint_cost", "check_key", "check_memory", "check_number",
+           "check_output_path", "check_positive", "check_stage3_cost", "check_voxel_nm", "check_work", "existing",
+           "parse_axis", "write_atomic", "write_text_atomic"]

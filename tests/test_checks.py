@@ -93,6 +93,27 @@ def test_memory_and_work():
     C.check_work(1e9, 1e8, "this window", "grains", force=True)
 
 
+def test_calibration_cost_estimates():
+    """Stage 3 holds n uint8 windows and carves them at ~20 trial thetas; the joint mode's gradient
+    costs ~600 B per soft voxel and noise draw: the arithmetic against given limits."""
+    n, shape = 1000, (64, 64, 64)  # 1000 * 262144 * 2 B = 0.49 GiB; * 20 = 5.2e9 voxels
+    C.check_stage3_cost(shape, n, available=2**30)
+    with pytest.raises(ValueError, match=r"stage 3 with 1000 realizations of 64x64x64 voxels needs about 0.5 GiB "
+                                         r"but only 0.2 GiB .*--force to try anyway"):
+        C.check_stage3_cost(shape, n, available=2**28)
+    C.check_stage3_cost(shape, n, available=2**28, force=True)
+    n_limit = int(C.MAX_STAGE3_VOXELS // (C.STAGE3_EVALS * 64**3))  # the most realizations under the work limit
+    C.check_stage3_cost(shape, n_limit, available=float("inf"))
+    with pytest.raises(ValueError, match=r"above the limit of 1e\+11"):
+        C.check_stage3_cost(shape, n_limit + 1, available=float("inf"))
+    with pytest.raises(ValueError, match="realizations = 0 is out of range"):
+        C.check_stage3_cost(shape, 0)
+    need = 2 * 32**3 * C.JOINT_BYTES_PER_VOXEL  # 37.5 MiB
+    C.check_joint_cost((32, 32, 32), 2, available=need)
+    with pytest.raises(ValueError, match="the joint mode's gradient over 2 soft windows of 32x32x32 voxels"):
+        C.check_joint_cost((32, 32, 32), 2, available=need - 1)
+
+
 def test_output_path(tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")

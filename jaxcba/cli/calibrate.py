@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxcba.cli._common import positive_float, print_json
+from jaxcba.cli._common import add_force_argument, output, positive_float, print_json, seed
 
 
 def add_parser(sub):
@@ -23,7 +23,8 @@ def add_parser(sub):
     p.add_argument("--method", default="lbfgs", choices=METHODS, help="optimiser of stages 1-2 and of stage 3's re-fits (default lbfgs)")
     p.add_argument("--joint-method", default="adam", choices=("adam", "lbfgs"), help="optimiser of the joint mode")
     p.add_argument("--joint-steps", type=int, default=40, help="joint mode: optimiser step budget (default 40)")
-    p.add_argument("--joint-window", type=int, default=48, help="joint mode: soft window side [soft voxels]")
+    p.add_argument("--joint-window", type=int, default=None, help="joint mode: soft window side [soft voxels] "
+                   "(default 48, capped to the image's sides; a larger value given is refused)")
     p.add_argument("--joint-noise", type=int, default=2, help="joint mode: fixed noise draws (default 2)")
     p.add_argument("--joint-voxel-nm", type=positive_float, default=None,
                    help="joint mode: voxel of the soft realizations, a multiple of --voxel-nm (default ~80 nm)")
@@ -38,13 +39,14 @@ def add_parser(sub):
     p.add_argument("--no-stage3-profile", action="store_true",
                    help="keep stage 2's (mu, eta) in stage 3 instead of re-fitting them at each trial theta")
     p.add_argument("--realizations", type=int, default=3, help="stage 3 realizations per theta (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the stage 3 realizations")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the stage 3 realizations")
     p.add_argument("--initial", default="paper", metavar="paper|FILE.json",
                    help="parameters of the stages not run (default: Table 2)")
     p.add_argument("--out", metavar="params.json", help="write the calibrated parameters (CBAParams JSON)")
     p.add_argument("--report", metavar="report.json", help="write the full calibration report (all stages)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    add_force_argument(p, "memory or work of stage 3's realizations and the joint mode")
     p.set_defaults(func=run)
     return p
 
@@ -59,14 +61,19 @@ def run(args) -> int:
     stages = cal.parse_stages(args.stages)  # bad --stages fails before reading the volume
     if args.realizations < 1:
         raise ValueError(f"--realizations must be >= 1, got {args.realizations}")
-    if min(args.joint_steps, args.joint_window, args.joint_noise) < 1:
+    if min(args.joint_steps, 48 if args.joint_window is None else args.joint_window, args.joint_noise) < 1:
         raise ValueError("--joint-steps, --joint-window and --joint-noise must be >= 1")
+    for opt, path in (("--out", args.out), ("--report", args.report)):
+        if path:
+            output("calibrate", path, opt, suffixes=(".json",))
     joint = None
     if stages == "joint":
-        joint = cal.Joint.from_options(args.joint_method, max_steps=args.joint_steps, window=args.joint_window,
-                                       n_noise=args.joint_noise, soft_voxel_nm=args.joint_voxel_nm)
+        joint = cal.Joint.from_options(args.joint_method, max_steps=args.joint_steps, n_noise=args.joint_noise,
+                                       soft_voxel_nm=args.joint_voxel_nm,
+                                       **({} if args.joint_window is None else {"window": args.joint_window}))
     initial = load_params(args.initial)
     vol = load_volume(args.volume)
+    _check_cost(args, stages, joint, vol.shape)
     if args.cutout is not None or args.estimator == "cutout":
         stage2 = cal.Cutout(box=None if args.cutout in (None, "auto") else args.cutout)
     else:
@@ -86,3 +93,22 @@ def run(args) -> int:
     else:
         print(res.table())
     return 0 if res.converged else 1
+
+
+def _check_cost(args, stages, joint, shape) -> None:
+    """Refuse, before any work, what cannot fit or would not end: stage 3's realizations and the
+    joint mode's soft windows (estimates in :mod:`jaxcba._checks`; ``--force`` overrides), and a
+    ``--joint-window`` larger than the image at the soft voxel (it would be capped silently)."""
+    from jaxcba._checks import check_joint_cost, check_stage3_cost
+    from jaxcba.calibrate._joint import _grid
+
+    if stages == "joint" or 3 in stages:
+        check_stage3_cost(shape, args.realizations, force=args.force)
+    if joint is not None:
+        factor, win, _ = _grid(shape, args.voxel_nm, joint)
+        sides = tuple(-(-n // factor) for n in shape)
+        if args.joint_window is not None and args.joint_window > min(sides):
+            raise ValueError(f"--joint-window {args.joint_window} is larger than the image at the soft voxel of "
+                             f"{args.voxel_nm * factor:g} nm ({'x'.join(map(str, sides))} voxels); allowed: 1 .. "
+                             f"{min(sides)}")
+        check_joint_cost(win, joint.n_noise, force=args.force)
