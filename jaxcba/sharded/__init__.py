@@ -5,7 +5,28 @@ for all devices) or a z-sharded ``jax.Array``, and returns what its single-devic
 counterpart returns (arrays z-sharded).
 """
 
+from jaxcba.sharded._descriptors import (
+    configuration_histogram,
+    intrinsic_densities,
+    phase_counts,
+    two_point_coverage,
+    volume_fraction,
+)
 from jaxcba.sharded._mesh import make_mesh, shard_volume
+from jaxcba.sharded._transport import effective_conductivity, label_conductivity
 from jaxcba.sharded._realization import excursion_labels, gaussian_field, simulate
 
-__all__ = ["make_mesh", "shard_volume", "simulate", "excursion_labels", "gaussian_field"]
+__all__ = [
+    "make_mesh",
+    "shard_volume",
+    "simulate",
+    "excursion_labels",
+    "gaussian_field",
+    "phase_counts",
+    "volume_fraction",
+    "configuration_histogram",
+    "intrinsic_densities",
+    "two_point_coverage",
+    "effective_conductivity",
+    "label_conductivity",
+]

@@ -102,6 +102,7 @@ def shard_volume(volume, mesh=None) -> jax.Array:
 def mesh_of(array) -> Mesh | None:
     """The 1-D mesh of a z-sharded ``jax.Array`` (``None`` if it is not one)."""
     sh = getattr(array, "sharding", None)
-    if isinstance(sh, NamedSharding) and len(sh.mesh.axis_names) == 1 and tuple(sh.spec)[:1] == (sh.mesh.axis_names[0],):
-        return sh.mesh
+    if isinstance(sh, NamedSharding) and len(sh.mesh.axis_names) == 1:
+        if tuple(sh.spec)[:1] == (sh.mesh.axis_names[0],) or sh.mesh.devices.size == 1:
+            return sh.mesh  # a 1-device mesh normalises its spec to P()
     return None
