@@ -46,9 +46,15 @@ def specs(window_um: float, n: int, seed0: int = 0) -> dict[float, dict]:
 
 
 def _values(m: dict, phase: str) -> dict:
-    """The Fig. 5 scalars of one phase from a batch row's measures (S_V: of the solid-pore interface)."""
-    return {"eps": m["fractions"][phase], "S_V [1/nm]": m["surface_density"]["S_V"],
-            "beta": m["constrictivity"][phase]["beta"], "tau": m["geodesic_tortuosity"][phase]["mean"]}
+    """The Fig. 5 scalars of one phase from a batch row's measures (S_V: of the solid-pore interface;
+    beta and tau NaN where the phase does not percolate), through the library's
+    :func:`jaxcba.validate.scalar_values` (what ``jaxcba validate`` compares)."""
+    from jaxcba.validate import scalar_values
+
+    s = scalar_values(m)
+    v = s[("volume_fraction", "solid")]
+    return {"eps": v if phase == "solid" else 1.0 - v, "S_V [1/nm]": s[("surface_density", "interface")],
+            "beta": s[("constrictivity", phase)], "tau": s[("geodesic_tortuosity", phase)]}
 
 
 def run(window_um: float, n: int, out: Path, seed0: int = 0):
@@ -70,12 +76,14 @@ def run(window_um: float, n: int, out: Path, seed0: int = 0):
                 vals = np.array([_num(_values(r, phase)[label]) for r in rows])
                 table.append({"case": name, "phase": phase, "descriptor": label, "mean": np.nanmean(vals),
                               "min": np.nanmin(vals), "max": np.nanmax(vals), "n": len(vals)})
-        two = [np.asarray(r["two_point"]["solid"]["C"]) for r in rows]
+        from jaxcba.validate import curve_values
+
+        cs = [curve_values(r) for r in rows]  # centred_C = C(h) - V^2 of the solid, C(0) = V
         curves[name] = {
-            "cpsd_r_nm": rows[0]["cpsd"]["pore"]["r_nm"],
-            "cpsd_pore": np.mean([r["cpsd"]["pore"]["fraction"] for r in rows], axis=0).tolist(),
-            "h_nm": rows[0]["two_point"]["solid"]["h_nm"],
-            "centred_C": np.mean([c - c[0] ** 2 for c in two], axis=0).tolist(),  # C(0) = V
+            "cpsd_r_nm": cs[0]["cpsd_r_nm"].tolist(),
+            "cpsd_pore": np.mean([c["cpsd_pore"] for c in cs], axis=0).tolist(),
+            "h_nm": cs[0]["h_nm"].tolist(),
+            "centred_C": np.mean([c["centred_C"] for c in cs], axis=0).tolist(),
         }
     return table, curves
 

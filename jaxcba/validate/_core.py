@@ -23,10 +23,14 @@ The verdict of a descriptor (:class:`DescriptorRow`):
   ``(n - 1) / (n + 1)`` per descriptor - 50 % for ``n = 3``, 67 % for ``n = 5`` - so a twin
   is expected outside the range for some descriptors;
 - ``z = (image - mean) / std`` (``std`` over the realizations, ``ddof = 1``);
-- ``consistent``: ``in_range`` or inside the 95 % prediction interval of one more realization,
-  ``mean +- t_{n-1, 0.975} std sqrt(1 + 1/n)`` (one-sided, upper, for the curve distances). A
-  twin is consistent for ~95 % of the descriptors (when they are roughly normal); a structure
-  the model does not describe is flagged by the descriptors it gets wrong.
+- ``consistent``: ``in_range``, or inside the 95 % prediction interval of one more realization,
+  ``mean +- t_{n-1, 0.975} std sqrt(1 + 1/n)`` (one-sided, upper, for the curve distances), or
+  within the descriptor's ``resolution`` of the mean: one step of the radius grid (0.5 voxel)
+  for ``r_max`` and ``r_min``, and what that step makes of ``beta = (r_min / r_max)^2``
+  (differences below them are not resolved; at a few voxels per pore the realizations of a
+  coarse volume often agree to within the step, with a near-zero ``std``). A twin is
+  consistent for ~95 % of the descriptors (when they are roughly normal); a structure the
+  model does not describe is flagged by the descriptors it gets wrong.
 
 A phase that does not connect the faces along z has no ``r_min``, ``beta`` or tortuosity
 (``NaN``, ``null`` in JSON); the image's missing value is consistent when at least one
@@ -70,19 +74,25 @@ VOXEL_RTOL = 1e-6
 NO_GRAPHITE = 1e-30
 
 
+def _num(value) -> float:
+    """A float; ``None`` (a stored row's ``null``) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def _nan_if(value, ok) -> float:
-    return float(value) if bool(ok) else float("nan")
+    return _num(value) if bool(ok) else float("nan")
 
 
 def scalar_values(row: dict) -> dict:
     """``{(name, phase): value}`` of the :data:`SCALARS` from one measured volume ``row`` (the
-    batch's measure values: ``row[measure][phase][...]``); ``NaN`` where a phase does not percolate."""
-    out = {("volume_fraction", "solid"): float(row["fractions"]["solid"]),
-           ("surface_density", "interface"): float(row["surface_density"]["S_V"])}
+    batch's measure values: ``row[measure][phase][...]``, arrays or a stored row's lists with ``null``);
+    ``NaN`` where a phase does not percolate."""
+    out = {("volume_fraction", "solid"): _num(row["fractions"]["solid"]),
+           ("surface_density", "interface"): _num(row["surface_density"]["S_V"])}
     for ph in ("solid", "pore"):
         c = row["constrictivity"][ph]
         t = row["geodesic_tortuosity"][ph]
-        out[("r_max", ph)] = float(c["r_max_nm"])
+        out[("r_max", ph)] = _num(c["r_max_nm"])
         out[("r_min", ph)] = _nan_if(c["r_min_nm"], c["percolates"])
         out[("constrictivity", ph)] = _nan_if(c["beta"], c["percolates"])
         out[("geodesic_tortuosity", ph)] = _nan_if(t["mean"], t["percolates"])
@@ -128,8 +138,9 @@ class DescriptorRow(Result):
     ``voxel_nm`` [nm] of the compared volumes (``factor`` x the image's); ``image``; the
     realizations' ``mean``, ``std`` (``ddof = 1``), ``min``, ``max`` over the ``n_finite`` finite
     values of ``n``; ``in_range``, ``z``, the 95 % prediction interval ``pi_low``, ``pi_high``
-    and ``consistent`` (module docstring). ``kind``: ``"value"`` or ``"distance"`` (a curve's
-    distance to the model's mean curve: only large is bad)."""
+    and ``consistent`` (module docstring), with the descriptor's ``resolution`` (same unit; 0
+    where none applies). ``kind``: ``"value"`` or ``"distance"`` (a curve's distance to the
+    model's mean curve: only large is bad)."""
 
     descriptor: str
     phase: str
@@ -149,13 +160,33 @@ class DescriptorRow(Result):
     pi_high: float
     consistent: bool
     kind: str = "value"
+    resolution: float = 0.0
 
     @property
     def name(self) -> str:
         return f"{self.descriptor} ({self.phase}) at {self.voxel_nm:g} nm"
 
 
-def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value") -> DescriptorRow:
+#: Step of the radius grid of the CPSD and intrusion curves [voxels] (:mod:`jaxcba.batch.measures`).
+RADIUS_STEP_VOX = 0.5
+
+
+def resolution_of(descriptor: str, voxel_nm: float, means: dict | None = None) -> float:
+    """The smallest difference a descriptor resolves (module docstring): 0.5 voxel [nm] for
+    ``r_max`` / ``r_min``; for ``constrictivity``, ``2 beta sqrt(d^2/r_min^2 + d^2/r_max^2)`` at
+    the model's mean radii ``means`` (keys ``r_min``, ``r_max`` [nm]); 0 otherwise."""
+    d = RADIUS_STEP_VOX * voxel_nm
+    if descriptor in ("r_max", "r_min"):
+        return d
+    if descriptor == "constrictivity" and means:
+        rmin, rmax = means.get("r_min", math.nan), means.get("r_max", math.nan)
+        if rmin > 0 and rmax > 0 and math.isfinite(rmin) and math.isfinite(rmax):
+            beta = (rmin / rmax) ** 2
+            return 2 * beta * math.sqrt((d / rmin) ** 2 + (d / rmax) ** 2)
+    return 0.0
+
+
+def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value", resolution=0.0) -> DescriptorRow:
     """:class:`DescriptorRow` of one ``image`` value against the realizations' ``model`` values."""
     vals = np.asarray(model, dtype=float)
     fin = vals[np.isfinite(vals)]
@@ -181,9 +212,11 @@ def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value
             z = 0.0 if image == mean else math.copysign(math.inf, image - mean)
         else:
             z = nan
-        consistent = bool(in_range or (k >= 2 and pi_low <= image <= pi_high))
+        close = k >= 1 and (image - mean <= resolution if kind == "distance" else abs(image - mean) <= resolution)
+        consistent = bool(in_range or close or (k >= 2 and pi_low <= image <= pi_high))
     return DescriptorRow(descriptor, phase, unit, int(factor), float(voxel_nm), float(image), mean, std, lo, hi, n, k,
-                         bool(in_range), float(z), float(pi_low), float(pi_high), bool(consistent), kind)
+                         bool(in_range), float(z), float(pi_low), float(pi_high), bool(consistent), kind,
+                         float(resolution))
 
 
 def _distance(name, x, y, grid) -> float:
@@ -267,7 +300,7 @@ class ValidationResult(Result):
     def table(self) -> list[dict]:
         """The rows as flat dicts (the columns of ``validation.csv``)."""
         keys = ("factor", "voxel_nm", "phase", "descriptor", "unit", "image", "mean", "std", "min", "max", "n",
-                "n_finite", "in_range", "z", "pi_low", "pi_high", "consistent", "kind")
+                "n_finite", "in_range", "z", "pi_low", "pi_high", "resolution", "consistent", "kind")
         return [{k: getattr(r, k) for k in keys} for r in self.rows]
 
     def save(self, out_dir, *, figures: bool = True) -> list[Path]:
@@ -474,7 +507,11 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
         img_s = scalar_values(img_rows[f])
         mod_s = [scalar_values(r) for r in model_rows[f]]
         for name, phase, unit in SCALARS:
-            rows.append(verdict(name, phase, unit, f, vox, img_s[(name, phase)], [m[(name, phase)] for m in mod_s]))
+            model = [m[(name, phase)] for m in mod_s]
+            means = ({r: _nanmean([m[(r, phase)] for m in mod_s]) for r in ("r_min", "r_max")}
+                     if name == "constrictivity" else None)
+            rows.append(verdict(name, phase, unit, f, vox, img_s[(name, phase)], model,
+                                resolution=resolution_of(name, vox, means)))
         img_c = curve_values(img_rows[f])
         mod_c = [curve_values(r) for r in model_rows[f]]
         rows.extend(_curve_rows(f, vox, img_c, mod_c))
@@ -484,6 +521,12 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
     values = meta.get("values") or fit.to_dict()
     return ValidationResult(tuple(int(s) for s in lab.shape), voxel_nm, n, seed_repr, all_f, dict(values), two_phase,
                             meta["uncertainty"], tuple(rows), _lists(curves), tuple(notes), lab, example)
+
+
+def _nanmean(values) -> float:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
 
 
 def _lists(tree):
