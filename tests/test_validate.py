@@ -104,6 +104,13 @@ def test_load_fit_passes_uncertainty_and_reads_two_phase(tmp_path):
     assert meta2["uncertainty"] is None and meta2["ignored"] == ["note"]
     with pytest.raises(ValueError, match="missing parameter"):
         load_fit({"mu": 0.5})
+    # a two-phase fit need not state the graphite's shape parameters
+    two = {**PARAMS.to_dict(), "lambda_x": 0.0, "alpha1": None}
+    del two["gamma"]
+    p3, meta3 = load_fit(two)
+    assert meta3["two_phase"] and float(p3.lambda_x) == NO_GRAPHITE and float(p3.eta) == float(PARAMS.eta)
+    with pytest.raises(ValueError, match="missing parameter.*gamma"):
+        load_fit({**{k: v for k, v in PARAMS.to_dict().items() if k != "gamma"}})
 
 
 def test_check_downsample_names_the_limit():

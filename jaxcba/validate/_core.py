@@ -72,6 +72,8 @@ VOXEL_RTOL = 1e-6
 #: ``lambda_x`` [nm^-3] used to simulate a two-phase fit (``lambda_x = 0``): no graphite grain
 #: in any representable window (CBAParams needs a value > 0).
 NO_GRAPHITE = 1e-30
+#: The graphite grains' shape parameters, unused (and not required) in a two-phase fit.
+GRAPHITE_SHAPE = ("alpha1", "alpha2", "gamma")
 
 
 def _num(value) -> float:
@@ -330,7 +332,8 @@ def load_fit(source) -> tuple[CBAParams, dict]:
     Accepts the eight keys of :class:`CBAParams` at the top level or under ``"params"``, with
     optional ``"uncertainty"`` (passed through) and ``"voxel_nm"`` (the voxel size of the fit,
     at the top level or inside ``"uncertainty"``); other keys are noted. ``lambda_x = 0`` is a
-    two-phase fit (no graphite; simulated with ``lambda_x =`` :data:`NO_GRAPHITE`).
+    two-phase fit (no graphite; simulated with ``lambda_x =`` :data:`NO_GRAPHITE`; ``alpha1``,
+    ``alpha2``, ``gamma`` are then unused and may be missing or ``null``).
     Returns ``(params, meta)`` with ``meta`` keys ``uncertainty``, ``voxel_nm``, ``two_phase``,
     ``values`` (the eight numbers as given) and ``ignored`` (other keys).
     """
@@ -341,12 +344,17 @@ def load_fit(source) -> tuple[CBAParams, dict]:
         raise ValueError(f"parameter file must hold a JSON object, got {type(data).__name__}")
     values = data.get("params") if isinstance(data.get("params"), dict) else data
     eight = {k: values[k] for k in FIELDS if k in values}
-    missing = [k for k in FIELDS if k not in values]
+    lx = eight.get("lambda_x")
+    two_phase = isinstance(lx, (int, float)) and not isinstance(lx, bool) and lx == 0
+    missing = [k for k in FIELDS if k not in values and not (two_phase and k in GRAPHITE_SHAPE)]
     if missing:
         raise ValueError(f"parameter file: missing parameter(s) {missing}; expected the eight keys {list(FIELDS)}")
-    lx = eight["lambda_x"]
-    two_phase = isinstance(lx, (int, float)) and not isinstance(lx, bool) and lx == 0
-    params = CBAParams.from_dict({**eight, "lambda_x": NO_GRAPHITE} if two_phase else eight)
+    sim = dict(eight)
+    if two_phase:  # no graphite: its shape parameters are unused (any placeholder, even null, is fine)
+        paper = CBAParams.paper().to_dict()
+        sim.update({k: paper[k] for k in GRAPHITE_SHAPE if not _positive_number(eight.get(k))})
+        sim["lambda_x"] = NO_GRAPHITE
+    params = CBAParams.from_dict(sim)
     unc = data.get("uncertainty")
     if unc is not None and not isinstance(unc, dict):
         raise ValueError(f"parameter file: uncertainty must be a JSON object, got {type(unc).__name__}")
@@ -358,7 +366,11 @@ def load_fit(source) -> tuple[CBAParams, dict]:
     known = set(FIELDS) | {"params", "uncertainty", "voxel_nm"}
     ignored = sorted(set(data) - known) + (sorted(set(values) - set(FIELDS)) if values is not data else [])
     return params, {"uncertainty": unc, "voxel_nm": vox, "two_phase": two_phase,
-                    "values": {k: float(v) for k, v in eight.items()}, "ignored": ignored}
+                    "values": {k: (None if v is None else float(v)) for k, v in eight.items()}, "ignored": ignored}
+
+
+def _positive_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 def check_downsample(factors, shape) -> tuple[int, ...]:
@@ -459,7 +471,8 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
         raise ValueError(f"image: every axis needs at least {MIN_SIDE} voxels, got shape {lab.shape}")
     factors = check_downsample(downsample, lab.shape)
     if isinstance(params, CBAParams):
-        fit, meta = params, {"uncertainty": None, "voxel_nm": None, "two_phase": False, "ignored": []}
+        fit, meta = params, {"uncertainty": None, "voxel_nm": None, "ignored": [],
+                             "two_phase": float(params.lambda_x) <= NO_GRAPHITE}
     else:
         fit, meta = load_fit(params)
     if meta["voxel_nm"] is not None and abs(meta["voxel_nm"] - voxel_nm) > VOXEL_RTOL * voxel_nm:
