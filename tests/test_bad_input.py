@@ -441,3 +441,87 @@ def test_same_seed_same_bytes_on_1_and_4_host_devices(tmp_path):
         assert r.returncode == 0, r.stderr
         files.append(f.read_bytes())
     assert files[0] == files[1]
+
+
+# --------------------------------------------------------------- API checks of the descriptors
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"voxel_nm": "80"}, "voxel_nm = '80' is not a number"),
+    ({"voxel_nm": None}, "voxel_nm = None is not a number"),
+    ({"voxel_nm": float("nan")}, "voxel_nm = nan is not finite"),
+    ({"max_lag_vox": 0}, "max_lag_vox = 0 is out of range; allowed: an integer in [1, 15]"),
+    ({"max_lag_vox": 2.5}, "max_lag_vox = 2.5 is not an integer"),
+    ({"max_lag_vox": 16}, "max_lag_vox = 16 is out of range"),
+    ({"axis": "w"}, "not an axis"),
+    ({"axis": 3}, "not an axis"),
+])
+def test_describe_api_refuses(kwargs, needle):
+    from jaxcba.descriptors import describe
+
+    args = {"voxel_nm": 80.0, **kwargs}
+    with pytest.raises(ValueError) as exc:
+        describe(_labels((16, 16, 16)), args.pop("voxel_nm"), which=("volume_fraction", "two_point"), **args)
+    assert needle in str(exc.value)
+
+
+def test_radii_of_a_phase_filling_the_window_are_reported_unbounded():
+    """All-pore / all-cb windows: no wall bounds the balls, so r_min, r_max and beta are null with
+    radii_bounded false (not the radius grid's cap: 2480 nm for 32^3 at 80 nm); one solid voxel
+    bounds them again: r_max then lies within half a voxel of the largest distance to it."""
+    from scipy import ndimage
+
+    from jaxcba.descriptors import describe
+
+    which = ("cpsd", "constrictivity", "geodesic_tortuosity")
+    for value, phases in ((0, ("pore",)), (1, ("solid", "cb"))):
+        rep = describe(np.full((8, 8, 8), value, np.uint8), 80.0, phases=phases, which=which)
+        for p in phases:
+            r = rep[p]
+            assert (r.r_min, r.r_max, r.constrictivity, r.radii_bounded) == (None, None, None, False), r
+            assert r.geodesic_tortuosity == pytest.approx(1.0)
+            assert r.cpsd["fraction"] == [1.0] * len(r.cpsd["fraction"])
+        assert any("fills the window" in n for n in rep.notes)
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[4, 4, 4] = 1
+    r = describe(lab, 80.0, phases="pore", which=which)["pore"]
+    dt_max = ndimage.distance_transform_edt(lab == 0).max()  # the border is not a wall
+    assert r.radii_bounded is True and 0 < r.r_max <= 80.0 * (dt_max + 0.5)
+    assert isinstance(r.r_min, float) and 0 < r.constrictivity <= 1
+
+
+def _checkerboard(n=12):
+    return (np.indices((n, n, n)).sum(0) % 2).astype(np.uint8)
+
+
+def _diagonal_zigzag(n=12):
+    """One-voxel cb path that advances along z by edge neighbours only (x = z), in pore."""
+    lab = np.zeros((n, 3, n), np.uint8)
+    lab[np.arange(n), 1, np.arange(n)] = 1
+    return lab
+
+
+def _staircase(n=12):
+    """The same path two voxels wide: face-connected."""
+    lab = _diagonal_zigzag(n)
+    lab[np.arange(n - 1), 1, np.arange(1, n)] = 1
+    return lab
+
+
+@pytest.mark.parametrize("make, phase, percolates", [
+    (_checkerboard, "solid", False), (_checkerboard, "pore", False),
+    (_diagonal_zigzag, "cb", False), (_staircase, "cb", True),
+])
+def test_one_connectivity_rule_for_percolation(make, phase, percolates):
+    """Geodesic tortuosity, constrictivity and the transport solver agree on "percolates": a
+    face-connected (6-neighbour) path between the faces normal to the axis. A checkerboard
+    (only edge neighbours alike; the 26-neighbourhood gave tau = 1.414) and a one-voxel diagonal
+    do not percolate; the two-voxel staircase does."""
+    from jaxcba.descriptors import constrictivity, geodesic_tortuosity
+    from jaxcba.descriptors.phases import phase_mask
+    from jaxcba.transport import m_factor
+
+    lab = make()
+    mask = np.asarray(phase_mask(lab, phase))
+    assert bool(geodesic_tortuosity(mask).percolates) is percolates
+    assert bool(constrictivity(mask, 80.0).percolates) is percolates
+    r = m_factor(lab, phase, lean=False)
+    assert bool(r.percolates) is percolates and (float(r.m_factor) > 0) is percolates

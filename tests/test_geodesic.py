@@ -78,16 +78,30 @@ def test_straight_channels_have_tortuosity_one(axis):
 
 def test_diagonal_zigzag_and_staircase_path_ratios():
     n = 33
-    # face-diagonal zig-zag, one voxel wide, edge-connected only: length sqrt(2) per slice
+    # face-diagonal band, two voxels wide so that it is face-connected (the percolation rule);
+    # the 26-neighbourhood metric inside it steps diagonally: from (0, 0) 15 diagonal steps to
+    # (15, 15), from (0, 1) 14 to (14, 15) and one face step: tau = (29 sqrt(2) + 1) / 30
+    band = np.zeros((16, 3, 17), bool)
+    for z in range(16):
+        band[z, 1, z : z + 2] = True
+    assert float(geodesic_tortuosity(band).mean) == pytest.approx((29 * np.sqrt(2) + 1) / 30, rel=1e-6)
+    # a one-voxel face-diagonal zig-zag is edge-connected only: it does not percolate (6-connectivity)
     zig = np.zeros((n, 3, 18), bool)
     for z in range(n):
         k = z % 16
         zig[z, 1, k if (z // 16) % 2 == 0 else 16 - k] = True
-    assert float(geodesic_tortuosity(zig).mean) == pytest.approx(np.sqrt(2), rel=1e-6)
-    # space-diagonal line, corner-connected only: sqrt(3)
-    diag = np.zeros((16, 16, 16), bool)
-    diag[np.arange(16), np.arange(16), np.arange(16)] = True
-    assert float(geodesic_tortuosity(diag).mean) == pytest.approx(np.sqrt(3), rel=1e-6)
+    assert not bool(geodesic_tortuosity(zig).percolates)
+    # space-diagonal staircase (i, i, i), (i, i, i + 1), (i, i + 1, i + 1), face-connected: to
+    # the far face 15 corner steps from (0, 0, 0), 14 and an edge step from (0, 0, 1), 14 and a
+    # face step from (0, 1, 1): tau = (43 sqrt(3) + sqrt(2) + 1) / 45
+    diag = np.zeros((16, 17, 17), bool)
+    i = np.arange(16)
+    diag[i, i, i] = diag[i, i, i + 1] = diag[i, i + 1, i + 1] = True
+    expected = (43 * np.sqrt(3) + np.sqrt(2) + 1) / 45
+    assert float(geodesic_tortuosity(diag).mean) == pytest.approx(expected, rel=1e-6)
+    line = np.zeros((16, 16, 16), bool)
+    line[i, i, i] = True  # corner-connected only
+    assert not bool(geodesic_tortuosity(line).percolates)
     # face-connected staircase (steps of s along z then s along x): exact ratio from Dijkstra on the graph
     for s in (1, 3):
         st = np.zeros((4 * s + 1, 1, 4 * s + 1), bool)

@@ -16,6 +16,7 @@ _JSON_KEYS = (
     "r_max",
     "constrictivity",
     "geodesic_tortuosity",
+    "radii_bounded",
 )
 
 
@@ -63,6 +64,11 @@ def _fmt(x) -> str:
     return f"{x:.6g}"
 
 
+def _bounded(phase, value):
+    """``value``, or "not bounded" where the phase fills the window (``radii_bounded`` false)."""
+    return "not bounded" if value is None and phase.radii_bounded is False else value
+
+
 def print_table(report) -> None:
     names = [p.phase for p in report.phases]
     rows = [
@@ -70,9 +76,9 @@ def print_table(report) -> None:
         ("surface_density [1/nm]", lambda p: p.surface_density),
         ("M_V [1/nm^2]", lambda p: p.intrinsic and p.intrinsic["M_V"]),
         ("chi_V [1/nm^3]", lambda p: p.intrinsic and p.intrinsic["chi_V"]),
-        ("r_min [nm]", lambda p: p.r_min),
-        ("r_max [nm]", lambda p: p.r_max),
-        ("constrictivity [1]", lambda p: p.constrictivity),
+        ("r_min [nm]", lambda p: _bounded(p, p.r_min)),
+        ("r_max [nm]", lambda p: _bounded(p, p.r_max)),
+        ("constrictivity [1]", lambda p: _bounded(p, p.constrictivity)),
         ("geodesic_tortuosity [1]", lambda p: p.geodesic_tortuosity),
     ]
     width = max(len(r[0]) for r in rows)
@@ -114,9 +120,9 @@ def run(args) -> int:
     labels = load_volume(args.volume)
     phases = tuple(dict.fromkeys(args.phase)) if args.phase else ("solid", "pore")
     which = tuple(dict.fromkeys(args.only)) if args.only else DESCRIPTORS
-    if args.max_lag_vox is not None and args.max_lag_vox > max(labels.shape) - 1:
-        raise ValueError(f"--max-lag-vox {args.max_lag_vox} is out of range; allowed: 1 to {max(labels.shape) - 1} "
-                         f"for a volume of shape {labels.shape}")
+    if args.max_lag_vox is not None and args.max_lag_vox > min(labels.shape) - 1:
+        raise ValueError(f"--max-lag-vox {args.max_lag_vox} is out of range; allowed: 1 to {min(labels.shape) - 1} "
+                         f"(below the smallest side of the volume of shape {labels.shape})")
     report = describe(labels, args.voxel_nm, phases=phases, which=which, axis=args.axis, max_lag_vox=args.max_lag_vox,
                       progress=labels.size > PROGRESS_VOXELS and not args.quiet, check_memory=not args.force)
     if args.json:

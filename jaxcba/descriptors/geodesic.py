@@ -29,6 +29,15 @@ Mean geodesic tortuosity (paper Section 3.3): for every phase voxel on the face 
 ``axis`` that is connected to the opposite face, the geodesic distance to that face
 (centre to centre) divided by the thickness ``(n - 1)`` voxels; ``tau`` is their mean, 1 for
 straight channels.
+
+Connectivity: "connected" and "percolates" follow the one rule of the library - face
+neighbours (6-connectivity), as in the constrictivity's intrusion and the transport solver,
+whose current can only cross shared faces. The paths are measured inside the phase's
+*percolating cluster* (:func:`jaxcba.morphology.percolating_cluster`: the voxels 6-connected to
+both faces); within it, steps to edge and corner neighbours of the cluster are allowed (the
+26-neighbourhood metric above), so a face-connected staircase is measured by its diagonal. A
+phase linked across the window only through shared edges or corners (a 3D checkerboard, a
+one-voxel diagonal line) does not percolate.
 """
 
 from __future__ import annotations
@@ -41,11 +50,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcba.morphology import rounds_until_stable
+from jaxcba.morphology import percolating_cluster, rounds_until_stable
 
 __all__ = ["GeodesicTortuosity", "geodesic_distance", "geodesic_tortuosity", "METRIC"]
 
-METRIC = "26-neighbourhood graph, Euclidean step lengths 1, sqrt(2), sqrt(3)"
+METRIC = ("26-neighbourhood graph, Euclidean step lengths 1, sqrt(2), sqrt(3), inside the phase's face-connected "
+          "(6-neighbour) percolating cluster")
 
 #: Value of phase voxels not (yet) reached: finite, so that it passes through the relaxation.
 _UNREACHED = jnp.float32(1e30)
@@ -134,7 +144,9 @@ def geodesic_tortuosity(mask: jax.Array, axis: int = 0) -> GeodesicTortuosity:
     """Mean geodesic tortuosity of a phase from the face ``index 0`` of ``axis`` to the opposite face.
 
     ``mask``: bool ``(z, y, x)``; jittable and vmappable (``axis`` static). ``mean`` is NaN and
-    ``percolates`` False when no start voxel is connected to the opposite face.
+    ``percolates`` False when no start voxel is face-connected (6-connectivity, the rule of the
+    constrictivity and the transport solver) to the opposite face; the paths run inside the
+    percolating cluster with the 26-neighbourhood metric (module docstring).
     """
     if getattr(mask, "ndim", None) != 3:
         raise ValueError(f"expected a 3D (z, y, x) phase mask, got shape {getattr(mask, 'shape', None)}")
@@ -150,11 +162,12 @@ def geodesic_tortuosity(mask: jax.Array, axis: int = 0) -> GeodesicTortuosity:
 @partial(jax.jit, static_argnames=("axis",))
 def _tortuosity(mask, axis):
     n = mask.shape[axis]
+    cluster, _ = percolating_cluster(mask, axis, connectivity=6)  # the one rule: face neighbours
     outlet = lax.broadcasted_iota(jnp.int32, mask.shape, axis) == n - 1
-    g = _distance(_start_field(mask, outlet & mask), 1000)
+    g = _distance(_start_field(cluster, outlet & cluster), 1000)
     start = lax.index_in_dim(g, 0, axis, keepdims=False)
     on_face = lax.index_in_dim(mask, 0, axis, keepdims=False)
-    ok = on_face & jnp.isfinite(start)
+    ok = lax.index_in_dim(cluster, 0, axis, keepdims=False) & jnp.isfinite(start)
     count = jnp.sum(ok)
     mean = jnp.sum(jnp.where(ok, start, 0.0)) / jnp.maximum(count, 1) / (n - 1)
     perc = count > 0

@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxcba._checks import check_int, check_voxel_nm, parse_axis
+from jaxcba._progress import meter
 from jaxcba.descriptors import geodesic, pore_size
 from jaxcba.descriptors.minkowski import intrinsic_densities
 from jaxcba.descriptors.phases import check_phase, phase_mask
@@ -33,7 +35,7 @@ BYTES_PER_VOXEL = {
     "intrinsic": 12.0,
     "cpsd": 12.0,
     "constrictivity": 18.0,
-    "geodesic_tortuosity": 8.0,
+    "geodesic_tortuosity": 9.0,  # the float32 distance field, the percolating cluster and its sweeps
 }
 #: Relative cost of each descriptor, for the progress bar's ETA (measured at 400^3, one phase).
 _COST = {"volume_fraction": 0.1, "intrinsic": 1.0, "two_point": 2.0, "cpsd": 6.0, "constrictivity": 8.0,
@@ -48,7 +50,12 @@ class PhaseReport:
     M_V [nm^-2], chi_V [nm^-3]; ``two_point`` dict h_nm, C, centered, C_axes; ``cpsd`` dict
     r_nm, fraction; ``r_min``, ``r_max`` [nm]; ``constrictivity`` [1]; ``geodesic_tortuosity``
     [1]. ``r_min``, ``constrictivity`` and ``geodesic_tortuosity`` are the string
-    ``"not percolating"`` when the phase does not connect the faces along ``axis``.
+    ``"not percolating"`` when the phase does not connect the faces along ``axis`` (face
+    neighbours, 6-connectivity: the one rule of the descriptors and the transport solver).
+    ``radii_bounded`` (with "cpsd" or "constrictivity"): ``False`` when the phase fills the
+    window, so that no voxel outside it bounds the balls - the CPSD is 1 at every radius the
+    window holds and ``r_min``, ``r_max`` and ``constrictivity`` are ``None`` (JSON null)
+    instead of the radius grid's cap; ``True`` otherwise.
     """
 
     phase: str
@@ -61,6 +68,7 @@ class PhaseReport:
     r_max: float | None = None
     constrictivity: float | str | None = None
     geodesic_tortuosity: float | str | None = None
+    radii_bounded: bool | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -115,17 +123,6 @@ def check_describe_memory(shape, which=DESCRIPTORS, max_lag_vox: int | None = No
         )
 
 
-def _progress_bar(enabled: bool, total: float):
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="describe", file=sys.stderr, leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
-
-
 def per_phase(labels, phases, measure) -> dict:
     """``{phase: measure(phase, phase_mask(labels, phase))}`` in the order of ``phases``: the one
     per-phase loop of :func:`describe`, the batch measures (:mod:`jaxcba.batch.measures`, under
@@ -162,8 +159,9 @@ def describe(
     ``phases`` from {"solid", "pore", "graphite", "cb"}; ``which`` a subset of
     :data:`DESCRIPTORS` (the path-based ones, "cpsd", "constrictivity" and
     "geodesic_tortuosity", are the expensive ones); ``axis``: transport direction for r_min
-    and tortuosity (from face 0 to the opposite face); ``max_lag_vox``: largest lag of C(h)
-    (default half the smallest axis, at most 100 voxels); ``progress``: a bar on stderr naming the
+    and tortuosity (from face 0 to the opposite face; ``0|1|2`` or ``z|y|x``); ``max_lag_vox``:
+    largest lag of C(h), an integer in ``[1, min(shape) - 1]`` (default half the smallest axis,
+    at most 100 voxels); ``progress``: a bar on stderr naming the
     running phase and descriptor, with an ETA; ``check_memory``: refuse (``ValueError``) a volume
     whose estimated need (:func:`describe_bytes`) exceeds the available memory. Raises
     ``ValueError`` for invalid input, before any work.
@@ -171,8 +169,7 @@ def describe(
     from jaxcba.io import check_labels
 
     lab = check_labels(labels, name="labels")
-    if not (np.isfinite(voxel_nm) and voxel_nm > 0):
-        raise ValueError(f"voxel_nm must be a finite number > 0, got {voxel_nm!r}")
+    voxel_nm = check_voxel_nm(voxel_nm)
     if isinstance(phases, str):
         phases = (phases,)
     phases = tuple(check_phase(p) for p in phases)
@@ -182,10 +179,11 @@ def describe(
     bad = [w for w in which if w not in DESCRIPTORS]
     if bad:
         raise ValueError(f"unknown descriptor(s) {bad}; allowed: {', '.join(DESCRIPTORS)}")
-    if axis not in (0, 1, 2):
-        raise ValueError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
+    axis = parse_axis(axis)
     if min(lab.shape) < 2:
         raise ValueError(f"every axis needs at least 2 voxels, got shape {lab.shape}")
+    if max_lag_vox is not None:
+        max_lag_vox = check_int(max_lag_vox, "max_lag_vox", lo=1, hi=min(lab.shape) - 1)
     if check_memory:
         check_describe_memory(lab.shape, which, max_lag_vox)
     lo, hi = int(lab.min()), int(lab.max())
@@ -199,17 +197,24 @@ def describe(
         notes.append(f"geodesic tortuosity metric: {geodesic.METRIC}; thickness = (n - 1) voxels along axis {axis}")
     if {"cpsd", "constrictivity"} & set(which):
         notes.append("r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel")
+        fills = {"pore": hi == 0, "solid": lo > 0, "graphite": lo == 2, "cb": lo == hi == 1}
+        for p in phases:
+            if fills[p]:
+                notes.append(f"{p} fills the window: no wall bounds its balls, so r_min, r_max and constrictivity "
+                             "are not bounded within the window (null, radii_bounded false)")
+    if {"geodesic_tortuosity", "constrictivity"} & set(which):
+        notes.append("percolation: face-connected (6-neighbour) paths between the faces normal to the axis, "
+                     "as in the transport solver")
 
     jlab = jax.numpy.asarray(lab)
-    bar = _progress_bar(progress, len(phases) * sum(_COST[w] for w in which))
+    bar = meter(len(phases) * sum(_COST[w] for w in which), "describe", enabled=progress,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
     def step(p, w):
-        if bar is not None:
-            bar.set_description(f"describe {p}: {w}")
+        bar.set_description_str(f"describe {p}: {w}")
 
     def done(w):
-        if bar is not None:
-            bar.update(_COST[w])
+        bar.update(_COST[w])
 
     def one(p, jmask) -> PhaseReport:
         fields: dict[str, Any] = {"phase": p}
@@ -239,16 +244,18 @@ def describe(
         if {"cpsd", "constrictivity"} & set(which):
             step(p, "constrictivity" if "constrictivity" in which else "cpsd")
             radii = pore_size.default_radii_vox(mask)
+            bounded = not bool(mask.all())  # a phase filling the window has no wall to bound its balls
+            fields["radii_bounded"] = bounded
             if "constrictivity" in which:
                 con = pore_size.constrictivity(mask, voxel_nm, radii_vox=radii, axis=axis)
                 r_nm, frac, r_max = con.r_nm, con.cpsd, con.r_max_nm
                 perc = bool(np.asarray(con.percolates))
-                fields["r_min"] = _f(con.r_min_nm) if perc else NOT_PERCOLATING
-                fields["constrictivity"] = _f(con.beta) if perc else NOT_PERCOLATING
+                fields["r_min"] = (_f(con.r_min_nm) if bounded else None) if perc else NOT_PERCOLATING
+                fields["constrictivity"] = (_f(con.beta) if bounded else None) if perc else NOT_PERCOLATING
             else:
                 c = pore_size.cpsd(mask, voxel_nm, radii_vox=radii)
                 r_nm, frac, r_max = c.r_nm, c.fraction, c.r_max_nm
-            fields["r_max"] = _f(r_max)
+            fields["r_max"] = _f(r_max) if bounded else None
             if "cpsd" in which:
                 fields["cpsd"] = {"r_nm": _list(r_nm), "fraction": _list(frac)}
             for w in {"cpsd", "constrictivity"} & set(which):
@@ -261,7 +268,6 @@ def describe(
             done("geodesic_tortuosity")
         return PhaseReport(**fields)
 
-    out = list(per_phase(jlab, phases, one).values())
-    if bar is not None:
-        bar.close()
+    with bar:
+        out = list(per_phase(jlab, phases, one).values())
     return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in lab.shape), axis=axis, phases=tuple(out), notes=tuple(notes))
