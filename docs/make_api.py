@@ -9,7 +9,7 @@ import inspect
 from pathlib import Path
 
 import jaxcba
-from jaxcba import batch, calibrate, descriptors, io, model, preprocess, theory, transport, validate
+from jaxcba import batch, calibrate, descriptors, io, model, preprocess, sharded, theory, transport, validate
 
 MODULES = [
     ("jaxcba", jaxcba, ["CBAParams", "simulate", "simulate_batch", "draw_noise", "simulate_soft", "simulate_soft_batch"]),
@@ -23,6 +23,7 @@ MODULES = [
                        "check_labels"]),
     ("jaxcba.preprocess", preprocess, None),
     ("jaxcba.batch", batch, None),
+    ("jaxcba.sharded", sharded, None),
     ("jaxcba.validate", validate, None),
 ]
 

@@ -1,11 +1,11 @@
 """Descriptors of a z-sharded phase mask (paper Eqs. 6-9, 20) by domain decomposition.
 
-* Volume fraction / phase counts: each device counts its slab, ``psum`` adds the counts
-  (exact integers).
+* Volume fraction / phase counts: each device counts its slab, the host adds the counts
+  (exact integers, int64).
 * Intrinsic volume densities (2x2x2 configurations, Eqs. 6-9): a cell spans two z-planes,
   so every device receives the first plane of the next device (a one-plane halo,
   ``ppermute``) and codes the cells between its planes and that one; the last device has no
-  next and codes one cell-plane fewer. The 256 configuration counts are ``psum``-ed, so the
+  next and codes one cell-plane fewer. The 256 configuration counts are added up (int64), so the
   histogram equals the single-device one exactly and the densities are computed from it by
   the same formula.
 * Two-point coverage (Eq. 20): the zero-padded autocorrelation by a distributed FFT - 2-D
@@ -58,25 +58,31 @@ def _sharded(x, mesh, halo: int = 0, what: str = "the volume") -> jax.Array:
 
 @partial(jax.jit, static_argnames=("n_labels", "mesh"))
 def _counts_program(labels, n_labels, mesh):
+    """Per-device label counts ``(n, n_labels)`` int32 (added on the host in int64: a window
+    of 2000^3 voxels overflows int32)."""
     ax = M.axis_of(mesh)
 
     def local(v):
         c = lax.map(lambda sl: jnp.bincount(sl.ravel().astype(jnp.int32), length=n_labels), v)
-        return lax.psum(jnp.sum(c, axis=0, dtype=jnp.int32), ax)
+        return jnp.sum(c, axis=0, dtype=jnp.int32)[None]
 
-    return jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=P(), check_vma=False)(labels)
+    return jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=P(ax), check_vma=False)(labels)
+
+
+def _host_sum(per_device) -> np.ndarray:
+    return np.asarray(per_device).astype(np.int64).sum(axis=0)
 
 
 def phase_counts(labels, n_labels: int = 3, *, mesh=None) -> np.ndarray:
-    """Voxels of each label ``0 .. n_labels - 1`` (host int64 array), by ``psum`` of the slab counts."""
+    """Voxels of each label ``0 .. n_labels - 1`` (host int64 array): the slab counts, added up."""
     labels = _sharded(labels, mesh, 0, "the labels")
-    return np.asarray(_counts_program(labels, int(n_labels), M.mesh_of(labels))).astype(np.int64)
+    return _host_sum(_counts_program(labels, int(n_labels), M.mesh_of(labels)))
 
 
 def volume_fraction(mask, *, mesh=None) -> float:
     """Point-count volume fraction of a boolean mask (Eq. 6), from the exact voxel count."""
     mask = _sharded(mask, mesh, 0, "the mask")
-    ones = int(_counts_program(mask.astype(jnp.uint8), 2, M.mesh_of(mask))[1])
+    ones = int(_host_sum(_counts_program(mask.astype(jnp.uint8), 2, M.mesh_of(mask)))[1])
     return ones / float(np.prod(mask.shape))
 
 
@@ -104,18 +110,18 @@ def _histogram_program(mask, mesh):
         last = lax.axis_index(ax) == n - 1
         valid = jnp.where(last, jnp.arange(lz) < lz - 1, True).astype(jnp.int32)  # the last cell plane needs a next device
         per_slice = lax.map(lambda c: jnp.bincount(c.ravel().astype(jnp.int32), length=256), code)
-        return lax.psum(jnp.sum(per_slice * valid[:, None], axis=0, dtype=jnp.int32), ax)
+        return jnp.sum(per_slice * valid[:, None], axis=0, dtype=jnp.int32)[None]
 
-    return jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=P(), check_vma=False)(mask)
+    return jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=P(ax), check_vma=False)(mask)
 
 
-def configuration_histogram(mask, *, mesh=None) -> jax.Array:
-    """Counts of the 256 2x2x2 configurations (``(256,)`` int32), equal to
-    :func:`jaxcba.descriptors.configuration_histogram` of the whole mask."""
+def configuration_histogram(mask, *, mesh=None) -> np.ndarray:
+    """Counts of the 256 2x2x2 configurations (host ``(256,)`` int64: the slab counts added
+    up), equal to :func:`jaxcba.descriptors.configuration_histogram` of the whole mask."""
     mask = _sharded(mask, mesh, 2, "the mask")
     if min(mask.shape) < 2:
         raise ValueError(f"each axis needs at least 2 voxels for 2x2x2 configurations, got shape {mask.shape}")
-    return _histogram_program(mask, M.mesh_of(mask))
+    return _host_sum(_histogram_program(mask, M.mesh_of(mask)))
 
 
 def intrinsic_densities(mask, voxel_nm: float = 1.0, *, euler: str = "6", curvature: str = "4",

@@ -164,7 +164,7 @@ def _solve_program(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary
         lz = s.shape[0]
         psum = partial(lax.psum, axis_name=ax)
         dot = lambda a, b: psum(jnp.sum(jnp.sum(a * b, axis=(1, 2))))  # noqa: E731
-        eps = psum(jnp.sum((s > 0).astype(jnp.int32))).astype(dtype) / (nz * ny * nx)
+        eps = psum(jnp.sum((s > 0).astype(jnp.int32)).astype(jnp.float32)).astype(dtype) / (nz * ny * nx)
         # the percolating cluster
         planes = d * lz + jnp.arange(lz)
         first = jnp.broadcast_to((planes == 0)[:, None, None], s.shape)
