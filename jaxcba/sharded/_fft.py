@@ -70,13 +70,14 @@ def irfftn_z(x, nx: int, axis_name: str, n: int, *, column_fn=None, out_fn=None,
     n_cols = -(-wx // wc)
 
     def zy_body(i, x):
-        c0 = jnp.minimum(i * wc, wx - wc)  # last block overlaps its predecessor
-        orig = lax.dynamic_slice(x, (0, 0, c0), (nz, ny, wc))
+        c0 = jnp.minimum(i * wc, wx - wc).astype(jnp.int32)  # last block overlaps its predecessor
+        zero = jnp.int32(0)
+        orig = lax.dynamic_slice(x, (zero, zero, c0), (nz, ny, wc))
         local = c0 + jnp.arange(wc, dtype=jnp.int32)
         block = orig if column_fn is None else column_fn(orig, d * wx + local)
         done = local < i * wc
         out = jnp.fft.ifft2(block, axes=(0, 1)).astype(jnp.complex64)
-        return lax.dynamic_update_slice(x, jnp.where(done[None, None, :], orig, out), (0, 0, c0))
+        return lax.dynamic_update_slice(x, jnp.where(done[None, None, :], orig, out), (zero, zero, c0))
 
     x = lax.fori_loop(0, n_cols, zy_body, x)
     x = transpose(x, axis_name, 0, 2)  # (lz, ny, mp): this device's z planes
@@ -87,9 +88,10 @@ def irfftn_z(x, nx: int, axis_name: str, n: int, *, column_fn=None, out_fn=None,
     f = (lambda z: z) if out_fn is None else out_fn
 
     def x_body(i, out):
-        z0 = jnp.minimum(i * zc, lz - zc)
-        slab = lax.dynamic_slice(x, (z0, 0, 0), (zc, ny, mx))
+        z0 = jnp.minimum(i * zc, lz - zc).astype(jnp.int32)
+        zero = jnp.int32(0)
+        slab = lax.dynamic_slice(x, (z0, zero, zero), (zc, ny, mx))
         z = jnp.fft.irfft(slab, n=nx, axis=2).astype(jnp.float32)
-        return lax.dynamic_update_slice(out, f(z).astype(out_dtype), (z0, 0, 0))
+        return lax.dynamic_update_slice(out, f(z).astype(out_dtype), (z0, zero, zero))
 
     return lax.fori_loop(0, n_slabs, x_body, out)

@@ -104,14 +104,15 @@ def _noise_rows(key, shape, amp, axis_name: str, n: int, mp: int):
         i = jnp.minimum(first + j, last)
         z0 = jnp.minimum(i * zc, nz - zc)
         xi = jax.random.normal(jax.random.fold_in(key, i), (zc, ny, mx), jnp.complex64)
-        ws = jnp.clip(z0 - a, 0, lz - W)  # window of local rows that holds the slab's rows here
+        ws = jnp.clip(z0 - a, 0, lz - W).astype(jnp.int32)  # window of local rows holding the slab's rows here
         rows = ws + t + a - z0  # slab row of each window row
         valid = (rows >= 0) & (rows < zc) & (owner(a + ws + t) == i)
         sel = jnp.take(xi, jnp.clip(rows, 0, zc - 1), axis=0)
         amp_rows = jnp.take(amp, ws + t, axis=0)[:, ymap]
         sel = sel * amp_rows.astype(jnp.float32)
-        old = lax.dynamic_slice(x, (ws, 0, 0), (W, ny, mx))
-        return lax.dynamic_update_slice(x, jnp.where(valid[:, None, None], sel, old), (ws, 0, 0))
+        zero = jnp.int32(0)
+        old = lax.dynamic_slice(x, (ws, zero, zero), (W, ny, mx))
+        return lax.dynamic_update_slice(x, jnp.where(valid[:, None, None], sel, old), (ws, zero, zero))
 
     return lax.fori_loop(0, k_max, body, x)
 
