@@ -136,6 +136,11 @@ def _curves(result, path, kind: str) -> Path:
             ax.fill_between(x, s["min"], s["max"], color=colour, alpha=0.25, lw=0, label=f"model {ph}: [min, max]")
             ax.plot(x, s["mean"], "--", color=colour, lw=1, label=f"model {ph}: mean")
             ax.plot(x, s["image"], "-", color="k" if ph == "solid" else "0.35", lw=1.4, label=f"image {ph}")
+        if kind == "cpsd":  # the radius grid runs far beyond the largest pore: stop where every curve has vanished
+            top = np.max([np.maximum(s["max"], s["image"]) for s, _, _ in series], axis=0)
+            above = np.nonzero(np.asarray(top) > 0.005)[0]
+            if above.size and above[-1] + 2 < len(x):
+                ax.set_xlim(0, x[above[-1] + 2])
         ax.set_title(f"{c['voxel_nm']:g} nm voxels", fontsize=10)
         ax.legend(fontsize=7)
     fig.suptitle("continuous pore size distribution (cf. paper Fig. 6)" if kind == "cpsd"
