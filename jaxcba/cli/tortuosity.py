@@ -112,12 +112,9 @@ def run(args) -> int:
     labels = load_volume(args.volume)
     show = labels.size > PROGRESS_VOXELS and not (args.json or args.quiet)
     start = time.perf_counter()
-    # Only ratios matter: solve with the conductivities divided by their largest (float64 here),
-    # so that any finite positive values work in float32, and scale sigma back afterwards.
-    cond, scale = args.conductivity, 1.0
-    if cond and max(cond.values()) > 0 and max(cond.values()) != 1.0:
-        scale = max(cond.values())
-        cond = {k: v / scale for k, v in cond.items()}
+    # only ratios matter: m_factor solves the conductivities divided by their largest (float64)
+    # and reports sigma_eff and sigma_ref in the units given
+    cond = args.conductivity
     with meter(100, "jaxcba tortuosity", "%", enabled=show,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}") as bar:
         result = m_factor(
@@ -128,9 +125,6 @@ def run(args) -> int:
         )
     out = result.to_dict()
     seconds = time.perf_counter() - start
-    if scale != 1.0:
-        out["sigma_ref"] = scale
-        out["sigma_eff"] = None if out["m_factor"] is None else out["m_factor"] * scale
     if out["converged"] and out["m_factor"] is None:  # never a missing M reported as converged
         out["converged"] = False
     out.update(phase=args.phase, axis=axis_name(args.axis), shape=list(labels.shape), seconds=seconds)

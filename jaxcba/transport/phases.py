@@ -15,7 +15,8 @@ import numpy as np
 
 from jaxcba.model.window import available_bytes
 from jaxcba.transport.result import TransportResult
-from jaxcba.transport.solver import effective_conductivity, label_conductivity
+from jaxcba._checks import check_dtype_floating
+from jaxcba.transport.solver import _unscale, check_ratios, effective_conductivity, label_conductivity
 
 #: Phase name -> the labels it holds.
 PHASE_LABELS = {"pore": (0,), "solid": (1, 2), "cb": (1,), "graphite": (2,)}
@@ -116,7 +117,10 @@ def m_factor(
             voxel size does not enter (M and tau_eff are ratios).
         phase: ``"pore"`` | ``"solid"`` | ``"cb"`` | ``"graphite"``.
         conductivity: ``{label: sigma}`` for the phase's labels (default 1 each); the paper's
-            solid uses ``{2: 1.0, 1: 0.01}``. ``sigma_ref`` is the largest value given.
+            solid uses ``{2: 1.0, 1: 0.01}``. ``sigma_ref`` is the largest value given. Only
+            ratios matter: the values are solved divided by the largest (in float64), so any
+            finite values >= 0 work (e.g. 1e-38 or 1e38); a positive ratio below the dtype's
+            smallest normal number (1.2e-38 in float32) is refused.
         axis: transport direction ``"z"|"y"|"x"`` or ``0|1|2``.
         lean: ``True``: solve on the labels (about half the memory); ``False``: on the float32
             conductivity field with stored face conductances (``effective_conductivity``,
@@ -126,7 +130,8 @@ def m_factor(
         check_memory: refuse (``ValueError``, before any work) a volume whose estimated need
             (:func:`m_factor_bytes`) exceeds the available memory.
         **solver_kw: ``SolverOptions`` fields (``rtol``, ``flux_tol``, ``max_iter``,
-            ``preconditioner``, ``boundary``, ...) or ``progress=``, ``chunk=``.
+            ``preconditioner``, ``boundary``, ...) or ``progress=``, ``chunk=``, ``dtype=`` (a
+            floating dtype, default float32); an unknown name is a ``ValueError`` listing them.
 
     Returns:
         ``TransportResult`` with ``eps`` the volume fraction of the phase's conducting voxels.
@@ -134,6 +139,8 @@ def m_factor(
         {0, 1, 2} or a phase absent from the volume.
     """
     cmap = _check_map(phase, conductivity)
+    dtype = check_dtype_floating(solver_kw.pop("dtype", jnp.float32))
+    scale = check_ratios(cmap.values(), dtype)  # only ratios matter: solved divided by the largest
     if not isinstance(labels, jax.core.Tracer):
         arr = np.asarray(labels)
         if arr.ndim != 3:
@@ -147,6 +154,6 @@ def m_factor(
     elif lean == "auto":
         lean = True
     if not lean:
-        sigma = conductivity_field(labels, phase, cmap, solver_kw.pop("dtype", jnp.float32))
-        return effective_conductivity(sigma, axis, sigma_ref=max(cmap.values()), **solver_kw)
-    return label_conductivity(labels, cmap, axis, sigma_ref=max(cmap.values()), **solver_kw)
+        sigma = conductivity_field(labels, phase, {k: v / scale for k, v in cmap.items()}, dtype)
+        return _unscale(effective_conductivity(sigma, axis, sigma_ref=1.0, dtype=dtype, **solver_kw), scale, scale)
+    return label_conductivity(labels, cmap, axis, sigma_ref=scale, dtype=dtype, **solver_kw)

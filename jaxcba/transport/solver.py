@@ -31,9 +31,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxcba._checks import check_dtype_floating, check_positive
 from jaxcba.morphology import percolating_cluster
 from jaxcba.transport import cg
 from jaxcba.transport import stencil as sten
@@ -287,29 +290,86 @@ def _advance_chunked(prob, state, tols, max_iter: int, progress, chunk: int) -> 
     return state
 
 
+#: Keywords of the solve besides the ``SolverOptions`` fields.
+CALL_OPTIONS = ("progress", "chunk", "dtype")
+
+
 def _options(options, option_kw) -> SolverOptions:
+    fields = tuple(f.name for f in dataclasses.fields(SolverOptions))
+    unknown = sorted(k for k in option_kw if k not in fields)
+    if unknown:
+        raise ValueError(f"unknown solver option(s) {', '.join(map(repr, unknown))}; allowed: "
+                         f"{', '.join(fields + CALL_OPTIONS)}")
     if options is None:
         return SolverOptions(**option_kw)
+    if not isinstance(options, SolverOptions):
+        raise ValueError(f"options must be a SolverOptions, got {type(options).__name__}")
     if option_kw:
         return dataclasses.replace(options, **option_kw)
     return options
 
 
-def _check_field(sigma) -> None:
+def _check_shape(sigma) -> None:
     if sigma.ndim != 3:
         raise ValueError(f"expected a 3D (z, y, x) conductivity field, got shape {sigma.shape}")
     if min(sigma.shape) < 1:
         raise ValueError(f"the volume is empty: shape {sigma.shape}")
-    if isinstance(sigma, jax.core.Tracer):
-        return  # values unknown under jit / vmap / grad tracing
-    if bool(jnp.any(jnp.isnan(sigma))):
+
+
+def _host_scale(host: np.ndarray, dtype) -> float:
+    """Check a concrete conductivity field on the host (in its own precision, where small values
+    are not flushed to zero) and return its largest value, by which it is solved divided (only
+    ratios matter, so any finite positive values work in ``dtype``)."""
+    if not np.issubdtype(host.dtype, np.number) or np.issubdtype(host.dtype, np.complexfloating):
+        raise ValueError(f"conductivities must be real numbers, got dtype {host.dtype}")
+    if np.isnan(host).any():
         raise ValueError("conductivities must not be NaN")
-    if bool(jnp.any(~jnp.isfinite(sigma))):
+    if not np.isfinite(host).all():
         raise ValueError("conductivities must be finite")
-    if bool(jnp.any(sigma < 0)):
-        raise ValueError(f"conductivities must be >= 0, got a minimum of {float(jnp.min(sigma))}")
-    if not bool(jnp.any(sigma > 0)):
+    low = host.min()
+    if low < 0:
+        raise ValueError(f"conductivities must be >= 0, got a minimum of {float(low)}")
+    top = float(host.max())
+    if not top > 0:
         raise ValueError("no conducting voxel: the conducting phase is absent (all conductivities are 0)")
+    return top
+
+
+def check_ratios(values, dtype) -> float:
+    """The largest of ``values`` (finite, >= 0, at least one > 0); ``ValueError`` when a positive
+    value divided by it is below ``dtype``'s smallest normal number (it would solve as 0)."""
+    values = [float(v) for v in values]
+    top = max(values)
+    tiny = float(jnp.finfo(dtype).tiny)
+    small = [v for v in values if 0 < v / top < tiny]
+    if small:
+        raise ValueError(f"conductivity {small[0]:g} is {small[0] / top:.3g} times the largest ({top:g}): below "
+                         f"{jnp.dtype(dtype).name}'s smallest normal ratio {tiny:.3g}, it would solve as 0; "
+                         "set it to 0 (insulating) or use dtype=float64")
+    return top
+
+
+def _unscale(result: TransportResult, scale: float, sigma_ref) -> TransportResult:
+    """The result of a solve on conductivities divided by ``scale`` in the input's units:
+    ``sigma_eff * scale`` and ``sigma_ref`` (``M`` and ``tau_eff`` are ratios, unchanged).
+    Concrete results are scaled in float64 on the host (no flush of tiny values)."""
+    if scale == 1.0:
+        return result
+    eff = result.sigma_eff
+    if isinstance(eff, jax.core.Tracer) or isinstance(result.sigma_ref, jax.core.Tracer):
+        new = (eff * scale, result.sigma_ref * scale)
+    else:
+        dt = np.asarray(eff).dtype
+        new = (jnp.asarray((np.asarray(eff, np.float64) * scale).astype(dt)),
+               jnp.asarray(np.asarray(np.float64(sigma_ref), np.float64).astype(dt)))
+    return eqx.tree_at(lambda r: (r.sigma_eff, r.sigma_ref), result, new)
+
+
+def _check_ref(sigma_ref):
+    """``sigma_ref`` > 0 and finite when concrete (a traced value is used as it is)."""
+    if sigma_ref is None or isinstance(sigma_ref, jax.core.Tracer):
+        return sigma_ref
+    return check_positive(sigma_ref, "sigma_ref")
 
 
 def effective_conductivity(
@@ -343,19 +403,38 @@ def effective_conductivity(
     """
     options = _options(options, option_kw)
     ax = axis_index(axis)
-    sigma = jnp.asarray(sigma, dtype)
-    _check_field(sigma)
+    dtype = check_dtype_floating(dtype)
+    sigma_ref = _check_ref(sigma_ref)
+    scale = 1.0
+    if isinstance(sigma, jax.core.Tracer):  # values unknown under jit / vmap / grad tracing
+        sigma = jnp.asarray(sigma, dtype)
+        _check_shape(sigma)
+    else:
+        host = np.asarray(sigma)
+        _check_shape(host)
+        scale = _host_scale(host, dtype)
+        check_ratios([np.min(host, initial=scale, where=host > 0), scale], dtype)
+        if scale != 1.0:  # solved divided by the largest value (float64 on the host): only ratios matter
+            scaled = host.astype(np.float64)
+            scaled /= scale
+            sigma = scaled.astype(dtype)
+            del scaled
+            sigma_ref = scale if sigma_ref is None else sigma_ref
+        sigma = jnp.asarray(sigma, dtype)
     sigma = jnp.moveaxis(sigma, ax, 0)
+    ref = sigma_ref
     if sigma_ref is None:
         sigma_ref = jnp.max(sigma)
+    elif scale != 1.0:
+        sigma_ref = sigma_ref / scale
     tols = _tols(options, sigma.dtype)
     static = _static(options)
     if progress is None:
-        return _solve_jit(sigma, sigma_ref, tols, static)
+        return _unscale(_solve_jit(sigma, sigma_ref, tols, static), scale, ref)
     prob, state, cluster, percolates = _prepare_jit(sigma, tols[0], static)
     state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk)
     del prob
-    return _finish_jit(sigma, sigma_ref, cluster, percolates, state, static)
+    return _unscale(_finish_jit(sigma, sigma_ref, cluster, percolates, state, static), scale, ref)
 
 
 def label_conductivity(
@@ -388,13 +467,21 @@ def label_conductivity(
     """
     options = _options(options, option_kw)
     ax = axis_index(axis)
-    items = sorted((int(k), float(v)) for k, v in dict(conductivity).items() if float(v) > 0)
+    dtype = check_dtype_floating(dtype)
+    ref = _check_ref(sigma_ref)
+    given = {}
+    for k, v in dict(conductivity).items():
+        given[int(k)] = check_positive(v, f"conductivity of label {k}", allow_zero=True)
+    items = sorted((k, v) for k, v in given.items() if v > 0)
     if not items:
         raise ValueError("no conducting label: every conductivity is 0")
     codes = tuple(k for k, _ in items)
-    values = jnp.asarray([v for _, v in items], dtype)
-    if sigma_ref is None:
-        sigma_ref = max(v for _, v in items)
+    # solved divided by the largest value (in float64 here): only ratios matter, so any finite
+    # positive values work in float32 (1e-38 would be flushed to 0 there, 1e38 overflow)
+    scale = check_ratios([v for _, v in items], dtype)
+    values = jnp.asarray([v / scale for _, v in items], dtype)
+    ref = scale if ref is None else ref
+    sigma_ref = ref / scale
     labels = jnp.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"expected a 3D (z, y, x) labelled volume, got shape {labels.shape}")
@@ -407,7 +494,7 @@ def label_conductivity(
     if isinstance(labels, jax.core.Tracer):  # inside a caller's jit / vmap: one program
         if progress is not None:
             raise ValueError("progress= needs concrete labels (it is not available under jit / vmap)")
-        return _solve_labels_jit(labels, values, sigma_ref, tols, codes, static, dtype)
+        return _unscale(_solve_labels_jit(labels, values, sigma_ref, tols, codes, static, dtype), scale, ref)
     # Concrete labels: one program per stage, so that no stage's temporaries meet another's
     # buffers (the peak is the CG loop's: codes, inverse diagonal, coarse levels, u, r, p, x1).
     cls, eps, percolates = _classes_jit(labels, codes, dtype)
@@ -418,4 +505,4 @@ def label_conductivity(
     if progress is None:
         progress, chunk = (lambda s: None), options.max_iter
     state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk)
-    return _finish_labels_jit(prob.stencil, values, sigma_ref, eps, percolates, state, static)
+    return _unscale(_finish_labels_jit(prob.stencil, values, sigma_ref, eps, percolates, state, static), scale, ref)
