@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +21,17 @@ def figure(*args, **kwargs):
 
 
 def save_png(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Save ``fig`` to ``path`` atomically (temp file + rename) and close it."""
+    """Save ``fig`` to ``path`` as PNG atomically (temp file + rename, the usual
+    ``0o666 & ~umask`` mode, as every output of jaxcba: :func:`jaxcba._checks.write_atomic`)
+    and close it."""
     import matplotlib.pyplot as plt
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
-    os.close(fd)
+    from jaxcba._checks import write_atomic
+
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), suffix=".png")
     finally:
         plt.close(fig)
-    return out
 
 
 def show_phases(ax, labels_slice: np.ndarray, voxel_nm: float, title: str = "") -> None:

@@ -118,7 +118,7 @@ MEASURES = {
 #: and the up-front memory check; the M-factors run on the labels under vmap (the lean path as
 #: one program: 29 bytes per voxel in XLA's memory analysis).
 BYTES_PER_VOXEL = {"fractions": 4, "surface_density": 12, "two_point": 12, "cpsd": 12, "constrictivity": 18,
-                   "geodesic_tortuosity": 8, "m_factor_pore": 30, "m_factor_solid": 30}
+                   "geodesic_tortuosity": 9, "m_factor_pore": 30, "m_factor_solid": 30}
 
 
 @lru_cache(maxsize=None)

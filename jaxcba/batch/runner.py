@@ -142,30 +142,33 @@ def _remove_empty_run(out: Path, created_dir: bool) -> None:
 
 
 def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: bool = False, progress: bool = True,
-              distributed: bool = False) -> BatchSummary:
+              distributed: bool = False, force: bool = False) -> BatchSummary:
     """Run (or resume) the sweep ``spec`` (dict, JSON text, path or :class:`Spec`) into ``out_dir``.
 
-    Raises ``ValueError`` for an invalid spec or an ``out_dir`` holding another spec's results
-    (nothing is written then).
+    Raises ``ValueError`` for an invalid spec, an ``out_dir`` holding another spec's results,
+    or a step whose estimated memory (:func:`check_batch_memory`) or grain count
+    (:func:`check_batch_grains`) exceeds the limit (nothing is written then); ``force`` skips
+    those two estimates (and the realizations' own, ``simulate(check_memory=False)``).
     """
     spec = spec if isinstance(spec, Spec) else parse_spec(spec)
     jobs = spec.jobs()  # validates every swept parameter set before any work
-    check_batch_memory(spec, per_device or spec.per_device or 1)  # before anything is written
-    check_batch_grains(spec, jobs)
+    if not force:
+        check_batch_memory(spec, per_device or spec.per_device or 1)  # before anything is written
+        check_batch_grains(spec, jobs)
     if distributed:
         jax.distributed.initialize()
     created_dir = not Path(out_dir).exists()
     fresh = not (Path(out_dir) / "spec.json").exists()
     out = store.prepare(out_dir, spec.raw)
     try:
-        return _run(spec, jobs, out, per_device, save_volumes, progress)
+        return _run(spec, jobs, out, per_device, save_volumes, progress, force)
     except BaseException:
         if fresh and jax.process_index() == 0 and not store.load_rows(out):
             _remove_empty_run(out, created_dir)
         raise
 
 
-def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: bool) -> BatchSummary:
+def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: bool, force: bool = False) -> BatchSummary:
     from jaxcba.model import simulate
 
     done_ids = {r.get("job") for r in store.load_rows(out)}
@@ -186,7 +189,8 @@ def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: 
     with store.ResultWriter(out, pid) as writer:
         for start in range(0, len(mine), step):
             chunk = mine[start : start + step]
-            vols = [np.asarray(simulate(j.cba_params(), j.shape, j.voxel_nm, j.seed)) for j in chunk]
+            vols = [np.asarray(simulate(j.cba_params(), j.shape, j.voxel_nm, j.seed, check_memory=not force))
+                    for j in chunk]
             padded = vols + [vols[-1]] * (step - len(vols))  # static batch shape; padding rows are dropped
             stacked = np.stack(padded)
             batch = jax.device_put(stacked, sharding)

@@ -139,13 +139,10 @@ def finite_or_none(value):
 
 
 def save_png(fig, path, dpi: int = 120) -> None:
-    """Write ``fig`` as PNG atomically (temp file + rename, umask-respecting mode) and close it."""
-    import matplotlib.pyplot as plt
+    """Write ``fig`` as PNG atomically, umask-respecting mode, and close it (:func:`jaxcba.plotting.save_png`)."""
+    from jaxcba.plotting import save_png as _save
 
-    try:
-        _checks.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), suffix=".png")
-    finally:
-        plt.close(fig)
+    _save(fig, path, dpi)
 
 
 def print_json(obj) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxcba.cli._common import int_at_least, output, print_json
+from jaxcba.cli._common import add_force_argument, int_at_least, output, print_json
 
 
 def add_parser(sub):
@@ -20,6 +20,7 @@ def add_parser(sub):
     p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_force_argument(p, "memory of a step or the grain count of a job")
     p.set_defaults(func=run)
     return p
 
@@ -31,7 +32,7 @@ def run(args) -> int:
         raise ValueError(f"--per-device must be >= 1, got {args.per_device}")
     output("batch", args.out, folder=True)  # a resumable folder: existing results of the same spec are kept
     s = run_batch(args.spec, args.out, per_device=args.per_device, save_volumes=args.save_volumes,
-                  progress=not args.no_progress, distributed=args.distributed)
+                  progress=not args.no_progress, distributed=args.distributed, force=args.force)
     if args.json:
         print_json(s.to_dict())
     else:
