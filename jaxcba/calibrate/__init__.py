@@ -13,6 +13,10 @@ The public API, listed once here (the modules are private):
 * Joint mode (:func:`fit_joint`): all eight parameters through soft realizations.
 * Optimisers: :func:`minimize` with :class:`LBFGS`, :class:`Adam`, :class:`NelderMead`;
   :func:`minimize_host`; :class:`OptimResult`, :class:`Status`.
+* Uncertainty (every calibration, ``CalibrationResult.uncertainty``): :func:`delta_uncertainty`
+  (implicit derivatives of the stage losses, block covariance of the descriptors) and
+  :func:`bootstrap_uncertainty` (:class:`Bootstrap`: twins from the fitted parameters), as
+  :class:`Uncertainty` / :class:`UncertaintySet` / :class:`Interval`.
 * Every result derives from :class:`Result` (``to_dict`` / ``from_dict`` / ``to_json``).
 """
 
@@ -32,6 +36,7 @@ from jaxcba.calibrate._optimize import (
     minimize_host,
 )
 from jaxcba.calibrate._pipeline import (
+    Bootstrap,
     CalibrationResult,
     CalibrationWarning,
     DescriptorRow,
@@ -73,7 +78,28 @@ from jaxcba.calibrate._stage3_pores import (
     fit_pores,
     lambda_y_for,
 )
-from jaxcba.calibrate._targets import PAPER_TARGETS, GraphiteTargets, graphite_densities_of_image
+from jaxcba.calibrate._targets import (
+    MIN_GRAPHITE_FRACTION,
+    MIN_GRAPHITE_PARTICLES,
+    PAPER_TARGETS,
+    GraphiteTargets,
+    check_graphite_for_stage1,
+    graphite_densities_of_image,
+)
+from jaxcba.calibrate._uncertainty import (
+    DERIVED,
+    Interval,
+    Uncertainty,
+    UncertaintySet,
+    bootstrap_set,
+    bootstrap_uncertainty,
+    delta_uncertainty,
+    derived_values,
+    implicit_jacobian,
+    profile_jacobian,
+    stage1_jacobian,
+    stage2_jacobian,
+)
 
 __all__ = [
     "calibrate", "Strategies", "CalibrationResult", "CalibrationWarning", "DescriptorRow", "parse_stages",
@@ -85,5 +111,8 @@ __all__ = [
     "graphite_densities_of_image", "GraphiteTargets", "HeldOut", "JointResult", "lambda_y_for",
     "large_pore_region", "largest_free_box", "make_solver", "model_densities", "Stage1Result", "Stage2Result",
     "Stage3Result", "ThetaSearch", "DEFAULT_BOUNDS", "ESTIMATORS", "METHODS", "PAPER_TARGETS",
-    "PAPER_THETA_GRID", "SEARCHES",
+    "PAPER_THETA_GRID", "SEARCHES", "Bootstrap", "Uncertainty", "UncertaintySet", "Interval", "delta_uncertainty",
+    "bootstrap_uncertainty", "bootstrap_set", "derived_values", "implicit_jacobian", "stage1_jacobian",
+    "stage2_jacobian", "profile_jacobian", "check_graphite_for_stage1", "DERIVED", "MIN_GRAPHITE_PARTICLES",
+    "MIN_GRAPHITE_FRACTION",
 ]

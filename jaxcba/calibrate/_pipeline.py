@@ -38,6 +38,8 @@ from jaxcba.calibrate._stage2_excursion import (
     refit_given_theta,
 )
 from jaxcba.calibrate._stage3_pores import Realizations, Stage3Result, fit_pores, searches_of
+from jaxcba.calibrate._targets import check_graphite_for_stage1
+from jaxcba.calibrate._uncertainty import Uncertainty, bootstrap_uncertainty, delta_uncertainty, write_params
 from jaxcba.model.params import FIELDS, CBAParams
 from jaxcba.theory import graphite_two_point, volume_fractions
 
@@ -94,6 +96,13 @@ class CalibrationResult(Result):
     converged: bool
     warnings: tuple[str, ...] = ()
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    uncertainty: Uncertainty | None = None
+
+    def write_params(self, path=None) -> str:
+        """``params.json``: the eight values and the ``uncertainty`` block beside them (strict JSON,
+        written atomically to ``path`` if given; loadable by :meth:`CBAParams.from_json`)."""
+        return write_params(path, self.params, self.uncertainty)
 
     def table(self) -> str:
         """The target-vs-fitted table as aligned text."""
@@ -104,6 +113,11 @@ class CalibrationResult(Result):
                          f"{(f'{100 * rel:+.1f}%' if math.isfinite(rel) else '-'):>8}  {r.source}")
         lines.append("")
         lines.append("parameters: " + ", ".join(f"{k}={v:.5g}" for k, v in self.params.to_dict().items()))
+        lines.extend(f"note: {n}" for n in self.notes)
+        if self.uncertainty is not None:
+            lines.append("")
+            lines.append(self.uncertainty.table())
+            lines.append("")
         lines.append(f"converged: {self.converged}" + ("" if self.converged else " (" + "; ".join(self.warnings) + ")"))
         return "\n".join(lines)
 
@@ -291,9 +305,27 @@ def _joint_from(joint, stages, method, joint_options) -> Joint | None:
     return Joint.from_options(**opts)
 
 
+@dataclasses.dataclass(frozen=True)
+class Bootstrap:
+    """The parametric bootstrap of the uncertainty (``calibrate(..., uncertainty=Bootstrap(n))``):
+    ``n`` twins (>= 2) simulated from the fitted parameters in the image's window and voxel size and
+    recalibrated; ``folder``: where their rows go (one per twin; a rerun skips finished twins; default
+    a new temporary folder, not resumable); ``seed``: of the first twin (twins ``seed .. seed + n - 1``)."""
+
+    n: int
+    folder: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.n, bool) or not (isinstance(self.n, (int, np.integer)) and self.n >= 2):
+            raise ValueError(f"Bootstrap.n (number of twins) must be an integer >= 2, got {self.n!r}")
+        if isinstance(self.seed, bool) or not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):
+            raise ValueError(f"Bootstrap.seed must be an integer >= 0, got {self.seed!r}")
+
+
 def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", *,
               strategies: Strategies | None = None, initial: CBAParams | None = None, progress: bool = False,
-              **keywords) -> CalibrationResult:
+              uncertainty: "bool | Bootstrap" = True, **keywords) -> CalibrationResult:
     """Calibrate the eight parameters to a labelled image (paper Section 3.2).
 
     Args:
@@ -307,6 +339,9 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
             ``Strategies()``.
         initial: parameters of the stages not run (default: Table 2).
         progress: tqdm bars on stderr.
+        uncertainty: ``True`` (default): standard errors and 95 % intervals by the delta method
+            (``CalibrationResult.uncertainty``, :mod:`jaxcba.calibrate._uncertainty`); a
+            :class:`Bootstrap`: the parametric bootstrap as well; ``False``: none.
         **keywords: the fields of :class:`Strategies` as keywords (``stage1=Eq17(...)``,
             ``stage2=``, ``stage3=``, ``joint=``; not together with ``strategies``), or the
             older keyword form of the strategies: ``graphite_targets``, ``stage1_starts``,
@@ -323,8 +358,12 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
     if isinstance(method, str) and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     vol = checked_labels(labels)
+    if not (isinstance(uncertainty, (bool, Bootstrap))):
+        raise ValueError(f"uncertainty must be True, False or Bootstrap(n, ...), got {uncertainty!r}")
     plan = _Plan(vol, voxel_nm, stages, method, strategies, keywords)
     run = _Run(vol, voxel_nm, method, progress, (initial or CBAParams.paper()).validate().to_dict())
+    run.sensitivity = uncertainty is not False
+    notes = _two_phase(vol, plan, run)
     s1 = run.timed("stage1", _stage1, plan) if 1 in plan.run else None
     s2 = run.timed("stage2", _stage2, plan) if 2 in plan.run else None
     s3 = run.timed("stage3", _stage3, plan, s2) if 3 in plan.run else None
@@ -333,13 +372,61 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
     rows = _descriptor_rows(vol, voxel_nm, params, s1, s2, s3)
     if j is not None:
         rows.extend(_joint_rows(j))
+    unc = None
+    if uncertainty is not False:
+        unc = run.timed("uncertainty", _uncertainty, plan, params, (s1, s2, s3, j), uncertainty, initial, stages)
     for msg in run.problems:
         warnings.warn(msg, CalibrationWarning, stacklevel=2)
     run.seconds["total"] = time.perf_counter() - t_all
     return CalibrationResult(
         params=params, voxel_nm=voxel_nm, stages=plan.stages, stage1=s1, stage2=s2, stage3=s3, joint=j,
         rows=tuple(rows), converged=not run.problems, warnings=tuple(run.problems), seconds_by_stage=run.seconds,
+        notes=tuple(notes), uncertainty=unc,
     )
+
+
+def _two_phase(vol, plan: _Plan, run: "_Run") -> list[str]:
+    """A pore/solid image (no label 2): the sub-model without graphite (lambda_x = 0, stages 2 and 3).
+    An image with too little graphite for stage 1: ``ValueError`` (:func:`check_graphite_for_stage1`)."""
+    if np.any(vol == 2):
+        if 1 in plan.run and getattr(plan.stage1, "targets", None) is None:
+            check_graphite_for_stage1(vol)
+        return []
+    if plan.joint is not None:
+        raise ValueError("the joint mode needs an image with graphite (label 2); this image has labels 0 and 1 "
+                         "only: calibrate it with --stages 2,3 (the two-phase sub-model, lambda_x = 0)")
+    if plan.run == (1,):
+        raise ValueError("stage 1 fits the graphite (label 2), and this image has none (labels 0 and 1 only): "
+                         "run --stages 2,3 for the two-phase sub-model without graphite (lambda_x = 0)")
+    plan.run = tuple(s for s in plan.run if s != 1)
+    plan.stages = plan.run
+    run.values["lambda_x"] = 0.0
+    return ["two-phase image (labels 0 pore, 1 solid; no graphite): fitted the sub-model without graphite, "
+            "lambda_x = 0 (stages 2 and 3); alpha1, alpha2, gamma are unused placeholders"]
+
+
+def _uncertainty(run: "_Run", plan: _Plan, params: CBAParams, results, uncertainty, initial, stages) -> Uncertainty:
+    s1, s2, s3, j = results
+    delta = delta_uncertainty(run.vol, run.voxel_nm, params, s1, s2, s3, joint=j is not None,
+                              stage1_from_image=getattr(plan.stage1, "targets", None) is None)
+    boot = None
+    if isinstance(uncertainty, Bootstrap):
+        import tempfile
+
+        folder = uncertainty.folder or tempfile.mkdtemp(prefix="jaxcba-bootstrap-")
+        strategies = Strategies(stage1=plan.stage1, stage2=plan.stage2, stage3=plan.stage3, joint=plan.joint)
+        twin_stages = (1, 2, 3) if plan.joint is not None else stages
+
+        def recalibrate(twin):
+            return calibrate(twin, run.voxel_nm, twin_stages, run.method, strategies=strategies, initial=initial,
+                             uncertainty=False)
+
+        settings = {"stages": _stages_encode(twin_stages), "method": str(run.method), "strategies": repr(strategies),
+                    "initial": (initial or CBAParams.paper()).to_dict()}
+        fixed = {i.name: "fixed" for i in delta.parameters if i.method == "fixed"}
+        boot = bootstrap_uncertainty(params, run.vol.shape, run.voxel_nm, int(uncertainty.n), folder, recalibrate,
+                                     settings=settings, seed0=int(uncertainty.seed), progress=run.progress, fixed=fixed)
+    return Uncertainty(delta=delta, bootstrap=boot)
 
 
 class _Run:
@@ -349,6 +436,7 @@ class _Run:
         self.vol, self.voxel_nm, self.method, self.progress, self.values = vol, voxel_nm, method, progress, values
         self.problems: list[str] = []
         self.seconds: dict[str, float] = {}
+        self.sensitivity = False
 
     def timed(self, name, stage, *args):
         t0 = time.perf_counter()
@@ -383,7 +471,8 @@ def _stage3(run: _Run, plan: _Plan, s2: Stage2Result | None) -> Stage3Result:
             return refit_given_theta(s2, theta, method=run.method)
 
     s3 = fit_pores(run.vol, run.voxel_nm, base, v2, search=plan.stage3.search, theta_hint=hint,
-                   realizations=plan.stage3.realizations, excursion_for_theta=profile, progress=run.progress)
+                   realizations=plan.stage3.realizations, excursion_for_theta=profile, progress=run.progress,
+                   sensitivity=run.sensitivity)
     run.values.update(theta=s3.theta, lambda_y=s3.lambda_y)
     if s3.excursion is not None:  # stage 2's (mu, eta) re-fitted at stage 3's theta
         run.values.update(mu=s3.excursion.mu, eta=s3.excursion.eta)

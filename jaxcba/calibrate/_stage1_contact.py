@@ -75,13 +75,7 @@ def contact_distribution(labels, voxel_nm: float, r_min_vox: int = R_MIN_VOX) ->
     if graphite.all():
         raise ValueError("the volume is all graphite: its contact distribution is undefined")
     r_max = max(2, min(vol.shape) // 8)
-    d = np.sqrt(np.asarray(squared_distance_to(jnp.asarray(graphite), r_max + 2), dtype=np.float64)) - 0.5
-    face = np.full(vol.shape, np.iinfo(np.int32).max, dtype=np.int32)
-    for axis, n in enumerate(vol.shape):
-        idx = np.arange(n, dtype=np.int32)
-        shape = [1, 1, 1]
-        shape[axis] = n
-        face = np.minimum(face, np.minimum(idx, n - 1 - idx).reshape(shape))
+    d, face = contact_maps(graphite, r_max)
     outside = ~graphite
     radii, ys, counts = [], [], []
     for r in range(int(r_min_vox), r_max + 1):
@@ -100,6 +94,19 @@ def contact_distribution(labels, voxel_nm: float, r_min_vox: int = R_MIN_VOX) ->
                          f"{vol.shape} is too small or the graphite too dense for the contact estimator; use the "
                          "paper's Eq. 17 (descriptor='eq17')")
     return ContactDistribution(np.asarray(radii), np.asarray(ys), np.asarray(counts))
+
+
+def contact_maps(graphite, r_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(d, face)``: distance [voxels] from each voxel centre to the graphite minus half a voxel
+    (exact up to ``r_max + 2``), and each voxel's distance to the nearest window face [voxels]."""
+    d = np.sqrt(np.asarray(squared_distance_to(jnp.asarray(graphite), r_max + 2), dtype=np.float64)) - 0.5
+    face = np.full(graphite.shape, np.iinfo(np.int32).max, dtype=np.int32)
+    for axis, n in enumerate(graphite.shape):
+        idx = np.arange(n, dtype=np.int32)
+        shape = [1, 1, 1]
+        shape[axis] = n
+        face = np.minimum(face, np.minimum(idx, n - 1 - idx).reshape(shape))
+    return d, face
 
 
 def model_contact(values, r_nm, voxel_nm):

@@ -74,6 +74,8 @@ CPSD_STEP_VOX = 1.0
 POOL_HEADROOM = 4.0
 #: Profile search (``excursion_for_theta``): the pool has room for at least this ball fraction at every theta.
 PROFILE_POOL_V3 = 0.5
+#: Step in ``log theta`` of the central difference of the model CPSD (``fit_pores(sensitivity=True)``).
+SENSITIVITY_STEP = 0.1
 
 
 # ----------------------------------------------------------------------------- results
@@ -120,6 +122,7 @@ class Stage3Result(Result):
     converged: bool
     message: str
     seconds: float
+    sensitivity: dict | None = field(None, json=False)
 
     @property
     def best(self) -> ThetaSearch:
@@ -432,7 +435,7 @@ class CpsdObjective:
 def fit_pores(labels, voxel_nm: float, base: CBAParams, v2: float, *, search="golden",
               theta_hint: float | None = None, realizations: Realizations = Realizations(),
               excursion_for_theta: Callable[[float], ExcursionGivenTheta] | None = None,
-              progress: bool = False) -> Stage3Result:
+              progress: bool = False, sensitivity: bool = False) -> Stage3Result:
     """Stage 3: ``(theta, lambda_Y)`` of Ξ3 (module docstring).
 
     Args:
@@ -448,6 +451,9 @@ def fit_pores(labels, voxel_nm: float, base: CBAParams, v2: float, *, search="go
         excursion_for_theta: ``theta -> ExcursionGivenTheta`` (e.g. ``lambda t:
             refit_given_theta(s2, t)``): the profile search (module docstring).
         progress: tqdm bar on stderr.
+        sensitivity: also evaluate the objective at ``theta * exp(+-SENSITIVITY_STEP)`` after the
+            search and keep the slope of the model CPSD in ``log theta`` (``Stage3Result.sensitivity``,
+            not in JSON: ``r_nm``, ``slope`` (R,), ``step``, ``n``), for the delta method of the uncertainty.
     """
     t_start = time.perf_counter()
     searches = searches_of(search)
@@ -469,9 +475,15 @@ def fit_pores(labels, voxel_nm: float, base: CBAParams, v2: float, *, search="go
     bar.close()
     best = min(done, key=lambda s: s.l1)
     excursion = objective.profiles.get(float(best.theta))
+    slope = None
+    if sensitivity:
+        up = objective(best.theta * math.exp(SENSITIVITY_STEP))[2]
+        down = objective(best.theta * math.exp(-SENSITIVITY_STEP))[2]
+        slope = {"r_nm": image.r_nm, "slope": (up - down) / (2.0 * SENSITIVITY_STEP), "step": SENSITIVITY_STEP,
+                 "n": realizations.n}
     return Stage3Result(
         theta=best.theta, lambda_y=best.lambda_y, l1=best.l1, best_method=best.method, searches=done,
         r_nm=image.r_nm, cpsd_image=image.cpsd, v_total=image.v_total, v1=image.v1,
         v2=float(v2 if excursion is None else excursion.v2), window=window, converged=best.converged,
-        message=best.message, seconds=time.perf_counter() - t_start, excursion=excursion,
+        message=best.message, seconds=time.perf_counter() - t_start, excursion=excursion, sensitivity=slope,
     )

@@ -105,3 +105,33 @@ def as_targets(t) -> GraphiteTargets:
     if len(vals) != 4:
         raise ValueError(f"graphite targets must be 4 numbers (V, S, K, N), got {len(vals)}")
     return GraphiteTargets(*vals)
+
+
+#: Stage 1 needs at least this many graphite particles (26-connected components) ...
+MIN_GRAPHITE_PARTICLES = 5
+#: ... and at least this fraction of the window in graphite.
+MIN_GRAPHITE_FRACTION = 0.005
+
+
+def check_graphite_for_stage1(labels) -> None:
+    """``ValueError`` saying what was found and what is needed when an image has graphite (label 2)
+    but too little of it for stage 1 (fewer than :data:`MIN_GRAPHITE_PARTICLES` particles or less than
+    :data:`MIN_GRAPHITE_FRACTION` of the window): with so few grains the graphite model's four
+    parameters are not determined by the image. An image without graphite is not refused here (the
+    two-phase path of the pipeline)."""
+    import scipy.ndimage
+
+    vol = np.asarray(labels)
+    graphite = vol == 2
+    n_vox = int(np.count_nonzero(graphite))
+    if n_vox == 0:
+        return
+    frac = n_vox / vol.size
+    n_particles = int(scipy.ndimage.label(graphite, structure=np.ones((3, 3, 3), bool))[1])
+    if n_particles < MIN_GRAPHITE_PARTICLES or frac < MIN_GRAPHITE_FRACTION:
+        raise ValueError(
+            f"too little graphite (label 2) for stage 1: found {n_vox} voxels ({100 * frac:.3g} % of the window "
+            f"{'x'.join(map(str, vol.shape))}) in {n_particles} particle(s); stage 1 needs at least "
+            f"{MIN_GRAPHITE_PARTICLES} particles and {100 * MIN_GRAPHITE_FRACTION:g} % of the window. Calibrate a "
+            "larger window, or relabel the graphite as 1 (or 0) to fit the two-phase sub-model without graphite "
+            "(lambda_x = 0), or run --stages 2,3 with the graphite parameters of --initial")

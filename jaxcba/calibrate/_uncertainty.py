@@ -1,0 +1,717 @@
+"""Uncertainty of a calibration: standard errors and 95 % intervals of the eight parameters and of
+the derived quantities (V1, V2, V3, the solid fraction V, the mean half-axes alpha1/gamma and
+alpha2/gamma [nm], 1/eta and 1/theta [nm]).
+
+Two methods (docs/calibration.md, "Uncertainty"):
+
+* **delta** (:func:`delta_uncertainty`, every calibration): the fitted parameters are functions
+  of the image's descriptors ``d`` (stage 1: the graphite's ``(V, S, K, N)`` of Eq. 17 or ``V``
+  and the contact distribution ``y(r)``; stage 2: ``q`` and ``C_G(h)``; stage 3: the pore CPSD,
+  ``V`` and ``V1``). Their derivatives ``d theta / d d = -H^-1 d^2L / d theta d d`` (implicit
+  function theorem at the optimum of each stage's closed-form least-squares loss, Gauss-Newton
+  Hessian, JAX Jacobians in float64) are chained
+  through the stages (stage 3's profile re-fit, ``mu`` of Eq. 19, ``lambda_Y`` of Eq. 25), and the
+  covariance of ``d`` is estimated from the image itself by batch means over ``k^3`` blocks
+  (:mod:`jaxcba.calibrate._blocks`). Stage 3's ``theta`` minimises an L1 distance of simulated
+  CPSDs: its derivative is that of the least-squares surrogate (Gauss-Newton, the model CPSD's
+  slope in ``log theta`` by a central difference of the objective), its variance multiplied by
+  pi/2 (the L1 estimator's asymptotic variance against least squares' under Gaussian noise), plus
+  the Monte-Carlo noise of the ``n`` realizations' mean CPSD (the image's CPSD covariance / n).
+  Intervals: ``estimate +- t_{k^3 - 1, 0.975} se`` on the log scale (positive quantities), the
+  logit scale (fractions) or as is (``mu``); ``se`` is given on the natural scale.
+* **bootstrap** (:func:`bootstrap_uncertainty`, ``--bootstrap B``): ``B`` twins simulated from
+  the fitted parameters in the image's window and voxel size, each recalibrated with the same
+  strategies; ``se`` = the twins' standard deviation on the same scales, intervals
+  ``estimate +- t_{B' - 1, 0.975} se`` (``B'`` finite twins). Resumable: one row per twin in a
+  results folder of the batch engine's format (:mod:`jaxcba.batch.store`), finished twins skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from jax.scipy.special import ndtri
+
+from jaxcba.calibrate import _blocks
+from jaxcba.calibrate._result import Result, field
+from jaxcba.calibrate._stage1_contact import V_WEIGHT, contact_maps, model_contact
+from jaxcba.calibrate._stage1_graphite import eq17_weights, model_densities
+from jaxcba.calibrate._stage2_excursion import masked_model
+from jaxcba.calibrate._targets import GRAPHITE_CURVATURE, GRAPHITE_EULER
+from jaxcba.model.params import FIELDS, CBAParams
+
+LEVEL = 0.95
+#: Blocks per axis of the batch-means covariance (``k^3`` blocks).
+BLOCKS = 2
+#: Scale of each parameter's interval: ``log`` (positive), ``identity`` (``mu``).
+PARAM_SCALE = {name: ("identity" if name == "mu" else "log") for name in FIELDS}
+#: Derived quantities: name, unit, scale of the interval.
+DERIVED = (("V1", "1", "logit"), ("V2", "1", "logit"), ("V3", "1", "logit"), ("V", "1", "logit"),
+           ("alpha1/gamma", "nm", "log"), ("alpha2/gamma", "nm", "log"), ("1/eta", "nm", "log"),
+           ("1/theta", "nm", "log"))
+_GRAPHITE = ("lambda_x", "alpha1", "alpha2", "gamma")
+_DERIVED_OF = {"V1": _GRAPHITE, "V2": ("mu",), "V3": ("theta", "lambda_y"), "V": tuple(FIELDS),
+               "alpha1/gamma": ("alpha1", "gamma"), "alpha2/gamma": ("alpha2", "gamma"), "1/eta": ("eta",),
+               "1/theta": ("theta",)}
+#: Variance factor of stage 3's L1 estimator against its least-squares surrogate (module docstring).
+L1_FACTOR = math.pi / 2.0
+
+
+# ----------------------------------------------------------------------------- results
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Interval(Result):
+    """One quantity's uncertainty: ``value`` (the fit), standard error ``se`` and the interval
+    ``[lo, hi]`` at the set's level (natural units ``unit``), the ``scale`` the interval was built on
+    (``log``, ``logit``, ``identity``), and ``method``: ``delta``, ``bootstrap``, ``fixed`` (not
+    fitted: se 0) or ``unavailable`` (se, lo, hi null; ``note`` says why)."""
+
+    _json_order = ("value", "unit", "se", "lo", "hi", "scale", "method", "note")
+
+    name: str = field(json=False, default="")
+    value: float
+    unit: str
+    se: float
+    lo: float
+    hi: float
+    scale: str
+    method: str
+    note: str = ""
+
+    def covers(self, truth: float) -> bool:
+        """Whether ``truth`` lies in ``[lo, hi]`` (False where the interval is unavailable)."""
+        return bool(math.isfinite(self.lo) and math.isfinite(self.hi) and self.lo <= truth <= self.hi)
+
+
+def _decode_intervals(v) -> tuple:
+    return tuple(dataclasses.replace(Interval.from_dict(d), name=k) for k, d in v.items())
+
+
+def _encode_intervals(v) -> dict:
+    return {i.name: i.to_dict() for i in v}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UncertaintySet(Result):
+    """The intervals of one method: ``method`` (``delta`` or ``bootstrap``), ``how`` (one line),
+    ``level``, ``quantile`` (the t quantile used), ``dof``, ``n`` (blocks or twins used),
+    ``parameters`` and ``derived`` (JSON: keyed by name), ``notes``."""
+
+    method: str
+    how: str
+    level: float = LEVEL
+    quantile: float
+    dof: int
+    n: int
+    parameters: tuple[Interval, ...] = field(encode=_encode_intervals, decode=_decode_intervals)
+    derived: tuple[Interval, ...] = field(encode=_encode_intervals, decode=_decode_intervals)
+    notes: tuple[str, ...] = ()
+
+    def get(self, name: str) -> Interval:
+        """The interval of a parameter or derived quantity by name."""
+        for i in self.parameters + self.derived:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Uncertainty(Result):
+    """The uncertainty block of ``params.json`` and of the report: ``delta`` and, with
+    ``--bootstrap``, ``bootstrap`` (:class:`UncertaintySet`; ``None`` when not computed)."""
+
+    level: float = LEVEL
+    delta: UncertaintySet | None = None
+    bootstrap: UncertaintySet | None = None
+
+    def sets(self) -> tuple[UncertaintySet, ...]:
+        return tuple(s for s in (self.delta, self.bootstrap) if s is not None)
+
+    def table(self) -> str:
+        """The intervals as aligned text, one line per quantity and method."""
+        lines = [f"{'quantity':<14} {'unit':<6} {'value':>11} {'std.err':>10} {f'{100 * self.level:g} % interval':>25}"
+                 "  method"]
+        for s in self.sets():
+            for i in s.parameters + s.derived:
+                if i.method == "fixed":
+                    continue
+                iv = (f"[{i.lo:.4g}, {i.hi:.4g}]" if math.isfinite(i.lo) and math.isfinite(i.hi) else "-")
+                se = f"{i.se:.3g}" if math.isfinite(i.se) else "-"
+                lines.append(f"{i.name:<14} {i.unit:<6} {i.value:>11.5g} {se:>10} {iv:>25}  {i.method}"
+                             + (f" ({i.note})" if i.note else ""))
+        for s in self.sets():
+            lines.append(f"{s.method}: {s.how}")
+            lines.extend(f"  note: {n}" for n in s.notes)
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- scales
+def _to_scale(x, scale):
+    if scale == "log":
+        return jnp.log(x)
+    if scale == "logit":
+        return jnp.log(x) - jnp.log1p(-x)
+    return x
+
+
+def _from_scale(y: float, scale: str) -> float:
+    if scale == "log":
+        return math.exp(min(y, 700.0))
+    if scale == "logit":
+        return 1.0 / (1.0 + math.exp(-max(min(y, 700.0), -700.0)))
+    return y
+
+
+def _natural_slope(value: float, scale: str) -> float:
+    """``d natural / d scale`` at ``value``."""
+    return value if scale == "log" else value * (1.0 - value) if scale == "logit" else 1.0
+
+
+def working(params: CBAParams) -> np.ndarray:
+    """The eight parameters on their interval scales (:data:`PARAM_SCALE`), shape (8,); ``-inf`` for ``lambda_x = 0``."""
+    out = []
+    for k, v in params.to_dict().items():
+        out.append(v if PARAM_SCALE[k] != "log" else math.log(v) if v > 0 else -math.inf)
+    return np.array(out)
+
+
+def _params_of(w) -> CBAParams:
+    return CBAParams(**{k: (jnp.exp(w[i]) if PARAM_SCALE[k] == "log" else w[i]) for i, k in enumerate(FIELDS)})
+
+
+def derived_values(params: CBAParams, voxel_nm: float) -> dict[str, float]:
+    """The derived quantities (:data:`DERIVED`) of ``params`` in natural units."""
+    from jaxcba.theory import volume_fractions
+
+    vf = volume_fractions(params, voxel_nm)
+    p = params.to_dict()
+    return {"V1": float(vf.graphite), "V2": float(vf.excursion), "V3": float(vf.pores_removed),
+            "V": float(vf.solid), "alpha1/gamma": p["alpha1"] / p["gamma"], "alpha2/gamma": p["alpha2"] / p["gamma"],
+            "1/eta": 1.0 / p["eta"], "1/theta": 1.0 / p["theta"]}
+
+
+def _derived_scaled(w, voxel_nm, two_phase: bool):
+    """The derived quantities on their scales as a function of the working parameters (traceable)."""
+    from jaxcba.theory import volume_fractions
+
+    if two_phase:  # lambda_x = 0 exactly: V1 = 0 is not a function of the (unused) graphite parameters
+        w = w.at[0].set(-jnp.inf)
+    p = _params_of(w)
+    vf = volume_fractions(p, voxel_nm)
+    vals = {"V1": vf.graphite, "V2": vf.excursion, "V3": vf.pores_removed, "V": vf.solid,
+            "alpha1/gamma": p.alpha1 / p.gamma, "alpha2/gamma": p.alpha2 / p.gamma, "1/eta": 1.0 / p.eta,
+            "1/theta": 1.0 / p.theta}
+    out = [_to_scale(vals[n], s) for n, _, s in DERIVED]
+    if two_phase:
+        out[0] = jnp.zeros(())
+    return jnp.stack(out)
+
+
+def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dict[str, str], quantile: float,
+              method: str) -> tuple[tuple[Interval, ...], tuple[Interval, ...]]:
+    """Intervals of the parameters and derived quantities from the covariance ``cov_w`` (8, 8) of the
+    working parameters; ``fitted``: parameter -> ``"fit"``, ``"fixed"`` or an unavailability note."""
+    w = working(params)
+    two_phase = params.to_dict()["lambda_x"] == 0.0
+    values = params.to_dict()
+    out_p = []
+    for i, (k, unit) in enumerate(FIELDS.items()):
+        out_p.append(_interval(k, unit, values[k], w[i], cov_w[i, i], PARAM_SCALE[k], fitted[k], quantile, method))
+    with jax.enable_x64(True):
+        w64 = jnp.asarray(np.where(np.isfinite(w), w, 0.0), dtype=jnp.float64)
+        ys = np.asarray(_derived_scaled(w64, voxel_nm, two_phase), dtype=float)
+        G = np.asarray(jax.jacfwd(lambda v: _derived_scaled(v, voxel_nm, two_phase))(w64), dtype=float)
+    G = np.where(np.isfinite(G), G, 0.0)
+    cov = np.where(np.isfinite(cov_w), cov_w, 0.0)
+    var = np.einsum("ij,jk,ik->i", G, cov, G)
+    nat = derived_values(params, voxel_nm)
+    out_d = []
+    for j, (name, unit, scale) in enumerate(DERIVED):
+        deps = [fitted[k] for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
+        bad = [d for d in deps if d not in ("fit", "fixed")]
+        state = bad[0] if bad else ("fit" if "fit" in deps else "fixed")
+        if name == "V1" and two_phase:
+            state = "fixed"
+        out_d.append(_interval(name, unit, nat[name], ys[j], var[j], scale, state, quantile, method))
+    return tuple(out_p), tuple(out_d)
+
+
+def _interval(name, unit, value, y, var, scale, state, quantile, method) -> Interval:
+    if state == "fixed":
+        return Interval(name=name, value=value, unit=unit, se=0.0, lo=value, hi=value, scale=scale, method="fixed",
+                        note="not fitted")
+    if state != "fit" or not (math.isfinite(var) and var >= 0):
+        note = state if state != "fit" else "non-finite variance"
+        return Interval(name=name, value=value, unit=unit, se=math.nan, lo=math.nan, hi=math.nan, scale=scale,
+                        method="unavailable", note=note)
+    sd = math.sqrt(var)
+    lo, hi = _from_scale(y - quantile * sd, scale), _from_scale(y + quantile * sd, scale)
+    return Interval(name=name, value=value, unit=unit, se=abs(_natural_slope(value, scale)) * sd, lo=lo, hi=hi,
+                    scale=scale, method=method)
+
+
+# ----------------------------------------------------------------------------- implicit derivatives
+class NotIdentified(ValueError):
+    """A stage loss is flat along some direction at its optimum (its Hessian is singular): the
+    parameters along it are not determined by the descriptors."""
+
+
+#: Largest condition number of a stage loss's Hessian for which the implicit derivatives are given.
+MAX_CONDITION = 1e14
+
+
+def implicit_jacobian(residual, u, d) -> np.ndarray:
+    """``d u* / d d = -H^-1 d^2L / du dd`` at an optimum ``u`` of the least-squares loss
+    ``L(u, d) = |residual(u, d)|^2``, shape ``(len(u), len(d))``.
+
+    ``H = 2 R_u^T R_u + 2 sum_k r_k d^2 r_k / du^2`` and ``d^2L / du dd = 2 R_u^T R_d + 2 sum_k r_k
+    d^2 r_k / du dd``: the Jacobians ``R_u``, ``R_d`` and the residuals ``r`` by JAX in float64 (one
+    compiled program), the residual curvature by central differences of ``R_u`` (steps 1e-5 in
+    ``u``, 1e-5 |d_j| in ``d``), so that the flat valleys of losses that do not fit exactly are kept
+    (the Gauss-Newton ``R_u^T R_u`` alone hides them). :class:`NotIdentified` when ``H`` is not
+    positive definite or its condition number exceeds :data:`MAX_CONDITION`."""
+    def parts(u, d):
+        return jax.jacfwd(residual, argnums=0)(u, d), jax.jacfwd(residual, argnums=1)(u, d), residual(u, d)
+
+    u = np.asarray(u, dtype=float)
+    d = np.asarray(d, dtype=float)
+    with jax.enable_x64(True):
+        f = jax.jit(parts)
+
+        def at(uu, dd):
+            return [np.asarray(a, float) for a in f(jnp.asarray(uu, jnp.float64), jnp.asarray(dd, jnp.float64))]
+
+        Ru, Rd, r = at(u, d)
+        H = 2.0 * Ru.T @ Ru
+        Bm = 2.0 * Ru.T @ Rd
+        for i in range(len(u)):
+            e = np.zeros(len(u))
+            e[i] = 1e-5
+            H[:, i] += 2.0 * r @ (at(u + e, d)[0] - at(u - e, d)[0]) / 2e-5
+        for j in range(len(d)):
+            h = 1e-5 * max(abs(d[j]), 1e-300)
+            e = np.zeros(len(d))
+            e[j] = h
+            Bm[:, j] += 2.0 * r @ (at(u, d + e)[0] - at(u, d - e)[0]) / (2.0 * h)
+    H = 0.5 * (H + H.T)
+    ev = np.linalg.eigvalsh(H)
+    if not (ev[0] > 0 and ev[-1] / ev[0] < MAX_CONDITION):
+        raise NotIdentified(f"the stage loss is flat along a direction at its optimum (Hessian eigenvalues "
+                            f"{ev[0]:.3g} .. {ev[-1]:.3g}): its parameters are not determined by the descriptors")
+    return -np.linalg.solve(H, Bm)
+
+
+def _eq17_residual(weights, voxel_nm):
+    def residual(u, D):
+        m = model_densities(jnp.exp(u), voxel_nm)
+        return weights * (m - D) / jnp.sqrt(jnp.sum((weights * D) ** 2))
+
+    return residual
+
+
+def _contact_residual(r_nm, voxel_nm):
+    def residual(u, d):
+        vals = jnp.exp(u)
+        v = model_densities(vals, voxel_nm)[0]
+        ym = model_contact(vals, r_nm, voxel_nm)
+        return jnp.concatenate([jnp.sqrt(V_WEIGHT) * ((v - d[:1]) / d[:1]),
+                                ((ym - d[1:]) / d[1:]) / math.sqrt(len(r_nm))])
+
+    return residual
+
+
+def _masked_residual(h_nm, weight):
+    """Stage 2's masked least squares in ``u = (log eta, log theta, logit V3)``, data ``d = (q, C(h))``."""
+    def residual(u, d):
+        v3 = jax.nn.sigmoid(u[2])
+        return math.sqrt(weight) * (masked_model(h_nm, d[0], jnp.exp(u[0]), jnp.exp(u[1]), v3) - d[1:])
+
+    return residual
+
+
+def _profile_residual(h_nm, weight):
+    """Stage 3's profile re-fit in ``u = (log eta, logit V3)``, data ``d = (q, C(h), log theta)``."""
+    def residual(u, d):
+        v3 = jax.nn.sigmoid(u[1])
+        return math.sqrt(weight) * (masked_model(h_nm, d[0], jnp.exp(u[0]), jnp.exp(d[-1]), v3) - d[1:-1])
+
+    return residual
+
+
+def stage1_jacobian(s1, voxel_nm: float) -> np.ndarray:
+    """``d log(lambda_x, alpha1, alpha2, gamma) / d d`` of a stage 1 fit, shape ``(4, m)``: ``d`` is the
+    graphite's ``(V, S, K, N)`` (Eq. 17) or ``(V, y(r_1), ..., y(r_n))`` (contact distribution)."""
+    u = np.log([s1.params[k] for k in _GRAPHITE])
+    if s1.descriptor == "contact":
+        d = np.concatenate([[s1.targets.V], np.asarray(s1.contact["y"], dtype=float)])
+        return implicit_jacobian(_contact_residual(np.asarray(s1.contact["r_nm"], float), voxel_nm), u, d)
+    weights = eq17_weights(s1.weight_nm) * np.asarray(s1.term_weights)
+    return implicit_jacobian(_eq17_residual(weights, voxel_nm), u, s1.targets.as_array())
+
+
+def _masked_data(s2):
+    h = np.asarray(s2.h_nm, float)[1:]
+    c = np.asarray(s2.c_obs, float)[1:]
+    return h, c, 1.0 / max(float(np.sum((c - s2.q**2) ** 2)), 1e-30)
+
+
+def stage2_jacobian(s2) -> np.ndarray:
+    """``d (log eta, log theta, logit V3) / d (q, C(h_1), ..., C(h_K))`` of a masked stage 2 fit, ``(3, K + 1)``."""
+    h, c, weight = _masked_data(s2)
+    u = np.array([math.log(s2.eta), math.log(s2.theta), _logit(s2.v3)])
+    return implicit_jacobian(_masked_residual(h, weight), u, np.concatenate([[s2.q], c]))
+
+
+def profile_jacobian(s2, excursion) -> np.ndarray:
+    """``d (log eta, logit V3) / d (q, C(h_1), ..., C(h_K), log theta)`` of the profile re-fit
+    ``excursion`` (:class:`ExcursionGivenTheta`) of a masked stage 2 at its ``theta``, ``(2, K + 2)``."""
+    h, c, weight = _masked_data(s2)
+    u = np.array([math.log(excursion.eta), _logit(excursion.v3)])
+    return implicit_jacobian(_profile_residual(h, weight), u, np.concatenate([[s2.q], c, [math.log(excursion.theta)]]))
+
+
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+def _grad64(f, *args) -> np.ndarray:
+    with jax.enable_x64(True):
+        xs = [jnp.asarray(a, jnp.float64) for a in args]
+        return np.asarray(jnp.stack(jax.grad(f, argnums=tuple(range(len(xs))))(*xs)), dtype=float)
+
+
+def _mu_of(q, v3l):
+    return ndtri(1.0 - q / (1.0 - jax.nn.sigmoid(v3l)))
+
+
+def _v2_of(q, v3l):
+    return q / (1.0 - jax.nn.sigmoid(v3l))
+
+
+def _log_lambda_y(vt, v1, v2, logth):
+    th = jnp.exp(logth)
+    return jnp.log(-(th**3) / (8.0 * math.pi) * jnp.log((vt - v1) / (v2 * (1.0 - v1))))
+
+
+# ----------------------------------------------------------------------------- the delta method
+class _Descriptors:
+    """The descriptor vector ``d`` of one calibration, group by group, with block pseudo-values ``X``."""
+
+    def __init__(self):
+        self.slices: dict[str, slice] = {}
+        self.X: list[np.ndarray] = []
+        self.m = 0
+
+    def add(self, name: str, X: np.ndarray) -> None:
+        X = np.asarray(X, dtype=float)
+        self.slices[name] = slice(self.m, self.m + X.shape[1])
+        self.X.append(X)
+        self.m += X.shape[1]
+
+    def matrix(self) -> np.ndarray:
+        return np.concatenate(self.X, axis=1)
+
+
+def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None, s3=None, *,
+                      stage1_from_image: bool = True, blocks: int = BLOCKS, level: float = LEVEL,
+                      joint: bool = False) -> UncertaintySet:
+    """The delta-method intervals of a staged calibration (module docstring).
+
+    ``vol``: the calibrated labels; ``params``: the fitted parameters; ``s1``, ``s2``, ``s3``: the
+    stage results (``None``: not run; those parameters count as fixed); ``stage1_from_image``:
+    False when stage 1 was fitted to given targets (no image descriptors: unavailable);
+    ``blocks``: blocks per axis; ``joint``: the parameters come from the joint mode (unavailable).
+    """
+    vol = np.asarray(vol)
+    edges = _blocks.block_edges(vol.shape, blocks)
+    n_b = blocks**3
+    quantile = float(scipy.stats.t.ppf(0.5 + level / 2.0, n_b - 1))
+    fitted = {k: "fixed" for k in FIELDS}
+    notes: list[str] = []
+    if joint:
+        fitted = {k: "not available for the joint mode (use --bootstrap)" for k in FIELDS}
+        p, d = intervals(params, voxel_nm, np.zeros((8, 8)), fitted, quantile, "delta")
+        return UncertaintySet(method="delta", how="not computed: the joint mode's parameters are not a function of "
+                              "closed-form stage losses", quantile=quantile, dof=n_b - 1, n=n_b, parameters=p, derived=d)
+    desc = _Descriptors()
+    rows: dict[str, dict[str, np.ndarray]] = {}  # parameter -> {descriptor group: d w / d d_group}
+    mc = None
+    vals = params.to_dict()
+
+    # --- stage 1
+    if s1 is not None:
+        if not stage1_from_image:
+            for k in _GRAPHITE:
+                fitted[k] = "stage 1 was fitted to given targets, not to the image"
+        else:
+            graphite = vol == 2
+            if s1.descriptor == "contact":
+                r_vox = np.rint(np.asarray(s1.contact["r_nm"]) / voxel_nm).astype(int)
+                dist, face = contact_maps(graphite, int(r_vox.max()))
+                outside = ~graphite
+                _, Xy = _blocks.contact_blocks(lambda r: outside & (face >= r) & (dist > r),
+                                               lambda r: outside & (face >= r), r_vox, edges)
+                _, Xv = _blocks.fraction_blocks(graphite, edges)
+                desc.add("stage1", np.concatenate([Xv, Xy], axis=1))
+            else:
+                _, X = _blocks.intrinsic_blocks(graphite, voxel_nm, edges, euler=GRAPHITE_EULER,
+                                                curvature=GRAPHITE_CURVATURE)
+                desc.add("stage1", X)
+            try:
+                J1 = stage1_jacobian(s1, voxel_nm)
+            except NotIdentified as exc:
+                for k in _GRAPHITE:
+                    fitted[k] = f"stage 1: {exc}"
+            else:
+                for i, k in enumerate(_GRAPHITE):
+                    rows[k] = {"stage1": J1[i]}
+                    fitted[k] = "fit"
+    # --- stage 2 (the masked estimator's data; the cutout's intervals are not available)
+    ex = None if s3 is None else s3.excursion
+    v2_row = None  # d V2 / d d (stage 3's Eq. 25 uses V2)
+    if s2 is not None:
+        if s2.estimator != "masked":
+            for k in ("mu", "eta"):
+                fitted[k] = "not available for the cutout estimator"
+        else:
+            K = len(s2.h_nm) - 1
+            region = vol != 2
+            _, Xq = _blocks.fraction_blocks(vol == 1, edges, region)
+            _, Xc = _blocks.two_point_blocks(vol == 1, region, K, edges)
+            desc.add("stage2", np.concatenate([Xq, Xc], axis=1))
+            dvec = np.concatenate([[s2.q], np.asarray(s2.c_obs, float)[1:]])
+            if ex is None:  # stage 2's own (eta, theta, V3)
+                u = np.array([math.log(s2.eta), math.log(s2.theta), _logit(s2.v3)])
+                try:
+                    J2 = stage2_jacobian(s2)
+                except NotIdentified as exc:
+                    J2 = None
+                    fitted["mu"] = fitted["eta"] = f"stage 2: {exc}"
+            if ex is None and J2 is not None:
+                eta_row, v3l_row = J2[0], J2[2]
+                mq, mv = _grad64(_mu_of, s2.q, u[2])
+                gq, gv = _grad64(_v2_of, s2.q, u[2])
+                e_q = np.zeros(len(dvec))
+                e_q[0] = 1.0
+                rows["eta"] = {"stage2": eta_row}
+                rows["mu"] = {"stage2": mq * e_q + mv * v3l_row}
+                v2_row = {"stage2": gq * e_q + gv * v3l_row}
+                fitted["mu"] = fitted["eta"] = "fit"
+    # --- stage 3
+    if s3 is not None:
+        sens = s3.sensitivity
+        if sens is None:
+            for k in ("theta", "lambda_y"):
+                fitted[k] = "stage 3 ran without the sensitivity evaluations"
+        else:
+            pore = vol == 0
+            r_vox = np.asarray(sens["r_nm"], float) / voxel_nm
+            _, Xc = _blocks.cpsd_blocks(pore, r_vox, edges)
+            _, Xt = _blocks.fraction_blocks(vol != 0, edges)
+            _, X1 = _blocks.fraction_blocks(vol == 2, edges)
+            desc.add("stage3", np.concatenate([Xt, X1, Xc], axis=1))
+            r_nm = np.asarray(sens["r_nm"], float)
+            g = np.asarray(sens["slope"], float)
+            omega = _trapezoid_weights(r_nm)
+            denom = float(np.sum(omega * g * g))
+            dT = omega * g / denom if denom > 0 else np.full(len(g), np.inf)
+            dT = dT * math.sqrt(L1_FACTOR)
+            th_row = {"stage3": np.concatenate([[0.0, 0.0], dT])}
+            cov_cpsd = _blocks.covariance(Xc)
+            mc = float(dT @ cov_cpsd @ dT) / max(int(sens["n"]), 1)
+            t_col = {"theta": 1.0}
+            logth = math.log(s3.theta)
+            if ex is not None and s2 is not None and s2.estimator == "masked":
+                K = len(s2.h_nm) - 1
+                u = np.array([math.log(ex.eta), _logit(ex.v3)])
+                try:
+                    JP = profile_jacobian(s2, ex)
+                except NotIdentified as exc:
+                    fitted["mu"] = fitted["eta"] = f"stage 3's re-fit of stage 2: {exc}"
+                    notes.append("lambda_y's interval leaves out V2's uncertainty (the re-fit of stage 2 is not "
+                                 "identified)")
+                    JP = np.zeros((2, K + 2))
+                P_qc, P_th = JP[:, :-1], JP[:, -1]
+                mq, mv = _grad64(_mu_of, s2.q, u[1])
+                gq, gv = _grad64(_v2_of, s2.q, u[1])
+                e_q = np.zeros(K + 1)
+                e_q[0] = 1.0
+                rows["eta"] = {"stage2": P_qc[0], "stage3": P_th[0] * th_row["stage3"]}
+                v3l = {"stage2": P_qc[1], "stage3": P_th[1] * th_row["stage3"]}
+                rows["mu"] = {"stage2": mq * e_q + mv * v3l["stage2"], "stage3": mv * v3l["stage3"]}
+                v2_row = {"stage2": gq * e_q + gv * v3l["stage2"], "stage3": gv * v3l["stage3"]}
+                t_col.update(eta=P_th[0], mu=mv * P_th[1], v2=gv * P_th[1])
+                if fitted["mu"] == "fixed":
+                    fitted["mu"] = fitted["eta"] = "fit"
+                v2 = ex.v2
+            else:
+                v2 = s3.v2
+            lt, l1, l2, lth = _grad64(_log_lambda_y, s3.v_total, s3.v1, v2, logth)
+            lam_row = {"stage3": np.concatenate([[lt, l1], np.zeros(len(dT))]) + lth * th_row["stage3"]}
+            for grp, r in (v2_row or {}).items():
+                lam_row[grp] = lam_row.get(grp, 0.0) + l2 * r
+            rows["theta"] = th_row
+            rows["lambda_y"] = lam_row
+            t_col["lambda_y"] = lth + l2 * t_col.get("v2", 0.0)
+            fitted["theta"] = fitted["lambda_y"] = "fit"
+            if not s3.converged:
+                notes.append("stage 3 did not converge: its intervals assume an interior optimum")
+    # --- assemble: Cov_w = J Cov_d J^T (+ the Monte-Carlo term of stage 3)
+    cov_w = np.zeros((8, 8))
+    names = list(FIELDS)
+    if desc.m:
+        Jm = np.zeros((8, desc.m))
+        for k, groups in rows.items():
+            for grp, r in groups.items():
+                Jm[names.index(k), desc.slices[grp]] += r
+        Jm = np.where(np.isfinite(Jm), Jm, 1e300)
+        cov_d = _blocks.covariance(desc.matrix())
+        cov_w = Jm @ cov_d @ Jm.T
+        if mc is not None:
+            t = np.array([t_col.get(k, 0.0) for k in names])
+            cov_w = cov_w + mc * np.outer(t, t)
+    if vals["lambda_x"] == 0.0:
+        for k in _GRAPHITE:
+            fitted[k] = "fixed"
+        notes.append("two-phase image: lambda_x = 0 (no graphite), the graphite parameters are not fitted")
+    p, d = intervals(params, voxel_nm, cov_w, fitted, quantile, "delta")
+    how = (f"delta method: implicit derivatives of the stage losses, descriptor covariance by batch means over "
+           f"{n_b} blocks of the image ({blocks} per axis), t quantile with {n_b - 1} degrees of freedom")
+    return UncertaintySet(method="delta", how=how, level=level, quantile=quantile, dof=n_b - 1, n=n_b, parameters=p,
+                          derived=d, notes=tuple(notes))
+
+
+def _trapezoid_weights(r: np.ndarray) -> np.ndarray:
+    """Weights ``w`` with ``sum(w f) = trapezoid(f, r)``."""
+    r = np.asarray(r, float)
+    w = np.zeros(len(r))
+    if len(r) > 1:
+        dr = np.diff(r)
+        w[:-1] += dr / 2.0
+        w[1:] += dr / 2.0
+    return w
+
+
+# ----------------------------------------------------------------------------- bootstrap
+def _bootstrap_spec(params: CBAParams, shape, voxel_nm: float, settings: dict) -> dict:
+    return {"kind": "jaxcba calibrate --bootstrap", "params": params.to_dict(), "shape": [int(s) for s in shape],
+            "voxel_nm": float(voxel_nm), "settings": settings}
+
+
+def _twin_id(spec: dict, seed: int) -> str:
+    content = json.dumps({**spec, "seed": int(seed)}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def bootstrap_uncertainty(params: CBAParams, shape, voxel_nm: float, B: int, out_dir, recalibrate, *,
+                          settings: dict, seed0: int = 0, level: float = LEVEL, progress: bool = False,
+                          fixed: dict | None = None) -> UncertaintySet:
+    """The parametric bootstrap (module docstring): twins ``seed0 .. seed0 + B - 1``.
+
+    ``recalibrate(labels) -> CalibrationResult`` fits one twin; ``settings`` (JSON-serialisable)
+    identifies the calibration in ``out_dir/spec.json`` (a folder of another spec is refused);
+    ``fixed``: parameter -> state for the parameters not fitted (as in :func:`intervals`).
+    """
+    from jaxcba._progress import meter
+    from jaxcba.batch import store
+    from jaxcba.model import simulate
+
+    if not (isinstance(B, int) and B >= 2):
+        raise ValueError(f"bootstrap: B (number of twins) must be an integer >= 2, got {B!r}")
+    spec = _bootstrap_spec(params, shape, voxel_nm, settings)
+    out = store.prepare(out_dir, spec)
+    done = {r.get("job"): r for r in store.load_rows(out)}
+    bar = meter(B, "bootstrap twins", "twin", enabled=progress)
+    rows = []
+    with store.ResultWriter(out) as writer:
+        for b in range(B):
+            seed = seed0 + b
+            job = _twin_id(spec, seed)
+            if job in done:
+                rows.append(done[job])
+                bar.update(1)
+                continue
+            t0 = time.perf_counter()
+            twin = np.asarray(simulate(params, tuple(shape), voxel_nm, seed))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = recalibrate(twin)
+                row = {"job": job, "seed": seed, "params": res.params.to_dict(), "converged": bool(res.converged),
+                       "error": None}
+            except ValueError as exc:  # a twin the calibration refuses (e.g. no room for large pores)
+                row = {"job": job, "seed": seed, "params": None, "converged": False, "error": str(exc)}
+            row["seconds"] = time.perf_counter() - t0
+            writer.write(row)
+            rows.append(row)
+            bar.update(1)
+    bar.close()
+    return bootstrap_set(params, voxel_nm, rows, level=level, fixed=fixed, folder=str(out))
+
+
+def bootstrap_set(params: CBAParams, voxel_nm: float, rows: list[dict], *, level: float = LEVEL,
+                  fixed: dict | None = None, folder: str = "") -> UncertaintySet:
+    """Intervals from the twins' fitted parameters ``rows`` (each ``{"params": {...} | None, "converged": bool}``)."""
+    good = [CBAParams.from_dict(r["params"]) for r in rows if r.get("params") is not None]
+    n = len(good)
+    two_phase = params.to_dict()["lambda_x"] == 0.0
+    fitted = {k: "fit" for k in FIELDS}
+    fitted.update(fixed or {})
+    if two_phase:
+        fitted.update({k: "fixed" for k in _GRAPHITE})
+    quantile = float(scipy.stats.t.ppf(0.5 + level / 2.0, max(n - 1, 1)))
+    if n < 2:
+        fitted = {k: (v if v == "fixed" else f"only {n} twin(s) calibrated") for k, v in fitted.items()}
+        cov_w = np.zeros((8, 8))
+        sd_d = np.zeros(len(DERIVED))
+    else:
+        W = np.array([working(p) for p in good])
+        W = np.where(np.isfinite(W), W, 0.0)
+        cov_w = np.atleast_2d(np.cov(W.T, ddof=1))
+        with jax.enable_x64(True):
+            Y = np.array([np.asarray(_derived_scaled(jnp.asarray(w, jnp.float64), voxel_nm, two_phase)) for w in W])
+        sd_d = np.std(Y, axis=0, ddof=1)
+    p, d = intervals(params, voxel_nm, cov_w, fitted, quantile, "bootstrap")
+    # the derived quantities' spread from the twins' own derived values (not linearised)
+    w = working(params)
+    with jax.enable_x64(True):
+        ys = np.asarray(_derived_scaled(jnp.asarray(np.where(np.isfinite(w), w, 0.0), jnp.float64), voxel_nm,
+                                        two_phase), dtype=float)
+    d = tuple(_interval(i.name, i.unit, i.value, ys[j], float(sd_d[j]) ** 2, i.scale, "fit", quantile, "bootstrap")
+              if i.method == "bootstrap" else i for j, i in enumerate(d))
+    n_conv = sum(1 for r in rows if r.get("converged"))
+    notes = [f"{n} of {len(rows)} twins calibrated ({n_conv} converged)"]
+    if folder:
+        notes.append(f"twins' results: {folder}/results.jsonl (rerun to resume)")
+    how = (f"parametric bootstrap: {len(rows)} twins simulated from the fitted parameters in the image's window and "
+           f"voxel size, recalibrated; t quantile with {max(n - 1, 1)} degrees of freedom")
+    return UncertaintySet(method="bootstrap", how=how, level=level, quantile=quantile, dof=max(n - 1, 1), n=n,
+                          parameters=p, derived=d, notes=tuple(notes))
+
+
+def params_document(params: CBAParams, uncertainty: Uncertainty | None) -> dict:
+    """``params.json``: the eight values and, beside them, the ``uncertainty`` block (loadable by
+    :meth:`CBAParams.from_dict`, which ignores the block)."""
+    doc = dict(params.to_dict())
+    if uncertainty is not None:
+        doc["uncertainty"] = uncertainty.to_dict()
+    return doc
+
+
+def write_params(path, params: CBAParams, uncertainty: Uncertainty | None) -> str:
+    """Write :func:`params_document` as strict JSON, atomically; returns the text."""
+    from jaxcba.io import write_text_atomic
+
+    text = json.dumps(params_document(params, uncertainty), indent=2, allow_nan=False) + "\n"
+    if path is not None:
+        write_text_atomic(Path(path), text)
+    return text
