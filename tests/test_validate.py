@@ -4,9 +4,9 @@ References: the verdict against Student-t prediction intervals (a t quantile fro
 against exchangeability (a twin drawn from the model lies in the [min, max] of n other draws
 with probability (n - 1) / (n + 1)); the whole command on twins simulated from the fitted
 parameters with other seeds (must be consistent), on a twin with doubled eta and on porespy
-blobs (must be flagged, by named descriptors). Volumes 64^3 at 40 nm, n = 3. The first
-validation of the module compiles the batch kernels for three shapes (~2 min on 2 CPU cores);
-every later one takes seconds.
+blobs (must be flagged, by named descriptors). Volumes 64^3 at 20 nm, n = 5 (the paper's), factors
+1, 2, 4 (39 descriptors). The first validation of the module compiles the batch kernels for three
+shapes (~2 min on 2 CPU cores); every later one takes seconds.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from jaxcba.validate import ValidationResult, check_downsample, load_fit, valida
 from jaxcba.validate._core import NO_GRAPHITE, verdict
 
 #: Test model: the paper's Table 2 with shorter graphite grains (mean half-axes 104 nm and
-#: 507 nm instead of 2 µm), so that a 64^3 window at 40 nm (2.56 µm) holds the structure.
+#: 507 nm instead of 2 µm), so that a 64^3 window at 20 nm (1.28 µm) holds the structure.
 PARAMS = CBAParams.paper().replace(alpha2=1000.0)
-SHAPE, VOXEL = 64, 40.0
-#: Consistent share required of a twin. Measured with this module's set-up (64^3 at 40 nm,
-#: n = 3, factors 1, 2, 4: 39 descriptors) on ten twin seeds: 87 % to 100 %, mean 94 %
-#: (docs/validate.md); the bound leaves two descriptors of margin below the worst seed.
+SHAPE, VOXEL, N = 64, 20.0, 5
+#: Consistent share required of a twin. Measured with this module's set-up (64^3 at 20 nm,
+#: n = 5, factors 1, 2, 4: 39 descriptors) on ten twin seeds (1000..1009, realizations from
+#: keys 0..9): 35 to 39 of 39 (90 % to 100 %), mean 96 % (docs/validate.md); the bound leaves
+#: four descriptors of margin below the worst seed.
 TWIN_BOUND = 0.80
 
 
@@ -188,32 +189,44 @@ def test_api_bad_input():
 def model_twin():
     """One twin validated (compiles the kernels for 64^3, 32^3 and 16^3)."""
     img = np.asarray(simulate(PARAMS, SHAPE, VOXEL, 1000))
-    return img, validate(img, VOXEL, PARAMS, n=3, downsample=(2, 4), key=0)
+    return img, validate(img, VOXEL, PARAMS, n=N, downsample=(2, 4), key=0)
 
 
 @pytest.mark.slow
 def test_twins_are_consistent(model_twin):
     """Twins (other seeds than the realizations') over three seeds: each consistent for at least
-    TWIN_BOUND of the 39 descriptors; over all, the in-range share near (n-1)/(n+1) = 1/2
-    (3 x 39 descriptors, not independent: a wide band 0.25..0.8)."""
-    results = [model_twin[1]] + [validate(np.asarray(simulate(PARAMS, SHAPE, VOXEL, 1000 + s)), VOXEL, PARAMS, n=3,
+    TWIN_BOUND of the 39 descriptors; over all, the in-range share near (n-1)/(n+1) = 2/3 (3 x 39
+    descriptors, strongly correlated, and a curve's distance is in range more often than a value:
+    a wide band 0.4..0.95; measured on ten seeds 0.77)."""
+    results = [model_twin[1]] + [validate(np.asarray(simulate(PARAMS, SHAPE, VOXEL, 1000 + s)), VOXEL, PARAMS, n=N,
                                           downsample=(2, 4), key=s) for s in (1, 2)]
     shares = [r.counts["consistent"] / r.counts["total"] for r in results]
     assert all(r.counts["total"] == 39 for r in results)
     assert min(shares) >= TWIN_BOUND, [r.summary for r in results]
     in_range = sum(r.counts["in_range"] for r in results) / sum(r.counts["total"] for r in results)
-    assert 0.25 < in_range < 0.8, in_range
+    assert 0.4 < in_range < 0.95, in_range
 
 
 @pytest.mark.slow
 def test_doubled_eta_is_flagged(model_twin):
+    """Half the correlation length of the carbon-binder field: more interface. Measured on five
+    seeds (2000..2004): S_V at 20 nm outside in every one, 4 to 13 descriptors outside (a twin:
+    0 to 4); this seed: 9."""
     img = np.asarray(simulate(PARAMS.replace(eta=2 * float(PARAMS.eta)), SHAPE, VOXEL, 2000))
-    r = validate(img, VOXEL, PARAMS, n=3, downsample=(2, 4), key=0)
+    r = validate(img, VOXEL, PARAMS, n=N, downsample=(2, 4), key=0)
     out = {(x.descriptor, x.phase, x.factor) for x in r.outside}
-    # halving the correlation length of the field roughly doubles the interface: S_V far out
     assert ("surface_density", "interface", 1) in out, r.summary
-    assert r.counts["consistent"] / r.counts["total"] < TWIN_BOUND, r.summary
-    assert "surface_density (interface) at 40 nm" in r.summary
+    s_v = next(x for x in r.rows if x.descriptor == "surface_density" and x.factor == 1)
+    assert s_v.image > s_v.pi_high and s_v.z > 3, s_v  # more interface, not less
+    assert len(out) >= 5, r.summary
+    assert "surface_density (interface) at 20 nm" in r.summary
+
+
+#: What blobs (porosity 0.7, blobiness 1, seed 0) get wrong: their interface at every resolution
+#: and the pore CPSD at 20 nm. Measured on seeds 0, 1, 2: S_V at 40 and 80 nm outside in all
+#: three, 6 to 9 descriptors outside.
+BLOBS_FLAGGED = {("surface_density", "interface", 1), ("surface_density", "interface", 2),
+                 ("surface_density", "interface", 4), ("cpsd_l1", "pore", 1)}
 
 
 @pytest.mark.slow
@@ -221,9 +234,8 @@ def test_porespy_blobs_are_flagged(model_twin):
     porespy = pytest.importorskip("porespy")
     blobs = porespy.generators.blobs([SHAPE] * 3, porosity=0.7, blobiness=1, seed=0)
     img = (~blobs).astype(np.uint8)  # blobs: True = pore
-    r = validate(img, VOXEL, PARAMS, n=3, downsample=(2, 4), key=0)
-    assert r.counts["consistent"] / r.counts["total"] < TWIN_BOUND, r.summary
-    assert any(x.descriptor == "surface_density" for x in r.outside), r.summary
+    r = validate(img, VOXEL, PARAMS, n=N, downsample=(2, 4), key=0)
+    assert BLOBS_FLAGGED <= {(x.descriptor, x.phase, x.factor) for x in r.outside}, r.summary
 
 
 @pytest.mark.slow
@@ -264,8 +276,8 @@ def test_two_phase_image_and_fit(model_twin, tmp_path, capsys):
     assert set(np.unique(img)) <= {0, 1}
     np.save(tmp_path / "img.npy", img)
     (tmp_path / "fit.json").write_text(json.dumps({**PARAMS.to_dict(), "lambda_x": 0.0}))
-    code = main(["validate", str(tmp_path / "img.npy"), "--voxel-nm", "40", "--params", str(tmp_path / "fit.json"),
-                 "--n", "3", "--downsample", "2,4", "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(["validate", str(tmp_path / "img.npy"), "--voxel-nm", "20", "--params", str(tmp_path / "fit.json"),
+                 "--n", "5", "--downsample", "2,4", "--out", str(tmp_path / "out"), "--quiet"])
     cap = capsys.readouterr()
     assert code == 0, cap.err
     d = _strict((tmp_path / "out" / "validation.json").read_text())
@@ -280,8 +292,8 @@ def test_cli_reproducible_from_the_seed(model_twin, tmp_path, capsys):
     img = model_twin[0]
     np.save(tmp_path / "img.npy", img)
     (tmp_path / "fit.json").write_text(json.dumps({**PARAMS.to_dict(), "uncertainty": {"method": "test"}}))
-    base = ["validate", str(tmp_path / "img.npy"), "--voxel-nm", "40", "--params", str(tmp_path / "fit.json"),
-            "--n", "3", "--downsample", "2,4", "--quiet"]
+    base = ["validate", str(tmp_path / "img.npy"), "--voxel-nm", "20", "--params", str(tmp_path / "fit.json"),
+            "--n", "5", "--downsample", "2,4", "--quiet"]
     assert main(base + ["--seed", "0", "--out", str(tmp_path / "a")]) == 0
     assert main(base + ["--seed", "0", "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
