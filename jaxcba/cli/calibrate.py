@@ -45,6 +45,12 @@ def add_parser(sub):
     p.add_argument("--out", metavar="params.json", help="write the calibrated parameters (CBAParams JSON)")
     p.add_argument("--report", metavar="report.json", help="write the full calibration report (all stages)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="also the parametric bootstrap's intervals: B >= 2 twins simulated from the fitted parameters "
+                        "in the image's window and voxel size, recalibrated (slow: B calibrations; resumable)")
+    p.add_argument("--bootstrap-dir", metavar="DIR", default=None,
+                   help="folder of the bootstrap twins' rows (default: OUT.bootstrap beside --out, else "
+                        "./calibrate.bootstrap); a rerun skips the finished twins")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     add_force_argument(p, "memory or work of stage 3's realizations and the joint mode")
     p.set_defaults(func=run)
@@ -63,6 +69,8 @@ def run(args) -> int:
         raise ValueError(f"--realizations must be >= 1, got {args.realizations}")
     if min(args.joint_steps, 48 if args.joint_window is None else args.joint_window, args.joint_noise) < 1:
         raise ValueError("--joint-steps, --joint-window and --joint-noise must be >= 1")
+    if args.bootstrap == 1 or args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be 0 (off) or a number of twins >= 2, got {args.bootstrap}")
     for opt, path in (("--out", args.out), ("--report", args.report)):
         if path:
             output("calibrate", path, opt, suffixes=(".json",))
@@ -81,10 +89,14 @@ def run(args) -> int:
     stage3 = cal.Pores(search=args.theta_search, realizations=cal.Realizations(n=args.realizations, seed=args.seed),
                        profile=not args.no_stage3_profile)
     stage1 = cal.stage1_strategy(args.stage1_descriptor, args.voxel_nm, min(vol.shape), starts=args.starts)
+    uncertainty = True
+    if args.bootstrap:
+        folder = args.bootstrap_dir or ((args.out + ".bootstrap") if args.out else "calibrate.bootstrap")
+        uncertainty = cal.Bootstrap(args.bootstrap, folder=folder)
     res = cal.calibrate(vol, args.voxel_nm, stages, args.method, initial=initial, stage1=stage1, stage2=stage2,
-                        stage3=stage3, joint=joint, progress=not args.no_progress)
+                        stage3=stage3, joint=joint, progress=not args.no_progress, uncertainty=uncertainty)
     if args.out:
-        res.params.to_json(args.out)
+        res.write_params(args.out)  # the eight values and the uncertainty block beside them
     report = res.to_dict()
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2, allow_nan=False) + "\n")  # strict JSON
