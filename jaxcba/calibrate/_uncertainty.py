@@ -216,10 +216,21 @@ def _derived_scaled(w, voxel_nm, two_phase: bool):
     return jnp.stack(out)
 
 
+#: A quantity whose gradient has more than this relative component along a flat direction is not identified.
+FLAT_TOL = 1e-2
+
+
 def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dict[str, str], quantile: float,
-              method: str) -> tuple[tuple[Interval, ...], tuple[Interval, ...]]:
+              method: str, flat: np.ndarray | None = None) -> tuple[tuple[Interval, ...], tuple[Interval, ...]]:
     """Intervals of the parameters and derived quantities from the covariance ``cov_w`` (8, 8) of the
-    working parameters; ``fitted``: parameter -> ``"fit"``, ``"fixed"`` or an unavailability note."""
+    working parameters; ``fitted``: parameter -> ``"fit"``, ``"fixed"`` or an unavailability note;
+    ``flat`` (8, f): flat directions of the stage losses (a quantity changing along one: unavailable)."""
+    flat = np.zeros((8, 0)) if flat is None else np.asarray(flat, float)
+    why_flat = "not identified: a stage loss is flat along a direction that changes it"
+    base, fitted = fitted, dict(fitted)
+    for i, k in enumerate(FIELDS):
+        if fitted[k] == "fit" and flat.shape[1] and np.linalg.norm(flat[i]) > FLAT_TOL:
+            fitted[k] = why_flat
     w = working(params)
     two_phase = params.to_dict()["lambda_x"] == 0.0
     values = params.to_dict()
@@ -236,11 +247,14 @@ def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dic
     nat = derived_values(params, voxel_nm)
     out_d = []
     for j, (name, unit, scale) in enumerate(DERIVED):
-        deps = [fitted[k] for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
+        deps = [base[k] for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
         bad = [d for d in deps if d not in ("fit", "fixed")]
         state = bad[0] if bad else ("fit" if "fit" in deps else "fixed")
         if name == "V1" and two_phase:
             state = "fixed"
+        g = G[j]
+        if state == "fit" and flat.shape[1] and np.linalg.norm(g @ flat) > FLAT_TOL * max(np.linalg.norm(g), 1e-300):
+            state = why_flat
         out_d.append(_interval(name, unit, nat[name], ys[j], var[j], scale, state, quantile, method))
     return tuple(out_p), tuple(out_d)
 
@@ -269,7 +283,7 @@ class NotIdentified(ValueError):
 MAX_CONDITION = 1e14
 
 
-def implicit_jacobian(residual, u, d) -> np.ndarray:
+def implicit_jacobian(residual, u, d, allow_flat: bool = False):
     """``d u* / d d = -H^-1 d^2L / du dd`` at an optimum ``u`` of the least-squares loss
     ``L(u, d) = |residual(u, d)|^2``, shape ``(len(u), len(d))``.
 
@@ -278,7 +292,10 @@ def implicit_jacobian(residual, u, d) -> np.ndarray:
     compiled program), the residual curvature by central differences of ``R_u`` (steps 1e-5 in
     ``u``, 1e-5 |d_j| in ``d``), so that the flat valleys of losses that do not fit exactly are kept
     (the Gauss-Newton ``R_u^T R_u`` alone hides them). :class:`NotIdentified` when ``H`` is not
-    positive definite or its condition number exceeds :data:`MAX_CONDITION`."""
+    positive definite or its condition number exceeds :data:`MAX_CONDITION`; with ``allow_flat``,
+    ``(J, F)`` instead: ``J`` from the well-conditioned eigen-subspace of ``H`` and ``F`` ``(len(u), f)``
+    the flat directions (eigenvalues below ``max / MAX_CONDITION``, or negative), along which
+    nothing is determined."""
     def parts(u, d):
         return jax.jacfwd(residual, argnums=0)(u, d), jax.jacfwd(residual, argnums=1)(u, d), residual(u, d)
 
@@ -303,7 +320,14 @@ def implicit_jacobian(residual, u, d) -> np.ndarray:
             e[j] = h
             Bm[:, j] += 2.0 * r @ (at(u, d + e)[0] - at(u, d - e)[0]) / (2.0 * h)
     H = 0.5 * (H + H.T)
-    ev = np.linalg.eigvalsh(H)
+    ev, vecs = np.linalg.eigh(H)
+    if allow_flat:
+        good = ev > ev[-1] / MAX_CONDITION
+        if not good.any():
+            raise NotIdentified(f"the stage loss has no curvature at its optimum (Hessian eigenvalues {ev[0]:.3g} .. "
+                                f"{ev[-1]:.3g})")
+        V = vecs[:, good]
+        return -(V / ev[good]) @ (V.T @ Bm), vecs[:, ~good]
     if not (ev[0] > 0 and ev[-1] / ev[0] < MAX_CONDITION):
         raise NotIdentified(f"the stage loss is flat along a direction at its optimum (Hessian eigenvalues "
                             f"{ev[0]:.3g} .. {ev[-1]:.3g}): its parameters are not determined by the descriptors")
@@ -347,15 +371,16 @@ def _profile_residual(h_nm, weight):
     return residual
 
 
-def stage1_jacobian(s1, voxel_nm: float) -> np.ndarray:
+def stage1_jacobian(s1, voxel_nm: float, allow_flat: bool = False):
     """``d log(lambda_x, alpha1, alpha2, gamma) / d d`` of a stage 1 fit, shape ``(4, m)``: ``d`` is the
-    graphite's ``(V, S, K, N)`` (Eq. 17) or ``(V, y(r_1), ..., y(r_n))`` (contact distribution)."""
+    graphite's ``(V, S, K, N)`` (Eq. 17) or ``(V, y(r_1), ..., y(r_n))`` (contact distribution);
+    ``allow_flat``: ``(J, F)`` with the loss's flat directions ``F`` (:func:`implicit_jacobian`)."""
     u = np.log([s1.params[k] for k in _GRAPHITE])
     if s1.descriptor == "contact":
         d = np.concatenate([[s1.targets.V], np.asarray(s1.contact["y"], dtype=float)])
-        return implicit_jacobian(_contact_residual(np.asarray(s1.contact["r_nm"], float), voxel_nm), u, d)
+        return implicit_jacobian(_contact_residual(np.asarray(s1.contact["r_nm"], float), voxel_nm), u, d, allow_flat)
     weights = eq17_weights(s1.weight_nm) * np.asarray(s1.term_weights)
-    return implicit_jacobian(_eq17_residual(weights, voxel_nm), u, s1.targets.as_array())
+    return implicit_jacobian(_eq17_residual(weights, voxel_nm), u, s1.targets.as_array(), allow_flat)
 
 
 def _masked_data(s2):
@@ -443,6 +468,7 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
         return UncertaintySet(method="delta", how="not computed: the joint mode's parameters are not a function of "
                               "closed-form stage losses", quantile=quantile, dof=n_b - 1, n=n_b, parameters=p, derived=d)
     desc = _Descriptors()
+    flat = np.zeros((8, 0))  # flat directions of the stage losses in the working parameters
     rows: dict[str, dict[str, np.ndarray]] = {}  # parameter -> {descriptor group: d w / d d_group}
     mc = None
     vals = params.to_dict()
@@ -467,7 +493,7 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
                                                 curvature=GRAPHITE_CURVATURE)
                 desc.add("stage1", X)
             try:
-                J1 = stage1_jacobian(s1, voxel_nm)
+                J1, F1 = stage1_jacobian(s1, voxel_nm, allow_flat=True)
             except NotIdentified as exc:
                 for k in _GRAPHITE:
                     fitted[k] = f"stage 1: {exc}"
@@ -475,6 +501,12 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
                 for i, k in enumerate(_GRAPHITE):
                     rows[k] = {"stage1": J1[i]}
                     fitted[k] = "fit"
+                if F1.shape[1]:
+                    flat = np.zeros((8, F1.shape[1]))
+                    flat[:4] = F1
+                    notes.append(f"stage 1's loss is flat along {F1.shape[1]} direction(s) of log(lambda_x, alpha1, "
+                                 f"alpha2, gamma) ({'; '.join(np.array2string(f, precision=2) for f in F1.T)}): the "
+                                 "quantities that change along it are not identified (no interval)")
     # --- stage 2 (the masked estimator's data; the cutout's intervals are not available)
     ex = None if s3 is None else s3.excursion
     v2_row = None  # d V2 / d d (stage 3's Eq. 25 uses V2)
@@ -583,7 +615,7 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
         for k in _GRAPHITE:
             fitted[k] = "fixed"
         notes.append("two-phase image: lambda_x = 0 (no graphite), the graphite parameters are not fitted")
-    p, d = intervals(params, voxel_nm, cov_w, fitted, quantile, "delta")
+    p, d = intervals(params, voxel_nm, cov_w, fitted, quantile, "delta", flat=flat)
     how = (f"delta method: implicit derivatives of the stage losses, descriptor covariance by batch means over "
            f"{n_b} blocks of the image ({blocks} per axis), t quantile with {n_b - 1} degrees of freedom")
     return UncertaintySet(method="delta", how=how, level=level, quantile=quantile, dof=n_b - 1, n=n_b, parameters=p,
