@@ -477,9 +477,10 @@ def fit_pores(labels, voxel_nm: float, base: CBAParams, v2: float, *, search="go
     excursion = objective.profiles.get(float(best.theta))
     slope = None
     if sensitivity:
-        up = objective(best.theta * math.exp(SENSITIVITY_STEP))[2]
-        down = objective(best.theta * math.exp(-SENSITIVITY_STEP))[2]
-        slope = {"r_nm": image.r_nm, "slope": (up - down) / (2.0 * SENSITIVITY_STEP), "step": SENSITIVITY_STEP,
+        t_hi = best.theta * math.exp(SENSITIVITY_STEP)
+        t_lo = max(best.theta * math.exp(-SENSITIVITY_STEP), theta_range[0])  # the ball pool's smallest theta
+        up, down = objective(t_hi)[2], objective(t_lo)[2]
+        slope = {"r_nm": image.r_nm, "slope": (up - down) / math.log(t_hi / t_lo), "step": SENSITIVITY_STEP,
                  "n": realizations.n}
     return Stage3Result(
         theta=best.theta, lambda_y=best.lambda_y, l1=best.l1, best_method=best.method, searches=done,

@@ -595,8 +595,8 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
             rows["lambda_y"] = lam_row
             t_col["lambda_y"] = lth + l2 * t_col.get("v2", 0.0)
             fitted["theta"] = fitted["lambda_y"] = "fit"
-            if not s3.converged:
-                notes.append("stage 3 did not converge: its intervals assume an interior optimum")
+            if not s3.converged:  # e.g. the best theta at an edge of the scan: not an interior optimum
+                fitted["theta"] = fitted["lambda_y"] = "stage 3 did not converge (see the warnings): no interval"
     # --- assemble: Cov_w = J Cov_d J^T (+ the Monte-Carlo term of stage 3)
     cov_w = np.zeros((8, 8))
     names = list(FIELDS)
