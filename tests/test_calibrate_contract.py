@@ -68,13 +68,16 @@ def results(image):
         message="ok", seconds=1.0)
     out["DescriptorRow"] = cal.DescriptorRow("x", "1", 0.0, float("nan"), "test")  # rel_error nan -> null
     out["CalibrationResult"] = cal.calibrate(image, VOXEL, [2])
+    out["Uncertainty"] = out["CalibrationResult"].uncertainty
+    out["UncertaintySet"] = out["Uncertainty"].delta
+    out["Interval"] = out["UncertaintySet"].get("eta")
     return out
 
 
 RESULT_NAMES = ["OptimResult", "OptimResult (nelder-mead)", "GraphiteTargets", "Stage1Result (eq17)",
                 "Stage1Result (contact)", "ContactDistribution", "Stage2Result (masked)", "Stage2Result (cutout)",
                 "Box", "ExcursionGivenTheta", "Stage3Result", "ThetaSearch", "HeldOut", "JointResult",
-                "DescriptorRow", "CalibrationResult"]
+                "DescriptorRow", "CalibrationResult", "Uncertainty", "UncertaintySet", "Interval"]
 
 
 @pytest.mark.parametrize("name", RESULT_NAMES)
