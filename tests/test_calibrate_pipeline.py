@@ -102,7 +102,7 @@ def test_non_converged_stage_is_flagged(twin):
 
 
 def test_bad_input(twin):
-    with pytest.raises(ValueError, match="no graphite"):
+    with pytest.raises(ValueError, match="this image has none"):
         calibrate(np.where(twin == 2, 1, twin).astype(np.uint8), VOXEL, [1])
     with pytest.raises(ValueError, match="labels must be"):
         calibrate(np.full((16, 16, 16), 7, np.uint8), VOXEL)
