@@ -206,7 +206,11 @@ def test_calibration_result_round_trip_keeps_the_uncertainty(small_result, tmp_p
     assert jaxcba.CBAParams.from_json(text).to_dict() == r.params.to_dict()
     assert "std.err" in r.table() and "delta" in r.table()
     th = r.uncertainty.delta.get("theta")
-    assert th.method == "delta" and th.lo < r.params.theta < th.hi and th.se > 0
+    # stage 3 on this small twin may stop unconverged; then theta gets no interval (a1039d4)
+    if th.method == "delta":
+        assert th.lo < r.params.theta < th.hi and th.se > 0
+    else:
+        assert th.method == "unavailable" and th.lo is None and th.hi is None
 
 
 def test_bootstrap_rows_resume_and_intervals(small_result, tmp_path):
