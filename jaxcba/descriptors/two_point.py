@@ -192,6 +192,18 @@ def _coverage_sums(mask: jax.Array, L: int):
     return jnp.sum(sums, axis=0)[: L + 1], jnp.stack([c_z, c_y[0], c_x[0]])
 
 
+def checked_max_lag(shape, max_lag_vox) -> int:
+    """The largest lag [voxels] for a mask of ``shape``: ``max_lag_vox`` checked to be an integer in
+    ``[0, min(shape) - 1]``, or the default ``min(min(shape) // 2, DEFAULT_MAX_LAG_VOX)`` for None."""
+    L = _default_max_lag(shape) if max_lag_vox is None else max_lag_vox
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)):
+        raise ValueError(f"max_lag_vox must be an integer number of voxels, got {max_lag_vox!r}")
+    L = int(L)
+    if not 0 <= L < min(shape):
+        raise ValueError(f"max_lag_vox must be in [0, {min(shape) - 1}] for shape {tuple(shape)}, got {L}")
+    return L
+
+
 def two_point_coverage(mask: jax.Array, voxel_nm: float = 1.0, max_lag_vox: int | None = None) -> TwoPointCoverage:
     """Two-point coverage C(h) of a boolean ``(z, y, x)`` mask (paper Eq. 20), h in nm.
 
@@ -201,12 +213,7 @@ def two_point_coverage(mask: jax.Array, voxel_nm: float = 1.0, max_lag_vox: int 
     """
     if getattr(mask, "ndim", None) != 3:
         raise ValueError(f"expected a 3D (z, y, x) phase mask, got shape {getattr(mask, 'shape', None)}")
-    L = _default_max_lag(mask.shape) if max_lag_vox is None else max_lag_vox
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)):
-        raise ValueError(f"max_lag_vox must be an integer number of voxels, got {max_lag_vox!r}")
-    L = int(L)
-    if not 0 <= L < min(mask.shape):
-        raise ValueError(f"max_lag_vox must be in [0, {min(mask.shape) - 1}] for shape {mask.shape}, got {L}")
+    L = checked_max_lag(mask.shape, max_lag_vox)
     sums, axes = _coverage_sums(mask, L)
     n_per, r_mean = _radial_geometry(L)
     h_nm = jnp.asarray(r_mean, jnp.float32) * jnp.asarray(voxel_nm, jnp.float32)

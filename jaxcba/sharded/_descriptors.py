@@ -31,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 from jaxcba.descriptors.minkowski import IntrinsicDensities, _CORNERS, configuration_weights
 from jaxcba.descriptors.two_point import (
     TwoPointCoverage,
-    _default_max_lag,
+    checked_max_lag,
     _lag_plane,
     _overlap,
     _padded_shape,
@@ -191,12 +191,7 @@ def two_point_coverage(mask, voxel_nm: float = 1.0, max_lag_vox: int | None = No
     the ``all_to_all`` buffers.
     """
     mask = _sharded(mask, mesh, 0, "the mask")
-    L = _default_max_lag(mask.shape) if max_lag_vox is None else max_lag_vox
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)):
-        raise ValueError(f"max_lag_vox must be an integer number of voxels, got {max_lag_vox!r}")
-    L = int(L)
-    if not 0 <= L < min(mask.shape):
-        raise ValueError(f"max_lag_vox must be in [0, {min(mask.shape) - 1}] for shape {mask.shape}, got {L}")
+    L = checked_max_lag(mask.shape, max_lag_vox)
     sums, axes = _coverage_program(mask, L, M.mesh_of(mask))
     n_per, r_mean = _radial_geometry(L)
     h_nm = jnp.asarray(r_mean, jnp.float32) * jnp.asarray(voxel_nm, jnp.float32)
