@@ -137,20 +137,28 @@ def test_delta_standard_error_matches_the_spread_over_seeds():
     """Stage 2 (masked) on eight 64^3 pore/solid twins at 40 nm: the mean delta-method standard
     error of log eta and of mu against the sample standard deviation of the fits over the seeds.
     With 8 seeds the sample sd has a relative sd of ~26 % (chi^2, 7 dof); the bound [0.5, 2]
-    is ~2.7 of those on each side."""
-    fits, ses = [], []
+    is ~2.7 of those on each side. A 64^3 window is small enough that on some machines one
+    seed's loss is flat (its interval then says "unavailable" with the reason, by design); the
+    comparison uses the seeds with an interval and needs at least six of the eight."""
+    fits, ses, missing = [], [], []
     for seed in range(8):
         _, vol = _two_phase_twin(64, 100 + seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = calibrate(vol, 40.0, stages=(2,))
         u = r.uncertainty.delta
+        assert u.get("theta").method == "fixed"
+        eta, mu = u.get("eta"), u.get("mu")
+        if eta.method != "delta" or mu.method != "delta":
+            assert eta.method in ("delta", "unavailable") and (eta.note or mu.note), (eta, mu)
+            missing.append((seed, eta.note, mu.note))
+            continue
         fits.append([math.log(r.params.eta), r.params.mu])
-        ses.append([u.get("eta").se / r.params.eta, u.get("mu").se])
-        assert u.get("eta").method == "delta" and u.get("theta").method == "fixed"
+        ses.append([eta.se / r.params.eta, mu.se])
+    assert len(fits) >= 6, missing
     sd = np.std(np.asarray(fits), axis=0, ddof=1)
     ratio = np.mean(np.asarray(ses), axis=0) / sd
-    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), (ratio, missing)
 
 
 # ------------------------------------------------------------------ JSON, params.json

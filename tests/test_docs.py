@@ -75,3 +75,15 @@ def test_code_blocks_run(path, volume, monkeypatch, tmp_path):
             exec(compile(code, f"{path.name}:{line}", "exec"), namespace)
         except Exception as exc:  # noqa: BLE001 - report the block
             pytest.fail(f"{path.relative_to(ROOT)} block at line {line} fails: {type(exc).__name__}: {exc}")
+
+
+def test_api_reference_is_current():
+    """docs/api.md is what docs/make_api.py renders from today's signatures and docstrings
+    (regenerate with ``python docs/make_api.py``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_api", ROOT / "docs" / "make_api.py")
+    make_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_api)
+    assert (ROOT / "docs" / "api.md").read_text(encoding="utf-8") == make_api.render(), \
+        "docs/api.md is stale: run python docs/make_api.py"

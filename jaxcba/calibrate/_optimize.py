@@ -265,7 +265,7 @@ class _Problem(NamedTuple):
         out = jax.eval_shape(self.unravel, self.flat0)
         leaves = jax.tree_util.tree_leaves((self.flat0, self.args))
         return (self.loss_fn, jax.tree_util.tree_structure((self.flat0, self.args)),
-                tuple((np.shape(a), np.result_type(a).str) for a in leaves),
+                tuple((np.shape(a), (a.dtype if hasattr(a, "dtype") else np.result_type(a)).str) for a in leaves),
                 (jax.tree_util.tree_structure(out), tuple((l.shape, l.dtype.str) for l in jax.tree_util.tree_leaves(out))))
 
 
