@@ -26,6 +26,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcba.calibrate._measure import axis_pair_counts
 from jaxcba.descriptors.minkowski import configuration_histogram, configuration_weights
 from jaxcba.descriptors.pore_size import local_thickness
 
@@ -122,23 +123,10 @@ def fraction_blocks(mask, edges, region=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def two_point_blocks(phase, region, max_lag: int, edges) -> tuple[np.ndarray, np.ndarray]:
-    """``(R, X)`` of the masked axis two-point coverage ``C(k)``, ``k = 1..max_lag`` (the estimator of
-    :func:`jaxcba.calibrate._measure.masked_axis_two_point`), pairs counted in the block of their first voxel."""
-    f = np.asarray(phase, bool)
-    m = np.asarray(region, bool)
-    k3 = int(np.prod([len(e) - 1 for e in edges]))
-    A = np.zeros((k3, max_lag))
-    B = np.zeros((k3, max_lag))
-    for axis in range(3):
-        size = f.shape[axis]
-        for k in range(1, min(max_lag, size - 1) + 1):
-            a = [slice(None)] * 3
-            b = [slice(None)] * 3
-            a[axis] = slice(0, size - k)
-            b[axis] = slice(k, size)
-            A[:, k - 1] += block_sums(f[tuple(a)] & f[tuple(b)], edges)
-            B[:, k - 1] += block_sums(m[tuple(a)] & m[tuple(b)], edges)
-    return ratio_pseudo(A, B)
+    """``(R, X)`` of the masked axis two-point coverage ``C(k)``, ``k = 1..max_lag`` [voxels] (the estimator of
+    :func:`jaxcba.calibrate._measure.masked_axis_two_point`, its pair sums taken per block of the first voxel)."""
+    A, B = axis_pair_counts(phase, region, max_lag, count=lambda pairs: block_sums(pairs, edges))
+    return ratio_pseudo(A.T, B.T)
 
 
 def cpsd_blocks(pore, radii_vox, edges) -> tuple[np.ndarray, np.ndarray]:

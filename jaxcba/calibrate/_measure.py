@@ -16,23 +16,23 @@ def checked_labels(labels, name: str = "labels") -> np.ndarray:
     return vol
 
 
-def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two-point coverage of ``phase`` restricted to ``region``, along the three axes.
+def axis_pair_counts(phase, region, max_lag: int, count=np.count_nonzero) -> tuple[np.ndarray, np.ndarray]:
+    """The pair sums of :func:`masked_axis_two_point`, reduced by ``count``.
 
-    ``C(k) = sum_x phase(x) phase(x + k e_a) / sum_x region(x) region(x + k e_a)`` summed over
-    the axes ``a`` and the pairs inside the window (no wrap-around), for lags
-    ``k = 0..max_lag`` voxels: the probability that two points ``k`` voxels apart are both in
-    ``phase``, given both lie in ``region`` (``phase`` must be a subset of ``region``). The
-    model's ``C(h)`` is isotropic, so axis lags estimate it without interpolation.
+    For each lag ``k = 1..max_lag`` [voxels] and axis ``a``, the boolean maps
+    ``phase(x) & phase(x + k e_a)`` and ``region(x) & region(x + k e_a)`` of the pairs inside the
+    window (indexed by the pair's first voxel ``x``) are reduced by ``count`` and summed over the
+    three axes. ``count`` maps a boolean array to a number (default: the number of its true
+    entries) or to a fixed-shape array (e.g. per-block sums); a lag longer than an axis adds
+    nothing along that axis.
 
-    Returns ``(C, n_pairs)``, each of shape ``(max_lag + 1,)``.
+    Returns ``(A, B)`` (phase pairs, region pairs), floats of shape ``(max_lag, *count's shape)``.
     """
     f = np.asarray(phase, dtype=bool)
     m = np.asarray(region, dtype=bool)
-    c = np.zeros(max_lag + 1)
-    n = np.zeros(max_lag + 1)
-    c[0] = 3.0 * np.count_nonzero(f)
-    n[0] = 3.0 * np.count_nonzero(m)
+    zero = np.zeros(np.shape(count(np.zeros(f.shape, dtype=bool))))
+    A = np.broadcast_to(zero, (max_lag, *zero.shape)).copy()
+    B = A.copy()
     for axis in range(3):
         size = f.shape[axis]
         for k in range(1, min(max_lag, size - 1) + 1):
@@ -40,8 +40,28 @@ def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.n
             b = [slice(None)] * 3
             a[axis] = slice(0, size - k)
             b[axis] = slice(k, size)
-            c[k] += np.count_nonzero(f[tuple(a)] & f[tuple(b)])  # exact integer pair counts
-            n[k] += np.count_nonzero(m[tuple(a)] & m[tuple(b)])
+            A[k - 1] += count(f[tuple(a)] & f[tuple(b)])  # exact integer pair counts
+            B[k - 1] += count(m[tuple(a)] & m[tuple(b)])
+    return A, B
+
+
+def masked_axis_two_point(phase, region, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two-point coverage of ``phase`` restricted to ``region``, along the three axes.
+
+    ``C(k) = sum_x phase(x) phase(x + k e_a) / sum_x region(x) region(x + k e_a)`` summed over
+    the axes ``a`` and the pairs inside the window (no wrap-around), for lags
+    ``k = 0..max_lag`` voxels: the probability that two points ``k`` voxels apart are both in
+    ``phase``, given both lie in ``region`` (``phase`` must be a subset of ``region``). The
+    model's ``C(h)`` is isotropic, so axis lags estimate it without interpolation. The pair
+    sums are :func:`axis_pair_counts`'; ``C(0)`` is the fraction of ``region`` in ``phase``.
+
+    Returns ``(C, n_pairs)``, each of shape ``(max_lag + 1,)``.
+    """
+    f = np.asarray(phase, dtype=bool)
+    m = np.asarray(region, dtype=bool)
+    A, B = axis_pair_counts(f, m, max_lag)
+    c = np.concatenate([[3.0 * np.count_nonzero(f)], A])
+    n = np.concatenate([[3.0 * np.count_nonzero(m)], B])
     with np.errstate(invalid="ignore", divide="ignore"):
         return c / n, n
 
