@@ -2,12 +2,16 @@
 
     jaxcba simulate [--params paper|FILE.json] --shape 200 [--voxel-nm 40] [--seed 0]
                     --out vol.tif|vol.npy [--json] [--no-progress]
+                    [--devices N [--shard z]] [--distributed]
 
 Prints the realized phase fractions beside the theoretical ones (``jaxcba.theory`` at
 the same voxel size); ``--json`` prints one JSON object instead. Everything is checked
 before any allocation, and the output file appears only once completely written (an existing one is overwritten, with a
 note on stderr). Windows that do not fit in memory or need more than
 ``jaxcba.model.realization.MAX_GRAINS`` grains are refused up front (``--force`` tries anyway).
+``--devices N`` makes the window as ``N`` z-slabs on the first ``N`` devices
+(:func:`jaxcba.sharded.simulate`: the same labels, bit for bit; the memory of one device is
+not estimated then) and gathers it to the host to write it (:mod:`jaxcba.cli._devices`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from jaxcba.cli import _devices
 from jaxcba.cli._common import add_force_argument, add_params_argument, load_params, output, print_json, seed, voxel_nm
 
 
@@ -48,6 +53,7 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_force_argument(p, "memory or grain count")
+    _devices.add_device_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -64,6 +70,8 @@ def run(args) -> int:
     out = output("simulate", args.out, suffixes=io.WRITE_SUFFIXES, what="volume")
     params = load_params(args.params)
     shape, voxel_nm = check_window(args.shape, args.voxel_nm)
+    _devices.initialize("simulate", args)
+    mesh = _devices.device_mesh(args.devices, shape[0], 0, f"the window {'x'.join(map(str, shape))}")
     th = theory.volume_fractions(params, voxel_nm=voxel_nm)
     theo = {
         "graphite": float(th.graphite),
@@ -77,11 +85,19 @@ def run(args) -> int:
     progress = not args.no_progress and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
 
     t0 = time.perf_counter()
-    vol = np.asarray(simulate(params, shape, voxel_nm, jax.random.key(args.seed), progress=progress,
-                              check_memory=not args.force))
+    if mesh is None:
+        vol = np.asarray(simulate(params, shape, voxel_nm, jax.random.key(args.seed), progress=progress,
+                                  check_memory=not args.force))
+    else:
+        from jaxcba import sharded
+
+        vol = _devices.gather(sharded.simulate(params, shape, voxel_nm, jax.random.key(args.seed), mesh=mesh,
+                                               progress=progress, check_memory=not args.force))
     seconds = time.perf_counter() - t0
     counts = np.bincount(vol.ravel(), minlength=3).astype(float) / vol.size
     fractions = {"graphite": counts[2], "cb": counts[1], "pore": counts[0]}
+    if not _devices.is_main_process():
+        return 0  # process 0 writes and reports
     io.save_volume(out, vol)
     if args.json:
         print_json(
@@ -94,10 +110,12 @@ def run(args) -> int:
                 "fractions": {k: float(v) for k, v in fractions.items()} | {"solid": float(counts[1] + counts[2])},
                 "theory": theo,
                 "seconds": seconds,
+                "devices": args.devices,
             }
         )
         return 0
-    print(f"simulated {'x'.join(map(str, shape))} voxels at {voxel_nm:g} nm (seed {args.seed}) in {seconds:.2f} s -> {out}")
+    on = f" on {args.devices} devices (z-slabs)" if args.devices > 1 else ""
+    print(f"simulated {'x'.join(map(str, shape))} voxels at {voxel_nm:g} nm (seed {args.seed}){on} in {seconds:.2f} s -> {out}")
     print(f"{'phase':<10}{'realized':>10}{'theory':>10}")
     for name in ("graphite", "cb", "pore"):
         print(f"{name:<10}{fractions[name]:>10.4f}{theo[name]:>10.4f}")

@@ -1,4 +1,11 @@
-"""`jaxcba tortuosity VOL.tif|VOL.npy --phase pore|solid [--conductivity 2=1,1=0.01] [--axis z] [--tol 1e-5] [--json]`."""
+"""`jaxcba tortuosity VOL.tif|VOL.npy --phase pore|solid [--conductivity 2=1,1=0.01] [--axis z] [--tol 1e-5] [--json]`.
+
+``--devices N`` (``N > 1``) solves on ``N`` z-slabs of the volume over the first ``N`` devices
+(:func:`jaxcba.sharded.label_conductivity`: the same M within the solver tolerance): transport
+along z (the split axis) only, Jacobi-preconditioned CG (the multigrid preconditioner is not
+distributed yet, so more iterations), no progress line, the memory of one device not
+estimated (:mod:`jaxcba.cli._devices`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import argparse
 import sys
 import time
 
+from jaxcba.cli import _devices
 from jaxcba.cli._common import add_force_argument, axis, positive_float, print_json
 
 #: Volumes with more voxels than this show a progress line on stderr (unless --json / --quiet).
@@ -65,7 +73,8 @@ def add_parser(sub):
     p.add_argument("--flux-tol", type=positive_float, default=1e-2, help="largest plane-current imbalance (default 1e-2, TauFactor's)")
     p.add_argument("--max-iter", type=int, default=5000, help="CG iteration limit (default 5000)")
     p.add_argument(
-        "--preconditioner", choices=("multigrid", "jacobi", "none"), default="multigrid", help="CG preconditioner (default multigrid)"
+        "--preconditioner", choices=("multigrid", "jacobi", "none"), default=None,
+        help="CG preconditioner (default multigrid; jacobi, the only one offered, with --devices N > 1)"
     )
     p.add_argument(
         "--boundary", choices=("half_voxel", "ghost_voxel"), default="half_voxel",
@@ -74,6 +83,7 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_force_argument(p, "memory")
+    _devices.add_device_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -98,18 +108,37 @@ def _progress_printer(max_iter: int, bar):
 
 
 def run(args) -> int:
-    import jax.numpy as jnp
-
     from jaxcba._checks import axis_name
-    from jaxcba._progress import meter
     from jaxcba.io import load_volume
-    from jaxcba.transport import m_factor
 
     if not 1 <= args.max_iter <= 10**7:
         raise ValueError(f"--max-iter must be in [1, 1e7], got {args.max_iter}")
     if not args.tol < 1 or not args.flux_tol <= 1:
         raise ValueError(f"--tol must be < 1 and --flux-tol <= 1, got {args.tol} and {args.flux_tol}")
+    if args.devices > 1 and args.axis != 0:
+        raise ValueError(f"--devices {args.devices} solves along the split axis z only, got --axis {axis_name(args.axis)}; "
+                         "transpose the volume so that the transport axis is z, or use --devices 1")
+    if args.devices > 1 and args.preconditioner not in (None, "jacobi"):
+        raise ValueError(f"--preconditioner {args.preconditioner} is not offered with --devices {args.devices}; "
+                         "allowed: jacobi (the multigrid V-cycle is not distributed yet)")
+    _devices.initialize("tortuosity", args)
     labels = load_volume(args.volume)
+    mesh = _devices.device_mesh(args.devices, labels.shape[0], 1, f"the volume {'x'.join(map(str, labels.shape))}")
+    if mesh is None:
+        result, seconds = _solve(args, labels)
+    else:
+        result, seconds = _solve_sharded(args, labels, mesh)
+    with _devices.main_process_output():
+        return _report(args, labels, result, seconds)
+
+
+def _solve(args, labels):
+    """The single-device solve (:func:`jaxcba.transport.m_factor`)."""
+    import jax.numpy as jnp
+
+    from jaxcba._progress import meter
+    from jaxcba.transport import m_factor
+
     show = labels.size > PROGRESS_VOXELS and not (args.json or args.quiet)
     start = time.perf_counter()
     # only ratios matter: m_factor solves the conductivities divided by their largest (float64)
@@ -120,19 +149,53 @@ def run(args) -> int:
         result = m_factor(
             labels, args.phase, cond, args.axis,
             rtol=args.tol, flux_tol=args.flux_tol, max_iter=args.max_iter,
-            preconditioner=args.preconditioner, boundary=args.boundary, dtype=jnp.float32,
+            preconditioner=args.preconditioner or "multigrid", boundary=args.boundary, dtype=jnp.float32,
             progress=_progress_printer(args.max_iter, bar) if show else None, check_memory=not args.force,
         )
+    return result, time.perf_counter() - start
+
+
+def _solve_sharded(args, labels, mesh):
+    """The solve on z-slabs over ``mesh`` (:func:`jaxcba.sharded.label_conductivity`), with the
+    single-device checks and units of :func:`jaxcba.transport.m_factor`."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxcba import sharded
+    from jaxcba.io import check_labels
+    from jaxcba.transport.phases import _check_map
+    from jaxcba.transport.solver import _unscale, check_ratios
+
+    cmap = _check_map(args.phase, args.conductivity)
+    scale = check_ratios(cmap.values(), jnp.float32)  # solved divided by the largest, as m_factor does
+    labels = check_labels(labels, name="labels")
+    if not any(np.any(labels == k) for k, v in cmap.items() if v > 0):
+        raise ValueError(f"phase {args.phase!r} is absent from the volume (no voxel with a conducting label)")
+    if args.preconditioner is None:
+        print(f"jaxcba tortuosity: note: --devices {args.devices}: Jacobi-preconditioned CG (the multigrid "
+              "preconditioner is not distributed yet), more iterations than on one device", file=sys.stderr)
+    start = time.perf_counter()
+    result = sharded.label_conductivity(
+        labels, {k: v / scale for k, v in cmap.items()}, "z", mesh=mesh, sigma_ref=1.0,
+        rtol=args.tol, flux_tol=args.flux_tol, max_iter=args.max_iter, boundary=args.boundary, dtype=jnp.float32,
+    )
+    return _unscale(result, scale, scale), time.perf_counter() - start
+
+
+def _report(args, labels, result, seconds) -> int:
+    from jaxcba._checks import axis_name
+
     out = result.to_dict()
-    seconds = time.perf_counter() - start
     if out["converged"] and out["m_factor"] is None:  # never a missing M reported as converged
         out["converged"] = False
-    out.update(phase=args.phase, axis=axis_name(args.axis), shape=list(labels.shape), seconds=seconds)
+    out.update(phase=args.phase, axis=axis_name(args.axis), shape=list(labels.shape), seconds=seconds,
+               devices=args.devices)
     if args.json:
         print_json(out)
     else:
         tau = "inf (no percolating path)" if out["tau_eff"] is None else f"{out['tau_eff']:.6g}"
-        print(f"volume {'x'.join(map(str, labels.shape))}, phase {args.phase}, axis {out['axis']}")
+        on = f", {args.devices} devices (z-slabs)" if args.devices > 1 else ""
+        print(f"volume {'x'.join(map(str, labels.shape))}, phase {args.phase}, axis {out['axis']}{on}")
         print(f"eps        {_g(out['eps'], '.6g')}")
         print(f"tau_eff    {tau}")
         print(f"M          {_g(out['m_factor'], '.6g')}   (sigma_eff {_g(out['sigma_eff'], '.6g')}, "
