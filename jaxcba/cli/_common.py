@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from jaxcba import _checks
+from jaxcba.io import read_json
 from jaxcba.model.params import CBAParams
 
 
@@ -31,7 +32,24 @@ def load_params(spec: str) -> CBAParams:
     """``'paper'`` -> Table 2, otherwise a JSON file (validated; ``ValueError`` on problems)."""
     if spec == "paper":
         return CBAParams.paper()
-    return CBAParams.from_json(spec)
+    return CBAParams.from_dict(read_params_file(spec))
+
+
+def read_params_file(path) -> object:
+    """The parsed JSON of a parameter file (``ValueError``: ``cannot read parameter file ...``
+    or ``parameter file ... is not valid JSON``), read before any volume."""
+    return read_json(path, "parameter file")
+
+
+def load_fit(path) -> dict:
+    """A fitted-parameter file (``jaxcba calibrate --out``: the eight values, optionally an
+    uncertainty block and the fit's voxel_nm), read and checked before any volume
+    (:func:`jaxcba.validate.load_fit`); returns its JSON object, for :func:`jaxcba.validate.validate`."""
+    from jaxcba.validate import load_fit as check_fit  # on use: it imports the descriptors and transport layers
+
+    data = read_params_file(path)
+    check_fit(data)
+    return data
 
 
 def _argtype(check):
@@ -67,22 +85,25 @@ def positive_float(text: str) -> float:
     return value
 
 
-def voxel_nm(text: str) -> float:
-    """``--voxel-nm``: a finite number in :data:`jaxcba._checks.VOXEL_NM_RANGE`."""
-    value = _float(text)
-    lo, hi = _checks.VOXEL_NM_RANGE
-    if not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: a voxel side in [{lo:g}, {hi:g}] nm")
-    return value
+def _ranged(parse, ok, allowed: str, name: str):
+    """An argparse ``type``: ``parse(text)``, refused as out of range (saying what is ``allowed``) unless ``ok(value)``."""
+
+    def convert(text: str):
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: {allowed}")
+        return value
+
+    convert.__name__ = name
+    return convert
 
 
-def seed(text: str) -> int:
-    """``--seed``: an integer in :data:`jaxcba._checks.SEED_RANGE`."""
-    value = _int(text)
-    lo, hi = _checks.SEED_RANGE
-    if not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: an integer in [-2^63, 2^63 - 1]")
-    return value
+#: ``--voxel-nm``: a finite number in :data:`jaxcba._checks.VOXEL_NM_RANGE` [nm].
+voxel_nm = _ranged(_float, lambda v: _checks.VOXEL_NM_RANGE[0] <= v <= _checks.VOXEL_NM_RANGE[1],
+                   "a voxel side in [{:g}, {:g}] nm".format(*_checks.VOXEL_NM_RANGE), "voxel_nm")
+#: ``--seed``: an integer in :data:`jaxcba._checks.SEED_RANGE`.
+seed = _ranged(_int, lambda v: _checks.SEED_RANGE[0] <= v <= _checks.SEED_RANGE[1],
+               "an integer in [-2^63, 2^63 - 1]", "seed")
 
 
 def axis(text: str) -> int:
@@ -92,27 +113,12 @@ def axis(text: str) -> int:
 
 def int_at_least(lo: int):
     """An argparse ``type``: an integer ``>= lo``."""
-
-    def convert(text: str) -> int:
-        value = _int(text)
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: an integer >= {lo}")
-        return value
-
-    convert.__name__ = f"int>={lo}"
-    return convert
+    return _ranged(_int, lambda v: v >= lo, f"an integer >= {lo}", f"int>={lo}")
 
 
 def float_in(lo: float, hi: float):
     """An argparse ``type``: a number in the open interval ``(lo, hi)``."""
-
-    def convert(text: str) -> float:
-        value = _float(text)
-        if not lo < value < hi:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: a number in ({lo:g}, {hi:g})")
-        return value
-
-    return convert
+    return _ranged(_float, lambda v: lo < v < hi, f"a number in ({lo:g}, {hi:g})", f"float in ({lo:g}, {hi:g})")
 
 
 def output(command: str, path, name: str = "--out", *, suffixes=None, folder: bool = False,
@@ -123,6 +129,19 @@ def output(command: str, path, name: str = "--out", *, suffixes=None, folder: bo
     if not folder and p.exists():
         print(f"jaxcba {command}: note: {p} exists and will be overwritten", file=sys.stderr)
     return p
+
+
+def output_folder(command: str, path, names, name: str = "--out") -> Path:
+    """Check an output folder and the files ``names`` a command writes into it, before any work:
+    the folder must not be a file (:func:`output`), no target may be a folder, and the targets
+    that exist are said on stderr to be overwritten. Returns the folder."""
+    out = output(command, path, name, folder=True, what="folder")
+    targets = [out / n for n in names]
+    for t in targets:
+        if t.is_dir():
+            raise ValueError(f"{name} {out}: {t} is a folder")
+    note_overwrites(command, targets)
+    return out
 
 
 def note_overwrites(command: str, paths) -> None:

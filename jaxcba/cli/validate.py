@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from jaxcba.cli._common import add_force_argument, int_at_least, seed, voxel_nm
+from jaxcba._progress import interactive
+from jaxcba.cli._common import add_force_argument, int_at_least, load_fit, output_folder, print_json, seed, voxel_nm
+from jaxcba.io import load_volume
 
 #: The files a validation writes into ``--out``.
 OUTPUTS = ("validation.csv", "validation.json", "fig1_cubes.png", "fig5_scalars.png", "fig6_cpsd.png",
@@ -74,18 +77,13 @@ def print_table(result) -> None:
 
 
 def run(args) -> int:
-    import sys
+    from jaxcba.validate import validate  # on use: the descriptors and transport layers
 
-    from jaxcba._progress import interactive
-    from jaxcba.cli._common import note_overwrites, output, print_json
-    from jaxcba.io import load_volume
-    from jaxcba.validate import validate
-
-    out = output("validate", args.out, folder=True, what="folder")
+    out = output_folder("validate", args.out, OUTPUTS)
+    fit = load_fit(args.params)  # a bad fit file fails before the image is read
     labels = load_volume(args.image)
-    result = validate(labels, args.voxel_nm, args.params, n=args.n, downsample=args.downsample, key=args.seed,
+    result = validate(labels, args.voxel_nm, fit, n=args.n, downsample=args.downsample, key=args.seed,
                       progress=not args.quiet and interactive(), force=args.force)
-    note_overwrites("validate", [out / name for name in OUTPUTS])
     paths = result.save(out)
     if args.json:
         print_json(result.to_dict())
