@@ -11,8 +11,9 @@ Stable API (used by the CLI, the model, theory, batch and calibrate):
   :func:`check_fraction`, :func:`check_voxel_nm`, :func:`check_finite_result`;
 - identities: :func:`check_key` (an int seed or a ``jax.random`` key), :func:`parse_axis`
   (``0|1|2`` or ``z|y|x``, the one rule of every command), :func:`check_dtype_floating`;
-- cost: :func:`check_memory` / :func:`check_work` (an estimate against a limit, ``force`` to
-  override), and calibrate's :func:`check_stage3_cost` / :func:`check_joint_cost`;
+- cost: :func:`available_bytes` (free device or host memory), :func:`check_memory` /
+  :func:`check_work` (an estimate against a limit, ``force`` to override), and calibrate's
+  :func:`check_stage3_cost` / :func:`check_joint_cost`;
 - outputs: :func:`check_output_path` (before any work), :func:`write_atomic` /
   :func:`write_text_atomic` (temp file + rename, umask-respecting mode).
 
@@ -190,15 +191,38 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
 
 
+def available_bytes() -> int | None:
+    """Free memory of the default device (GPU/TPU memory stats, else the host's MemAvailable)."""
+    import jax
+
+    try:
+        dev = jax.devices()[0]
+        if dev.platform != "cpu":
+            stats = dev.memory_stats() or {}
+            if "bytes_limit" in stats:
+                return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    except Exception:  # noqa: BLE001 - fall back to the host figure
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_memory(need_bytes: float, what: str, *, force: bool = False, available: float | None = None,
                  hint: str = "", override: str = OVERRIDE) -> None:
     """``ValueError`` with the estimate and the limit when ``need_bytes`` exceeds the free memory
-    (``available``, default :func:`jaxcba.model.window.available_bytes`); nothing with ``force``."""
+    (``available``, default :func:`available_bytes`); nothing with ``force``."""
     if force:
         return
     if available is None:
-        from jaxcba.model.window import available_bytes
-
         available = available_bytes()
     if available is not None and need_bytes > available:
         raise ValueError(f"{what} needs about {_gib(need_bytes)} but only {_gib(available)} is available"
@@ -339,7 +363,7 @@ def write_text_atomic(path, text: str) -> Path:
 
 
 __all__ = ["AXES", "JOINT_BYTES_PER_VOXEL", "MAX_STAGE3_VOXELS", "SEED_RANGE", "STAGE3_BYTES_PER_VOXEL",
-           "STAGE3_EVALS", "VOXEL_NM_RANGE", "axis_name", "check_dtype_floating", "check_finite_result",
+           "STAGE3_EVALS", "VOXEL_NM_RANGE", "available_bytes", "axis_name", "check_dtype_floating", "check_finite_result",
            "check_fraction", "check_int", "check_joint_cost", "check_key", "check_memory", "check_number",
            "check_output_path", "check_positive", "check_stage3_cost", "check_voxel_nm", "check_work", "existing",
            "parse_axis", "write_atomic", "write_text_atomic"]

@@ -1,19 +1,21 @@
-"""Checking a simulation window and its memory needs before anything is allocated."""
+"""Checking a simulation window and its memory needs before anything is allocated.
+
+:func:`available_bytes` is the validation layer's (:mod:`jaxcba._checks`), named here too."""
 
 from __future__ import annotations
 
-import math
-import os
-from numbers import Integral, Real
+from numbers import Integral
 
-import jax
+from jaxcba._checks import available_bytes, check_voxel_nm
+from jaxcba._checks import check_memory as _check_bytes
 
 #: Fixed overhead of a realization beyond the per-voxel arrays (slabs, boxes, runtime).
 _OVERHEAD = 256 << 20
 
 
 def check_window(shape, voxel_nm) -> tuple[tuple[int, int, int], float]:
-    """Validate ``shape`` (an int or three ints >= 1, as (z, y, x)) and ``voxel_nm`` (finite > 0).
+    """Validate ``shape`` (an int or three ints >= 1, as (z, y, x)) and ``voxel_nm``
+    (:func:`jaxcba._checks.check_voxel_nm`: a finite number in its range [nm]).
 
     Returns ``((nz, ny, nx), voxel_nm)``; raises ``ValueError`` saying what is allowed.
     """
@@ -27,10 +29,6 @@ def check_window(shape, voxel_nm) -> tuple[tuple[int, int, int], float]:
         raise ValueError(f"shape must be an int or three ints (z, y, x), got {shape!r}")
     if any(int(d) < 1 for d in dims):
         raise ValueError(f"every side of shape must be >= 1 voxel, got {tuple(int(d) for d in dims)}")
-    from jaxcba._checks import check_voxel_nm
-
-    if isinstance(voxel_nm, bool) or not isinstance(voxel_nm, Real) or not math.isfinite(voxel_nm) or voxel_nm <= 0:
-        raise ValueError(f"voxel_nm must be a finite number > 0 [nm], got {voxel_nm!r}")
     return tuple(int(d) for d in dims), check_voxel_nm(voxel_nm)
 
 
@@ -48,39 +46,12 @@ def realization_bytes(shape, batch: int = 1) -> int:
     return batch * (8 * half + 2 * n + 16 * octant) + _OVERHEAD
 
 
-def available_bytes() -> int | None:
-    """Free memory of the default device (GPU/TPU memory stats, else the host's MemAvailable)."""
-    try:
-        dev = jax.devices()[0]
-        if dev.platform != "cpu":
-            stats = dev.memory_stats() or {}
-            if "bytes_limit" in stats:
-                return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    except Exception:  # noqa: BLE001 - fall back to the host figure
-        pass
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(shape, batch: int = 1, what: str = "this window") -> None:
-    """``ValueError`` if the estimated need exceeds the available memory."""
-    need = realization_bytes(shape, batch)
-    free = available_bytes()
-    if free is not None and need > free:
-        raise ValueError(
-            f"{what} {'x'.join(map(str, shape))}{f' (batch {batch})' if batch > 1 else ''} needs about "
-            f"{need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB is available; use a smaller window "
-            "or a coarser voxel_nm"
-        )
+    """``ValueError`` if the estimated need (:func:`realization_bytes`) exceeds the available
+    memory (:func:`jaxcba._checks.check_memory`)."""
+    _check_bytes(realization_bytes(shape, batch), f"{what} {'x'.join(map(str, shape))}"
+                 f"{f' (batch {batch})' if batch > 1 else ''}", available=available_bytes(),
+                 hint="use a smaller window or a coarser voxel_nm")
 
 
 __all__ = ["check_window", "realization_bytes", "available_bytes", "check_memory"]
