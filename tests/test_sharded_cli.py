@@ -1,0 +1,221 @@
+"""`--devices N` / `--shard z` / `--distributed` on `jaxcba simulate`, `tortuosity`, `describe` (issue #19).
+
+JAX fixes its device count at import, so the commands run in one subprocess started with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (this file, run as a script), which
+calls ``jaxcba.cli.main`` once per command line - the whole command, argument parsing and
+exit status included - and prints what it saw as JSON; one refusal also runs as its own
+``python -m jaxcba`` process. The references are the ``--devices 1`` runs (today's
+single-device path): files identical byte for byte, M within 1e-5 relative, the sharded
+descriptors equal (counts exact, curves to 1e-6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+for _var in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "JAX_NUM_PROCESSES"):  # a one-process job
+    ENV.pop(_var, None)
+
+
+def _worker(tmp: Path) -> dict:  # runs in the subprocess
+    import time
+
+    import jax
+
+    from jaxcba.cli import main
+
+    def cli(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main([str(a) for a in argv])
+            except SystemExit as exc:  # argparse's usage errors exit
+                rc = exc.code
+        res["seconds"].append([" ".join(map(str, argv[:1] + argv[-2:])), round(time.perf_counter() - t0, 1)])
+        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
+
+    res: dict = {"devices": len(jax.devices()), "seconds": []}
+    # --- simulate: the same file on 1, 2 and 4 devices (and with --distributed in one process)
+    vol = {}
+    for n in (1, 2, 4):
+        vol[n] = tmp / f"vol{n}.npy"
+        res[f"simulate{n}"] = cli("simulate", "--shape", "64,48,40", "--voxel-nm", 80, "--seed", 1, "--out", vol[n],
+                                  "--devices", n, "--json")
+    res["simulate_distributed"] = cli("simulate", "--shape", "64,48,40", "--voxel-nm", 80, "--seed", 1,
+                                      "--out", tmp / "d2.npy", "--devices", 2, "--shard", "z", "--distributed")
+    # --- tortuosity: M of the pore and of the solid (graphite 1, cb 0.01), 2 devices vs 1
+    for n in (1, 2):
+        res[f"pore{n}"] = cli("tortuosity", vol[1], "--json", "--tol", "1e-6", "--devices", n)
+        res[f"solid{n}"] = cli("tortuosity", vol[1], "--json", "--tol", "1e-6", "--phase", "solid",
+                               "--conductivity", "2=1,1=0.01", "--devices", n)
+    # --- describe: the sharded descriptors (JSON and table), and one gathered (CPSD) with its note
+    only = ("--only", "volume_fraction", "--only", "intrinsic", "--only", "two_point")
+    for n in (1, 2):
+        res[f"describe_json{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--json", *only, "--devices", n)
+        res[f"describe_table{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--phase", "cb", *only, "--devices", n)
+        res[f"describe_cpsd{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--json", "--phase", "pore",
+                                       "--only", "volume_fraction", "--only", "cpsd", "--devices", n)
+    # --- bad input: exit 2 with the reason, nothing written
+    np.save(tmp / "thin.npy", np.asarray(np.load(vol[1])[:4, :16, :16]))
+    bad = {
+        "divide": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_divide.npy", "--devices", 3),
+        "too_many": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_many.npy", "--devices", 8),
+        "shard_x": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_x.npy", "--devices", 2,
+                    "--shard", "x"),
+        "zero": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_zero.npy", "--devices", 0),
+        "halo": ("describe", tmp / "thin.npy", "--voxel-nm", 80, "--only", "intrinsic", "--devices", 4,
+                 "--plot", tmp / "bad_halo.png"),
+        "tortuosity_divide": ("tortuosity", vol[1], "--devices", 3),
+        "tortuosity_axis": ("tortuosity", vol[1], "--devices", 2, "--axis", "x"),
+        "tortuosity_multigrid": ("tortuosity", vol[1], "--devices", 2, "--preconditioner", "multigrid"),
+    }
+    res["bad"] = {k: cli(*argv) for k, argv in bad.items()}
+    res["left"] = sorted(p.name for p in tmp.iterdir() if p.name.startswith("bad"))
+    return res
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sharded_cli")
+    r = subprocess.run([sys.executable, __file__, str(tmp)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1]), tmp
+
+
+def test_four_host_devices(run):
+    assert run[0]["devices"] == 4
+
+
+def test_simulate_same_file_on_1_2_4_devices(run):
+    res, tmp = run
+    for n in (1, 2, 4):
+        assert res[f"simulate{n}"]["rc"] == 0, res[f"simulate{n}"]
+        assert json.loads(res[f"simulate{n}"]["out"])["devices"] == n
+    ref = (tmp / "vol1.npy").read_bytes()
+    assert (tmp / "vol2.npy").read_bytes() == ref and (tmp / "vol4.npy").read_bytes() == ref
+    vol = np.load(tmp / "vol1.npy")
+    assert vol.shape == (64, 48, 40)
+    assert np.bincount(vol.ravel(), minlength=3).min() > 0.01 * vol.size  # all three phases: grains are tested
+    f1, f4 = (json.loads(res[f"simulate{n}"]["out"])["fractions"] for n in (1, 4))
+    assert f1 == f4
+
+
+def test_distributed_is_a_no_op_in_one_process(run):
+    res, tmp = run
+    r = res["simulate_distributed"]
+    assert r["rc"] == 0, r
+    assert "--distributed: one process" in r["err"] and "not called" in r["err"]
+    assert np.array_equal(np.load(tmp / "d2.npy"), np.load(tmp / "vol1.npy"))
+
+
+@pytest.mark.parametrize("phase", ["pore", "solid"])
+def test_tortuosity_two_devices_equal_one(run, phase):
+    res, _ = run
+    one, two = (json.loads(res[f"{phase}{n}"]["out"]) for n in (1, 2))
+    assert res[f"{phase}1"]["rc"] == res[f"{phase}2"]["rc"] == 0
+    assert one["converged"] and two["converged"] and one["percolates"] and two["percolates"]
+    assert 0 < one["m_factor"] < 1
+    assert abs(two["m_factor"] / one["m_factor"] - 1) <= 1e-5, (one, two)
+    assert abs(two["tau_eff"] / one["tau_eff"] - 1) <= 1e-5
+    assert two["eps"] == one["eps"]  # a voxel count
+    assert two["sigma_ref"] == one["sigma_ref"] and two["devices"] == 2
+    assert "Jacobi" in res[f"{phase}2"]["err"] and "Jacobi" not in res[f"{phase}1"]["err"]
+
+
+def test_describe_sharded_descriptors_equal_one_device(run):
+    res, tmp = run
+    vol = np.load(tmp / "vol1.npy")
+    count = {"solid": int((vol > 0).sum()), "pore": int((vol == 0).sum())}
+    one, two = (json.loads(res[f"describe_json{n}"]["out"]) for n in (1, 2))
+    assert set(one) == set(two) == {"solid", "pore"}
+    for phase in one:
+        a, b = one[phase], two[phase]
+        # the exact count / the voxels (one device: a float32 mean, within an ulp)
+        assert b["volume_fraction"] * vol.size == count[phase]
+        assert b["volume_fraction"] == pytest.approx(a["volume_fraction"], rel=2**-23, abs=0)
+        assert b["surface_density"] == pytest.approx(a["surface_density"], rel=1e-6)
+        assert b["two_point"]["h_nm"] == a["two_point"]["h_nm"]
+        for k in ("C", "centered", "C_axes"):
+            assert np.allclose(b["two_point"][k], a["two_point"][k], rtol=0, atol=1e-6), (phase, k)
+        assert abs(a["two_point"]["C"][0] - a["volume_fraction"]) < 1e-6  # C(0) = V_V: the curve is one
+    # the table (V_V, S_V, M_V, chi_V to 6 digits) is the same text
+    assert res["describe_table2"]["rc"] == 0
+    assert res["describe_table2"]["out"] == res["describe_table1"]["out"]
+    assert "M_V" in res["describe_table1"]["out"]
+    assert "no sharded implementation" not in res["describe_json2"]["err"]
+
+
+def test_describe_gathers_the_cpsd_and_says_so(run):
+    res, _ = run
+    one, two = (res[f"describe_cpsd{n}"] for n in (1, 2))
+    assert one["rc"] == two["rc"] == 0
+    a, b = json.loads(one["out"])["pore"], json.loads(two["out"])["pore"]
+    assert b.pop("volume_fraction") == pytest.approx(a.pop("volume_fraction"), rel=2**-23, abs=0)
+    assert b == a  # the CPSD and r_max of the gathered volume: the single-device numbers
+    assert two["err"].count("no sharded implementation yet for cpsd") == 1
+    assert "no sharded implementation" not in one["err"]
+    assert b["cpsd"]["fraction"][0] > 0.5 and b["r_max"] > 0
+
+
+def test_bad_input_exits_2_before_any_work(run):
+    res, _ = run
+    bad = res["bad"]
+    assert all(r["rc"] == 2 for r in bad.values()), {k: (r["rc"], r["err"]) for k, r in bad.items()}
+    assert all(r["out"] == "" for r in bad.values())
+    assert "must divide the z axis" in bad["divide"]["err"] and "(3)" in bad["divide"]["err"]
+    assert "(64 voxels)" in bad["divide"]["err"] and "--devices 3" in bad["divide"]["err"]
+    many = bad["too_many"]["err"]
+    assert "--devices 8" in many and "JAX sees 4" in many
+    assert "XLA_FLAGS=--xla_force_host_platform_device_count=8" in many
+    assert "allowed: z" in bad["shard_x"]["err"]
+    assert "--devices" in bad["zero"]["err"]
+    assert "thinner than the halo of 2 planes" in bad["halo"]["err"]
+    assert "must divide the z axis" in bad["tortuosity_divide"]["err"]
+    assert "split axis z only" in bad["tortuosity_axis"]["err"]
+    assert "allowed: jacobi" in bad["tortuosity_multigrid"]["err"]
+    assert all(len(r["err"].strip().splitlines()) == 1 for r in bad.values())
+    assert res["left"] == []  # nothing written
+
+
+def test_too_many_devices_as_a_process(tmp_path):
+    out = tmp_path / "v.npy"
+    r = subprocess.run([sys.executable, "-m", "jaxcba", "simulate", "--shape", "16", "--voxel-nm", "80",
+                        "--out", str(out), "--devices", "5"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "JAX sees 4 cpu devices" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_cluster_processes_from_the_environment():
+    from jaxcba.cli._devices import cluster_processes
+
+    assert cluster_processes({}) == (1, None)
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-4]", "SLURM_NTASKS": "4", "SLURM_PROCID": "2",
+             "SLURM_LOCALID": "0"}
+    assert cluster_processes(slurm) == (4, "SLURM")
+    assert cluster_processes(dict(slurm, SLURM_NTASKS="1")) == (1, "SLURM")
+    assert cluster_processes({"SLURM_JOB_ID": "7"}) == (1, None)  # an allocation, not a job step
+    assert cluster_processes({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "3"}) == (3, "Open MPI")
+    env = {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1", "JAX_COORDINATOR_ADDRESS": "h:1234"}
+    assert cluster_processes(env) == (2, "JAX_NUM_PROCESSES")
+    with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS"):
+        cluster_processes({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"})
+    with pytest.raises(ValueError, match=r"JAX_PROCESS_ID=2 is out of range; allowed: 0 to 1"):
+        cluster_processes(dict(env, JAX_PROCESS_ID="2"))
+    with pytest.raises(ValueError, match="SLURM_NTASKS='four' is not an integer"):
+        cluster_processes(dict(slurm, SLURM_NTASKS="four"))
+
+
+if __name__ == "__main__":
+    print(json.dumps(_worker(Path(sys.argv[1]))))
