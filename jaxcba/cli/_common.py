@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from jaxcba import _checks
+from jaxcba.batch.store import strict_json
 from jaxcba.io import read_json
 from jaxcba.model.params import CBAParams
+from jaxcba.plotting import save_png as save_png  # the commands' PNG writer (atomic, umask mode)
 
 
 def add_params_argument(parser: argparse.ArgumentParser) -> None:
@@ -150,22 +152,9 @@ def note_overwrites(command: str, paths) -> None:
         print(f"jaxcba {command}: note: {p} exists and will be overwritten", file=sys.stderr)
 
 
-def finite_or_none(value):
-    """``value`` with every non-finite float replaced by ``None`` (strict JSON)."""
-    from jaxcba.batch.store import strict_json
-
-    return strict_json(value)
-
-
-def save_png(fig, path, dpi: int = 120) -> None:
-    """Write ``fig`` as PNG atomically, umask-respecting mode, and close it (:func:`jaxcba.plotting.save_png`)."""
-    from jaxcba.plotting import save_png as _save
-
-    _save(fig, path, dpi)
-
-
+#: ``value`` with every non-finite float replaced by ``None`` (strict JSON).
+finite_or_none = strict_json
 def print_json(obj) -> None:
-    from jaxcba.batch.store import strict_json
-
+    """``obj`` as strict JSON (non-finite floats as ``null``) on stdout."""
     json.dump(strict_json(obj), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
