@@ -20,14 +20,11 @@ the CPSD up to the voxel grid's non-nested openings; only their deviations from 
 
 from __future__ import annotations
 
-import functools
-import math
-
 import jax.numpy as jnp
 import numpy as np
 
 from jaxcba.calibrate._measure import axis_pair_counts
-from jaxcba.descriptors.minkowski import configuration_histogram, configuration_weights
+from jaxcba.descriptors.minkowski import configuration_weights
 from jaxcba.descriptors.pore_size import local_thickness
 
 
@@ -74,18 +71,9 @@ def covariance(X: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- descriptors
-@functools.lru_cache(maxsize=1)
-def _corner_bits() -> tuple:
-    """The bit of each corner ``(dz, dy, dx)`` in the descriptors layer's 2x2x2 configuration code."""
-    bits = {}
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                m = np.zeros((2, 2, 2), bool)
-                m[dz, dy, dx] = True
-                code = int(np.argmax(np.asarray(configuration_histogram(jnp.asarray(m)))))
-                bits[(dz, dy, dx)] = int(round(math.log2(code)))
-    return tuple(sorted(bits.items(), key=lambda kv: kv[1]))
+#: Corner ``(dz, dy, dx)`` of bit ``k`` in a 2x2x2 cell's configuration code, the layout of
+#: :mod:`jaxcba.descriptors.minkowski`: ``((k >> 2) & 1, (k >> 1) & 1, k & 1)``.
+_CORNERS = tuple(((k >> 2) & 1, (k >> 1) & 1, k & 1) for k in range(8))
 
 
 def intrinsic_blocks(mask, voxel_nm: float, edges, *, euler: str, curvature: str) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +81,7 @@ def intrinsic_blocks(mask, voxel_nm: float, edges, *, euler: str, curvature: str
     descriptors layer's estimator, its 2x2x2 cells counted per block)."""
     m = np.asarray(mask, dtype=np.uint8)
     code = np.zeros(tuple(s - 1 for s in m.shape), np.uint8)
-    for (dz, dy, dx), bit in _corner_bits():
+    for bit, (dz, dy, dx) in enumerate(_CORNERS):
         code |= m[dz : dz + code.shape[0], dy : dy + code.shape[1], dx : dx + code.shape[2]] << bit
     k3 = int(np.prod([len(e) - 1 for e in edges]))
     block = np.zeros(code.shape, np.int64)
