@@ -197,6 +197,8 @@ def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_v
     else:
         base = Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in labels.shape), axis=axis,
                       phases=tuple(PhaseReport(phase=p) for p in phases))
+    if not set(which) & set(SHARDED):
+        return base
     lab = sharded.shard_volume(labels, mesh)
     out = []
     for ph in base.phases:
