@@ -58,7 +58,7 @@ METRIC = ("26-neighbourhood graph, Euclidean step lengths 1, sqrt(2), sqrt(3), i
           "(6-neighbour) percolating cluster")
 
 #: Value of phase voxels not (yet) reached: finite, so that it passes through the relaxation.
-_UNREACHED = jnp.float32(1e30)
+_UNREACHED = np.float32(1e30)  # NumPy, not jnp: importing must not start the XLA backend (jax.distributed)
 
 _INF = np.float32(np.inf)
 _STEP = (np.float32(1.0), np.float32(np.sqrt(2.0)), np.float32(np.sqrt(3.0)))
