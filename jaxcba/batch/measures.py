@@ -37,6 +37,18 @@ def _radii_vox(shape, voxel_nm: float) -> tuple[float, ...]:
     return tuple(float(r) for r in radius_grid(max(2.0, min(min(shape) / 4.0, MAX_RADIUS_NM / voxel_nm))))
 
 
+def radii_bounded(fraction):
+    """Whether the CPSD ``fraction`` (over the static radius grid) drops below 0.5 within the grid,
+    so that ``r_max = CPSD^-1(0.5)`` (and ``r_min <= r_max``) is a measured radius (jittable).
+
+    False for a phase that fills the window (no wall bounds its balls: the CPSD is 1 at every
+    radius), for one whose pores outgrow the grid (a nearly all-pore volume), and for an empty
+    phase (its CPSD is undefined, NaN). The measures then report ``r_max_nm``, ``r_min_nm`` and
+    ``beta`` as NaN - ``null`` in ``results.jsonl`` - instead of the grid's cap (or 0), as
+    ``describe`` does (its ``radii_bounded``)."""
+    return jnp.asarray(fraction)[..., -1] < 0.5
+
+
 def fractions(labels, voxel_nm):
     n = labels.size
     counts = [jnp.sum(labels == k, dtype=jnp.int32) for k in range(3)]
@@ -67,7 +79,9 @@ def cpsd(labels, voxel_nm):
 
     def one(_, m):
         c = _cpsd(m, voxel_nm, radii)
-        return {"r_nm": c.r_nm, "fraction": c.fraction, "r_max_nm": c.r_half_nm}
+        ok = radii_bounded(c.fraction)
+        return {"r_nm": c.r_nm, "fraction": c.fraction, "r_max_nm": jnp.where(ok, c.r_half_nm, jnp.nan),
+                "radii_bounded": ok}
 
     return per_phase(labels, PHASES, one)
 
@@ -79,7 +93,9 @@ def constrictivity(labels, voxel_nm):
 
     def one(_, m):
         c = _beta(m, voxel_nm, radii, axis=0)
-        return {"beta": c.beta, "r_min_nm": c.r_min_nm, "r_max_nm": c.r_max_nm, "percolates": c.percolates}
+        ok = radii_bounded(c.cpsd)
+        return {"beta": jnp.where(ok, c.beta, jnp.nan), "r_min_nm": jnp.where(ok, c.r_min_nm, jnp.nan),
+                "r_max_nm": jnp.where(ok, c.r_max_nm, jnp.nan), "percolates": c.percolates, "radii_bounded": ok}
 
     return per_phase(labels, PHASES, one)
 
