@@ -70,6 +70,10 @@ def _counts_program(labels, n_labels, mesh):
 
 
 def _host_sum(per_device) -> np.ndarray:
+    if not per_device.is_fully_addressable:  # several processes: each holds its own rows
+        from jax.experimental import multihost_utils
+
+        per_device = multihost_utils.process_allgather(per_device, tiled=True)
     return np.asarray(per_device).astype(np.int64).sum(axis=0)
 
 
@@ -180,7 +184,8 @@ def _coverage_program(mask, L: int, mesh):
 
     sums, c_z, c_y, c_x = jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=(P(), P(ax), P(ax), P(ax)),
                                         check_vma=False)(mask)
-    return sums, jnp.stack([c_z[: L + 1], c_y[0], c_x[0]])
+    # replicated, so that every process can read the axis curves (multi-host)
+    return sums, lax.with_sharding_constraint(jnp.stack([c_z[: L + 1], c_y[0], c_x[0]]), M.replicated(mesh))
 
 
 def two_point_coverage(mask, voxel_nm: float = 1.0, max_lag_vox: int | None = None, *,
