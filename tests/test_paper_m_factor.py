@@ -27,7 +27,7 @@ def test_single_conductivity_equals_m_factor():
     assert float(paper_m_factor(r, lab, "pore")) == pytest.approx(float(r.m_factor), rel=1e-6)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [2])  # one seed: test_transport_taufactor compares sigma_eff on three more
 def test_two_conductivities_against_taufactor_multiphase(seed):
     tf = pytest.importorskip("taufactor")
     lab = _three_phase(seed)
