@@ -67,6 +67,8 @@ def run(args) -> int:
     stages = cal.parse_stages(args.stages)  # bad --stages fails before reading the volume
     if args.realizations < 1:
         raise ValueError(f"--realizations must be >= 1, got {args.realizations}")
+    if args.starts < 1:  # was accepted and found only after the volume's graphite check (or not at all)
+        raise ValueError(f"--starts must be >= 1 (stage 1's optimizer starts), got {args.starts}")
     if min(args.joint_steps, 48 if args.joint_window is None else args.joint_window, args.joint_noise) < 1:
         raise ValueError("--joint-steps, --joint-window and --joint-noise must be >= 1")
     if args.bootstrap == 1 or args.bootstrap < 0:
