@@ -38,3 +38,29 @@ def test_calibrate_refuses_starts_below_one_up_front(starts, volume, tmp_path, c
     assert rc == 2 and len(err) == 1, err
     assert "--starts must be >= 1" in err[0] and f"got {starts}" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra", [[], ["--crop", "0:1,0:8,0:8"]])
+def test_preprocess_refuses_an_output_thinner_than_two_voxels(extra, tmp_path, capsys):
+    """A 1-voxel-thick result (a single slice in, or cropped to one) was written with exit 0,
+    though describe and calibrate refuse it (every axis needs 2 voxels); now exit 2, nothing written."""
+    lab = np.zeros((1, 8, 8) if not extra else (4, 8, 8), np.uint8)
+    lab[..., 4:] = 1
+    src = tmp_path / "in.npy"
+    np.save(src, lab)
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = _call(["preprocess", str(src), "--voxel-nm", "80", "--out", str(out / "o.npy"), "--keep-components", *extra])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1, err
+    assert "every axis needs at least 2 voxels" in err[0] and "(1, 8, 8)" in err[0]
+    assert list(out.iterdir()) == []
+
+
+def test_preprocess_keeps_a_two_voxel_thick_output(tmp_path, capsys):
+    lab = np.zeros((2, 8, 8), np.uint8)
+    lab[..., 4:] = 1
+    np.save(tmp_path / "in.npy", lab)
+    assert _call(["preprocess", str(tmp_path / "in.npy"), "--voxel-nm", "80", "--out", str(tmp_path / "o.npy"),
+                  "--keep-components", "--closing-radius", "0"]) == 0
+    assert np.array_equal(np.load(tmp_path / "o.npy"), lab)

@@ -97,6 +97,9 @@ def run(args) -> int:
     )
     if out.size == 0:
         raise ValueError(f"the preprocessed volume is empty (shape {out.shape}); check --crop and --to-voxel-nm")
+    if min(out.shape) < 2:  # describe, tortuosity's descriptors and calibrate refuse such a volume
+        raise ValueError(f"the preprocessed volume has shape {out.shape} (z, y, x): every axis needs at least 2 "
+                         "voxels; check the input, --crop, --to-voxel-nm and --downsample")
     save_volume(args.out, out, voxel_nm=report.voxel_nm)
     if args.json:
         print_json({"out": str(args.out), "shape": list(out.shape), **report.to_dict()})
