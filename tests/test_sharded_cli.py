@@ -4,7 +4,8 @@ JAX fixes its device count at import, so the commands run in one subprocess star
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (this file, run as a script), which
 calls ``jaxcba.cli.main`` once per command line - the whole command, argument parsing and
 exit status included - and prints what it saw as JSON; one refusal also runs as its own
-``python -m jaxcba`` process. The references are the ``--devices 1`` runs (today's
+``python -m jaxcba`` process, and one (slow) test joins two processes of 2 host devices
+each with ``jax.distributed``. The references are the ``--devices 1`` runs (today's
 single-device path): files identical byte for byte, M within 1e-5 relative, the sharded
 descriptors equal (counts exact, curves to 1e-6).
 """
@@ -195,6 +196,59 @@ def test_too_many_devices_as_a_process(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "JAX sees 4 cpu devices" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_processes(argv, tmp: Path):
+    """``jaxcba ARGV --devices 4 --distributed`` as two processes of 2 host devices each, joined
+    by jax.distributed on this machine (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+    JAX_PROCESS_ID); their stdout without the Gloo library's own lines, stderr, exit status."""
+    env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_NUM_PROCESSES="2",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}")
+    cmd = [sys.executable, "-m", "jaxcba", *map(str, argv), "--devices", "4", "--distributed"]
+    procs = [subprocess.Popen(cmd, env=dict(env, JAX_PROCESS_ID=str(i)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp) for i in (0, 1)]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        out.append(("".join(line for line in stdout.splitlines(True) if not line.startswith("[Gloo]")), stderr,
+                    proc.returncode))
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_distributed(run, tmp_path):
+    """A real multi-process job on one machine: 2 processes x 2 host devices = a mesh of 4.
+    Process 0 alone prints and writes; the numbers equal the one-device ones."""
+    res, tmp = run
+    vol = tmp_path / "mp.npy"
+    (o0, e0, r0), (o1, e1, r1) = _two_processes(
+        ["simulate", "--shape", "64,48,40", "--voxel-nm", 80, "--seed", 1, "--out", vol, "--json"], tmp_path)
+    assert r0 == r1 == 0, (e0[-2000:], e1[-2000:])
+    assert vol.read_bytes() == (tmp / "vol1.npy").read_bytes()
+    assert json.loads(o0)["devices"] == 4 and o1 == ""
+    (o0, e0, r0), (o1, e1, r1) = _two_processes(["tortuosity", vol, "--json", "--tol", "1e-6"], tmp_path)
+    assert r0 == r1 == 0, (e0[-2000:], e1[-2000:])
+    one = json.loads(res["pore1"]["out"])
+    assert abs(json.loads(o0)["m_factor"] / one["m_factor"] - 1) <= 1e-5 and o1 == ""
+    (o0, e0, r0), (o1, e1, r1) = _two_processes(
+        ["describe", vol, "--voxel-nm", 80, "--json", "--only", "volume_fraction", "--only", "intrinsic",
+         "--only", "two_point"], tmp_path)
+    assert r0 == r1 == 0, (e0[-2000:], e1[-2000:])
+    got, ref = json.loads(o0), json.loads(res["describe_json2"]["out"])  # the one-process, 2-device run
+    for phase in ref:
+        assert got[phase]["volume_fraction"] == ref[phase]["volume_fraction"]
+        assert got[phase]["surface_density"] == pytest.approx(ref[phase]["surface_density"], rel=1e-6)
+        assert np.allclose(got[phase]["two_point"]["C"], ref[phase]["two_point"]["C"], rtol=0, atol=1e-6)
+        assert np.allclose(got[phase]["two_point"]["C_axes"], ref[phase]["two_point"]["C_axes"], rtol=0, atol=1e-6)
+    assert o1 == ""
 
 
 def test_cluster_processes_from_the_environment():
