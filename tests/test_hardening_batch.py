@@ -85,3 +85,26 @@ def test_rows_of_a_run_hold_null_and_the_flag(tmp_path, monkeypatch):
     pore = rows[2]["constrictivity"]["pore"]
     assert pore["radii_bounded"] is True and pore["r_max_nm"] == pytest.approx(260.0, rel=1e-6)
     assert rows[2]["cpsd"]["solid"]["r_max_nm"] is None
+
+
+def test_distributed_in_one_process_is_a_no_op(tmp_path, monkeypatch):
+    """``run_batch(distributed=True)`` in a job of one process (no SLURM, Open MPI or
+    JAX_NUM_PROCESSES) runs as without it: jax.distributed.initialize() is not called (it would
+    fail without a coordinator)."""
+    import jax
+
+    from jaxcba._distributed import initialize_distributed
+    from jaxcba.batch import run_batch
+
+    for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSES"):
+        monkeypatch.delenv(k, raising=False)
+    called = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: called.append(1))
+    assert initialize_distributed({}) == (False, 1, None)
+    spec = {"params": "paper", "shape": [16, 16, 16], "voxel_nm": 80.0, "seeds": [0], "measure": ["fractions"]}
+    s = run_batch(spec, tmp_path / "runs", progress=False, distributed=True, force=True)
+    assert called == [] and (tmp_path / "runs" / "results.jsonl").read_text().count("\n") == 1, s
+    env = {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1", "JAX_COORDINATOR_ADDRESS": "127.0.0.1:1"}
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **k: called.append(k))
+    assert initialize_distributed(env) == (True, 2, "JAX_NUM_PROCESSES")
+    assert called == [{"coordinator_address": "127.0.0.1:1", "num_processes": 2, "process_id": 1}]

@@ -4,8 +4,8 @@ append one row per finished job to ``results.jsonl``; a rerun skips finished job
 Sharding: the jobs of one step form a ``(B, z, y, x)`` batch with ``B = devices x per_device``,
 placed by ``NamedSharding(Mesh(local devices, ("jobs",)), P("jobs"))``; each measure is
 ``jit(vmap(kernel))``, so XLA runs every device on its own slice of jobs. Across hosts,
-``jax.distributed.initialize()`` (standard environment: SLURM, Open MPI, or
-``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``) connects the
+``jax.distributed.initialize()`` (:mod:`jaxcba._distributed`: SLURM, Open MPI, or
+``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``; not called for one process) connects the
 processes and process ``i`` of ``n`` takes the pending jobs ``i, i + n, ...``, on its own
 devices, writing its own results file (see :mod:`jaxcba.batch.store`).
 
@@ -24,6 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxcba._distributed import initialize_distributed
 from jaxcba.batch import store
 from jaxcba.batch.measures import BYTES_PER_VOXEL, measure_batch
 from jaxcba.batch.spec import Job, Spec, parse_spec
@@ -156,7 +157,7 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
         check_batch_memory(spec, per_device or spec.per_device or 1)  # before anything is written
         check_batch_grains(spec, jobs)
     if distributed:
-        jax.distributed.initialize()
+        initialize_distributed()  # a no-op in a job of one process
     created_dir = not Path(out_dir).exists()
     fresh = not (Path(out_dir) / "spec.json").exists()
     out = store.prepare(out_dir, spec.raw)

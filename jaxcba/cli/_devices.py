@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 
+from jaxcba._distributed import cluster_processes, initialize_distributed  # noqa: F401 (cluster_processes: re-exported)
 from jaxcba.cli._common import int_at_least
 
 #: The axes a volume can be split along (z-slabs; a 1-D mesh).
@@ -61,56 +61,17 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _env_int(env, name: str) -> int:
-    text = env.get(name, "")
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
-
-
-def cluster_processes(env=None) -> tuple[int, str | None]:
-    """``(number of processes, where it was read)`` of the job described by ``env`` (default
-    ``os.environ``): JAX's SLURM and Open MPI detection, else ``JAX_NUM_PROCESSES``; ``(1, None)``
-    when none is found. ``ValueError`` for a malformed variable."""
-    env = os.environ if env is None else env
-    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
-    if all(v in env for v in slurm):  # what jax._src.clusters.SlurmCluster requires
-        return _env_int(env, "SLURM_NTASKS"), "SLURM"
-    if "OMPI_MCA_orte_hnp_uri" in env and "OMPI_COMM_WORLD_SIZE" in env:  # Open MPI's mpirun
-        return _env_int(env, "OMPI_COMM_WORLD_SIZE"), "Open MPI"
-    if "JAX_NUM_PROCESSES" in env:
-        n = _env_int(env, "JAX_NUM_PROCESSES")
-        if n > 1:
-            if not env.get("JAX_COORDINATOR_ADDRESS"):
-                raise ValueError(f"JAX_NUM_PROCESSES={n} needs JAX_COORDINATOR_ADDRESS (host:port of process 0)")
-            pid = _env_int(env, "JAX_PROCESS_ID")
-            if not 0 <= pid < n:
-                raise ValueError(f"JAX_PROCESS_ID={pid} is out of range; allowed: 0 to {n - 1} (JAX_NUM_PROCESSES={n})")
-        return n, "JAX_NUM_PROCESSES"
-    return 1, None
-
-
 def initialize(command: str, args) -> bool:
     """``jax.distributed.initialize()`` when ``--distributed`` is given and the job has more
-    than one process; ``True`` when it was called. Must run before JAX touches a device."""
+    than one process (:func:`jaxcba._distributed.initialize_distributed`); ``True`` when it was
+    called. Must run before JAX touches a device."""
     if not getattr(args, "distributed", False):
         return False
-    n, source = cluster_processes()
-    if n < 1:
-        raise ValueError(f"the job has {n} processes ({source}); expected at least 1")
-    if n == 1:
+    called, _, source = initialize_distributed()
+    if not called:
         print(f"jaxcba {command}: note: --distributed: one process ({source or 'no SLURM, Open MPI or JAX_NUM_PROCESSES found'}); "
               "jax.distributed.initialize() is not needed and not called", file=sys.stderr)
-        return False
-    import jax
-
-    if source == "JAX_NUM_PROCESSES":
-        jax.distributed.initialize(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"], num_processes=n,
-                                   process_id=_env_int(os.environ, "JAX_PROCESS_ID"))
-    else:
-        jax.distributed.initialize()  # JAX reads SLURM / Open MPI itself
-    return True
+    return called
 
 
 def device_mesh(n: int, nz: int, halo: int = 0, what: str = "the volume"):
