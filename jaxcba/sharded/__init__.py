@@ -7,11 +7,14 @@ counterpart returns (arrays z-sharded).
 
 from jaxcba.sharded._descriptors import (
     configuration_histogram,
+    cpsd,
+    default_radii_vox,
     intrinsic_densities,
     phase_counts,
     two_point_coverage,
     volume_fraction,
 )
+from jaxcba.sharded._distance import edt, edt_squared, largest_distance, squared_distance_to
 from jaxcba.sharded._mesh import make_mesh, shard_volume
 from jaxcba.sharded._transport import effective_conductivity, label_conductivity
 from jaxcba.sharded._realization import excursion_labels, gaussian_field, simulate
@@ -27,6 +30,12 @@ __all__ = [
     "configuration_histogram",
     "intrinsic_densities",
     "two_point_coverage",
+    "squared_distance_to",
+    "edt_squared",
+    "edt",
+    "largest_distance",
+    "default_radii_vox",
+    "cpsd",
     "effective_conductivity",
     "label_conductivity",
 ]

@@ -14,8 +14,16 @@
   device bins its lag planes and ``psum`` adds the radial sums. Equal to the single-device
   estimate to float32 rounding (~1e-7).
 
-Descriptors that need a global step beyond a reduction (CPSD, r_max: Euclidean distance
-transforms) are described in docs/sharding.md.
+* CPSD and ``r_max`` (Eq. 26): two global steps. The squared distance to the phase's
+  complement by the distributed EDT (:mod:`jaxcba.sharded._distance`: x and y passes local,
+  ``all_to_all`` to whole z-columns for the z pass and back), capped at the largest ball; the
+  opening by each ball reaches ``halo`` planes (the largest ball's window) into the next
+  slabs, so the radius levels are exchanged once with ``ppermute`` (slabs must be at least
+  ``halo`` planes thick). Every device counts the covered voxels of its planes, the host adds
+  the counts (int64): the curve and ``r_max`` equal the single-device ones. The default radius
+  grid needs the largest distance: a distributed EDT per window tried (16, 32, ...), ``pmax``.
+  Intrusion (``r_min``), constrictivity and local thickness are not sharded (the intrusion's
+  widest-path transform is a global fixed point, not done here).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from jaxcba._checks import check_voxel_nm
+from jaxcba.descriptors import pore_size as PS
 from jaxcba.descriptors.minkowski import IntrinsicDensities, _CORNERS, configuration_weights
 from jaxcba.descriptors.two_point import (
     TwoPointCoverage,
@@ -38,6 +48,7 @@ from jaxcba.descriptors.two_point import (
     _radial_geometry,
 )
 from jaxcba.sharded import _mesh as M
+from jaxcba.sharded._distance import largest_distance, local_squared_distance
 from jaxcba.sharded._fft import pad_axis, padded, transpose
 
 
@@ -202,3 +213,135 @@ def two_point_coverage(mask, voxel_nm: float = 1.0, max_lag_vox: int | None = No
     h_nm = jnp.asarray(r_mean, jnp.float32) * jnp.asarray(voxel_nm, jnp.float32)
     vf = jnp.float32(volume_fraction(mask))
     return TwoPointCoverage(h_nm=h_nm, C=sums / jnp.asarray(n_per), C_axes=axes, volume_fraction=vf)
+
+
+# ------------------------------------------------------------------- CPSD and r_max (Eq. 26)
+
+
+def _halo_planes(v, hw: int, ax: str, n: int):
+    """``v`` with ``hw`` planes of the previous and of the next device before and after it
+    (zeros beyond the volume's faces); needs ``hw <= v.shape[0]``."""
+    if hw == 0:
+        return v
+    if n == 1:
+        zeros = jnp.zeros((hw,) + v.shape[1:], v.dtype)
+        return jnp.concatenate([zeros, v, zeros], axis=0)
+    prev = lax.ppermute(v[v.shape[0] - hw :], ax, perm=[(d, d + 1) for d in range(n - 1)])
+    nxt = lax.ppermute(v[:hw], ax, perm=[(d + 1, d) for d in range(n - 1)])
+    return jnp.concatenate([prev, v, nxt], axis=0)
+
+
+@partial(jax.jit, static_argnames=("radii", "mesh", "slab_planes"))
+def _opening_program(mask, radii, mesh, slab_planes=None):
+    """Per-device voxel counts ``(n, R)`` int32 of the openings of ``mask`` by the balls of ``radii``.
+
+    On each device: the squared distance to the nearest voxel off the mask, capped at
+    ``(halo + 1)^2`` (the distributed EDT in integers, window ``halo`` = the window of the
+    largest ball), the radius levels of :func:`jaxcba.descriptors.pore_size._levels`, a halo of
+    ``halo`` level planes from each neighbour (``ppermute``), then for every radius the dilation
+    of its centres on the device's planes (sub-slabs of at most ~2^23 voxels, ``lax.map``) and
+    the covered voxels counted; a radius with no centre in reach of a sub-slab costs a test.
+    """
+    ax = M.axis_of(mesh)
+    n = M.size_of(mesh)
+    nz, ny, nx = mask.shape
+    lz = nz // n
+    thresholds = PS._thresholds(radii)
+    buckets = PS._buckets(thresholds)
+    hw = max(w for w, _ in buckets)
+    cap = (hw + 1) ** 2
+    ldt = PS._level_dtype(len(thresholds) + 1)
+    table = jnp.asarray(1 + np.searchsorted(thresholds, np.arange(cap + 1), side="right"), ldt)  # level of dt^2
+    slab, n_slabs = PS._slab_layout(lz, ny * nx, slab_planes)
+    order = np.concatenate([np.asarray(ix) for _, ix in buckets])  # bucket order -> radius order
+    inv = np.argsort(order)
+
+    def local(m):
+        d2 = local_squared_distance(~m, ax, n, hw, cap)
+        lev = jnp.where(m, jnp.take(table, d2.astype(jnp.int32), mode="clip"), jnp.zeros((), ldt))
+        del d2
+        lev = _halo_planes(lev, hw, ax, n)  # (lz + 2 hw, ny, nx)
+        lev = jnp.pad(lev, ((0, n_slabs * slab - lz), (0, 0), (0, 0)))
+
+        def one(s):
+            region = lax.dynamic_slice_in_dim(lev, s * slab, slab + 2 * hw, 0)
+            region = jnp.pad(region, ((0, 0), (hw, hw), (hw, hw)))
+            inside = (s * slab + jnp.arange(slab) < lz)[:, None, None]
+            counts = []
+            for wb, ix in buckets:
+                cut = (slice(hw - wb, hw + slab + wb), slice(hw - wb, hw + ny + wb), slice(hw - wb, hw + nx + wb))
+                sub = region[cut]
+                top = jnp.max(sub)
+
+                def step(_, xs, sub=sub, top=top, wb=wb):
+                    i, t = xs
+                    level = (i + 1).astype(ldt)  # centres of radius i: level >= i + 2
+                    c = lax.cond(top > level,
+                                 lambda: jnp.sum(PS._covered(sub, level, t, wb, slab, ny, nx) & inside, dtype=jnp.int32),
+                                 lambda: jnp.int32(0))
+                    return None, c
+
+                xs = (jnp.asarray(ix, jnp.int32), jnp.asarray(thresholds[list(ix)], jnp.int32))
+                counts.append(lax.scan(step, None, xs)[1])
+            return jnp.concatenate(counts)
+
+        return jnp.sum(lax.map(one, jnp.arange(n_slabs)), axis=0, dtype=jnp.int32)[inv][None]
+
+    return jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=P(ax), check_vma=False)(mask)
+
+
+def default_radii_vox(mask, step: float = 0.5, *, mesh=None) -> np.ndarray:
+    """:func:`jaxcba.descriptors.pore_size.default_radii_vox` of a z-sharded mask: the radius
+    grid ``1, 1 + step, ...`` [voxels] up to the largest distance-to-boundary, found by the
+    distributed EDT (:func:`jaxcba.sharded.largest_distance`). Same grid as the single device."""
+    mask = _sharded(mask, mesh, 0, "the mask")
+    if int(phase_counts(mask.astype(jnp.uint8), 2)[1]) == 0:
+        raise ValueError("the phase is empty (no True voxel): its pore size distribution is undefined")
+    return PS.radius_grid(largest_distance(mask), step)
+
+
+def cpsd(mask, voxel_nm: float = 1.0, radii_vox=None, *, mesh=None) -> PS.PoreSizeDistribution:
+    """:func:`jaxcba.descriptors.cpsd` of a z-sharded phase mask (Eq. 26) and ``r_max = CPSD^-1(0.5)``.
+
+    Two global steps: the distance transform (the distributed EDT, two ``all_to_all``) and the
+    opening, a dilation of the ball centres that reaches ``halo`` planes into the neighbouring
+    slabs (``halo`` = the window of the largest ball, about the largest radius [voxels]); one
+    ``ppermute`` of ``halo`` level planes each way. The covered-voxel counts of the slabs are
+    added up on the host (int64), so the curve equals the single-device one (the same integer
+    counts, the same float32 division) and so does ``r_max``.
+
+    Args:
+        mask: bool ``(z, y, x)``, host array or z-sharded ``jax.Array``.
+        voxel_nm: voxel side [nm].
+        radii_vox: strictly increasing radii [voxels]; default :func:`default_radii_vox` (one
+            distributed EDT per window tried, on the devices).
+        mesh: a 1-D mesh, a device count or ``None``.
+
+    ``ValueError`` before any work when the device count does not divide ``nz``, the phase is
+    empty, or, with ``radii_vox`` given, when a slab is thinner than the halo of the largest
+    ball; with the default grid the halo is known after the largest distance is found, and the
+    check comes then, before the opening.
+    """
+    mask = _sharded(mask, mesh, 0, "the mask")
+    mesh = M.mesh_of(mask)
+    voxel_nm = check_voxel_nm(voxel_nm)
+    if radii_vox is not None:
+        radii = PS._check_radii(radii_vox)
+        M.check_split(mask.shape[0], M.size_of(mesh), _ball_halo(radii), "the mask (CPSD halo: the largest ball)")
+    mask = mask if mask.dtype == jnp.bool_ else mask.astype(bool)
+    n_phase = int(phase_counts(mask.astype(jnp.uint8), 2)[1])
+    if n_phase == 0:
+        raise ValueError("the phase is empty (no True voxel): its pore size distribution is undefined")
+    if radii_vox is None:
+        radii = PS._check_radii(PS.radius_grid(largest_distance(mask)))
+        M.check_split(mask.shape[0], M.size_of(mesh), _ball_halo(radii), "the mask (CPSD halo: the largest ball)")
+    counts = _host_sum(_opening_program(mask, radii, mesh))
+    frac = jnp.asarray(counts.astype(np.float32) / np.float32(n_phase))
+    r_vox = jnp.asarray(radii, jnp.float32)
+    return PS.PoreSizeDistribution(r_nm=r_vox * voxel_nm, fraction=frac,
+                                   r_half_nm=PS.radius_at_half(r_vox, frac) * voxel_nm)
+
+
+def _ball_halo(radii) -> int:
+    """Planes of levels a slab needs from each neighbour: the window of the largest ball."""
+    return max(w for w, _ in PS._buckets(PS._thresholds(radii)))
