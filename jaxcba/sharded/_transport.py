@@ -32,21 +32,17 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from jaxcba.transport import multigrid as mg
+from jaxcba.transport import stencil as sten
 from jaxcba.transport.result import TransportResult
-from jaxcba.transport.stencil import BOUNDARIES, harmonic_mean2
+from jaxcba.transport.stencil import BOUNDARIES
 from jaxcba.sharded import _mesh as M
+from jaxcba.sharded import _multigrid as SM
 from jaxcba.sharded._descriptors import _sharded
 
 
-def _halos(x, ax: str, n: int):
-    """``(prev, next)``: the last plane of the previous shard and the first of the next one
-    (zeros at the two ends of the mesh)."""
-    if n == 1:
-        z = jnp.zeros_like(x[:1])
-        return z, z
-    prev = lax.ppermute(x[-1:], ax, perm=[(d, d + 1) for d in range(n - 1)])
-    nxt = lax.ppermute(x[:1], ax, perm=[(d + 1, d) for d in range(n - 1)])
-    return prev, nxt
+#: Preconditioners of the sharded solve.
+PRECONDITIONERS = ("multigrid", "jacobi")
 
 
 def _shift(x, axis: int, step: int):
@@ -82,38 +78,23 @@ def _reconstruct(mask, seed, ax: str, n: int):
 
     def body(s):
         x, _ = s
-        prev, nxt = _halos(x, ax, n)
+        prev, nxt = SM.halos(x, ax, n)
         y = local_fill(x, prev, nxt)
         return y, lax.psum(jnp.any(y != x).astype(jnp.int32), ax) > 0
 
     return lax.while_loop(cond, body, (seed & mask, jnp.asarray(True)))[0]
 
 
-def _faces(s, ax: str, n: int, factor: float):
-    """Face conductances of the local slab: ``gz (lz + 1, ny, nx)`` (face ``j`` between planes
-    ``j - 1`` and ``j``; Dirichlet faces at the two ends of the mesh), ``gy``, ``gx`` with zero
-    (no-flux) outer faces."""
-    d = lax.axis_index(ax)
-    prev, nxt = _halos(s, ax, n)
-    ext = jnp.concatenate([prev, s, nxt], axis=0)
-    gz = harmonic_mean2(ext[:-1], ext[1:])
-    gz = gz.at[0].set(jnp.where(d == 0, factor * s[0], gz[0]))
-    gz = gz.at[-1].set(jnp.where(d == n - 1, factor * s[-1], gz[-1]))
-    gy = jnp.pad(harmonic_mean2(s[:, :-1], s[:, 1:]), ((0, 0), (1, 1), (0, 0)))
-    gx = jnp.pad(harmonic_mean2(s[:, :, :-1], s[:, :, 1:]), ((0, 0), (0, 0), (1, 1)))
-    return gz, gy, gx
+def _faces(st: sten.Stencil):
+    """Face conductances of the slab from its padded stencil: ``gz (lz + 1, ny, nx)`` (face
+    ``j`` between planes ``j - 1`` and ``j``; Dirichlet faces at the two ends of the mesh),
+    ``gy (lz, ny + 1, nx)``, ``gx (lz, ny, nx + 1)`` with zero (no-flux) outer faces."""
+    return st.g[0][1:, 1:-1, 1:-1], st.g[1][1:-1, 1:, 1:-1], st.g[2][1:-1, 1:-1, 1:]
 
 
-def _matvec(g, u, ax: str, n: int):
+def _matvec(st: sten.Stencil, u, ax: str, n: int):
     """``A u`` on the slab (homogeneous Dirichlet values at the ends)."""
-    gz, gy, gx = g
-    prev, nxt = _halos(u, ax, n)
-    ext = jnp.concatenate([prev, u, nxt], axis=0)
-    out = gz[1:] * (u - ext[2:]) + gz[:-1] * (u - ext[:-2])
-    uy = jnp.pad(u, ((0, 0), (1, 1), (0, 0)))
-    out = out + gy[:, 1:] * (u - uy[:, 2:]) + gy[:, :-1] * (u - uy[:, :-2])
-    ux = jnp.pad(u, ((0, 0), (0, 0), (1, 1)))
-    return out + gx[:, :, 1:] * (u - ux[:, :, 2:]) + gx[:, :, :-1] * (u - ux[:, :, :-2])
+    return sten._stencil_sum(st, SM.padded(u, ax, n))
 
 
 def _plane_currents(g, u, ax: str, n: int):
@@ -121,7 +102,7 @@ def _plane_currents(g, u, ax: str, n: int):
     the first shard), and the outlet plane on the last shard (``-inf``-free: returned apart)."""
     gz = g[0]
     d = lax.axis_index(ax)
-    prev, _ = _halos(u, ax, n)
+    prev, _ = SM.halos(u, ax, n)
     prev = jnp.where(d == 0, jnp.ones_like(prev), prev)
     before = jnp.concatenate([prev, u[:-1]], axis=0)
     planes = jnp.sum(gz[:-1] * (before - u), axis=(1, 2))
@@ -140,7 +121,7 @@ def _imbalance(g, u, ax: str, n: int):
 def _dissipation(g, u, ax: str, n: int):
     gz, gy, gx = g
     d = lax.axis_index(ax)
-    prev, _ = _halos(u, ax, n)
+    prev, _ = SM.halos(u, ax, n)
     prev = jnp.where(d == 0, jnp.ones_like(prev), prev)  # inlet ghost at u = 1
     before = jnp.concatenate([prev, u[:-1]], axis=0)
     total = jnp.sum(gz[:-1] * jnp.square(before - u))
@@ -150,8 +131,8 @@ def _dissipation(g, u, ax: str, n: int):
     return lax.psum(total, ax)
 
 
-@partial(jax.jit, static_argnames=("mesh", "boundary", "shape"))
-def _solve_program(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary, shape):
+@partial(jax.jit, static_argnames=("mesh", "boundary", "shape", "preconditioner"))
+def _solve_program(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary, shape, preconditioner="multigrid"):
     ax = M.axis_of(mesh)
     n = M.size_of(mesh)
     nz, ny, nx = shape
@@ -175,29 +156,35 @@ def _solve_program(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary
         top = lax.pmax(jnp.max(s), ax)
         c = jnp.where(top > 0, top, 1)
         sa = jnp.where(cluster, s / c, 0).astype(dtype)
-        g = _faces(sa, ax, n, factor)
-        gz, gy, gx = g
-        diag = gz[1:] + gz[:-1] + gy[:, 1:] + gy[:, :-1] + gx[:, :, 1:] + gx[:, :, :-1]
-        dinv = jnp.where(diag > 0, 1 / jnp.where(diag > 0, diag, 1), 0).astype(dtype)
+        st = SM.local_stencil(sa, ax, n, factor)
+        g = _faces(st)
+        gz = g[0]
+        if preconditioner == "multigrid":
+            hier = SM.build(st, shape, ax, n)
+            dinv = sten.interior(hier.levels[0].inv_diag) if hier.levels else sten.interior(mg._inverse_diagonal(st))
+            precondition = partial(SM.v_cycle, hier)
+        else:
+            dinv = sten.interior(mg._inverse_diagonal(st))
+            precondition = lambda r: dinv * r  # noqa: E731
         b = jnp.zeros_like(sa).at[0].set(jnp.where(d == 0, gz[0], 0))
         b_norm = jnp.sqrt(dot(b, b))
         bn = jnp.where(b_norm > 0, b_norm, 1)
         prof = 1 - (planes.astype(dtype) + 0.5) / nz if boundary == "half_voxel" else 1 - (planes.astype(dtype) + 1) / (nz + 1)
         u = jnp.where(dinv > 0, jnp.broadcast_to(prof[:, None, None], s.shape), 0).astype(dtype)
-        r = b - _matvec(g, u, ax, n)
-        zv = dinv * r
+        r = b - _matvec(st, u, ax, n)
+        zv = precondition(r)
         rz = dot(r, zv)
         state = dict(u=u, r=r, p=zv, rz=rz, res=jnp.sqrt(dot(r, r)) / bn, target=jnp.asarray(rtol, dtype),
                      imb=jnp.where(percolates, _imbalance(g, u, ax, n), 0).astype(dtype),
                      it=jnp.asarray(0, jnp.int32), converged=~percolates, stalled=jnp.asarray(False))
 
         def step(t):
-            q = _matvec(g, t["p"], ax, n)
+            q = _matvec(st, t["p"], ax, n)
             pq = dot(t["p"], q)
             alpha = jnp.where(pq > 0, t["rz"] / jnp.where(pq > 0, pq, 1), 0)
             u = t["u"] + alpha * t["p"]
             r = t["r"] - alpha * q
-            zv = dinv * r
+            zv = precondition(r)
             rz = dot(r, zv)
             beta = jnp.where(t["rz"] > 0, rz / jnp.where(t["rz"] > 0, t["rz"], 1), 0)
             return dict(t, u=u, r=r, p=zv + beta * t["p"], rz=rz, res=jnp.sqrt(dot(r, r)) / bn, it=t["it"] + 1)
@@ -230,7 +217,8 @@ def _solve_program(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary
 
 
 def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, rtol: float = 1e-5, flux_tol: float = 1e-2,
-                           max_iter: int = 5000, boundary: str = "half_voxel", dtype=jnp.float32) -> TransportResult:
+                           max_iter: int = 5000, boundary: str = "half_voxel", preconditioner: str = "multigrid",
+                           dtype=jnp.float32) -> TransportResult:
     """:func:`jaxcba.transport.effective_conductivity` of a z-sharded field, transport along z.
 
     Args:
@@ -238,8 +226,9 @@ def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, rtol: 
             or a host array sharded over ``mesh``.
         axis: must be ``'z'`` / ``0`` (the sharded axis); transpose the volume for another.
         sigma_ref: reference conductivity for ``M`` (default: the largest value).
-        rtol, flux_tol, max_iter, boundary: as in ``jaxcba.transport.SolverOptions``; the
-            preconditioner is Jacobi (see the module docstring).
+        rtol, flux_tol, max_iter, boundary: as in ``jaxcba.transport.SolverOptions``.
+        preconditioner: ``"multigrid"`` (default: the single-device V-cycle, distributed, so
+            the single-device iteration count for any device count) or ``"jacobi"``.
     Returns:
         ``TransportResult`` (``m_factor`` = M, ``tau_eff`` = eps / M, Eq. 27).
     """
@@ -249,6 +238,8 @@ def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, rtol: 
         raise ValueError(f"axis must be 'z' (0), the sharded axis, for a sharded solve, got {axis!r}")
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {tuple(BOUNDARIES)}, got {boundary!r}")
+    if preconditioner not in PRECONDITIONERS:
+        raise ValueError(f"preconditioner must be one of {PRECONDITIONERS} for a sharded solve, got {preconditioner!r}")
     rtol = check_number(rtol, "rtol", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     flux_tol = check_number(flux_tol, "flux_tol", lo=0.0, hi=1.0, lo_open=True)
     max_iter = check_int(max_iter, "max_iter", lo=1)
@@ -265,7 +256,8 @@ def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, rtol: 
         raise ValueError("no conducting voxel: the conducting phase is absent (all conductivities are 0)")
     ref = top if sigma_ref is None else check_number(sigma_ref, "sigma_ref", lo=0.0, lo_open=True)
     out = _solve_program(sigma, jnp.asarray(ref, dtype), jnp.asarray(rtol, dtype), jnp.asarray(flux_tol, dtype),
-                         jnp.asarray(max_iter, jnp.int32), mesh=mesh, boundary=boundary, shape=tuple(sigma.shape))
+                         jnp.asarray(max_iter, jnp.int32), mesh=mesh, boundary=boundary, shape=tuple(sigma.shape),
+                         preconditioner=preconditioner)
     return TransportResult(*out)
 
 
