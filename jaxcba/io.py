@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,20 @@ def save_volume(path: str | Path, vol: np.ndarray, voxel_nm=None) -> Path:
 
         write_text_atomic(str(path) + ".json", json.dumps({"voxel_nm_zyx": list(vox)}) + "\n")
     return path
+
+
+def strict_json(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON ``null``), recursively
+    through dicts, lists and tuples (tuples become lists), so that strict JSON readers accept it;
+    the flags beside such values (``percolates``, ``converged``) say why a number is missing. Used
+    by every JSON output of jaxcba: the result types, the batch rows, the CLI's ``--json``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def read_json(source: str | Path, what: str = "JSON file"):

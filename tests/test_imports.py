@@ -101,3 +101,20 @@ def test_every_module_imports_in_a_fresh_interpreter_in_random_order(seed):
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
     run = subprocess.run([sys.executable, "-c", code, *order], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_no_module_below_the_cli_imports_it():
+    """The command line is the top layer: no other module imports jaxcba.cli, in functions neither."""
+    assert "jaxcba.cli._common" in _imports("jaxcba.cli.demo", MODULES["jaxcba.cli.demo"], module_level=False)
+    below = {m: sorted(n for n in _imports(m, p, module_level=False) if n.startswith("jaxcba.cli"))
+             for m, p in MODULES.items() if not (m.startswith("jaxcba.cli") or m == "jaxcba.__main__")}
+    assert {m: v for m, v in below.items() if v} == {}
+
+
+def test_validate_has_no_import_cycle_in_functions_either():
+    """jaxcba.validate's modules (measurement, tables, figures) import one another without a cycle,
+    counting the imports inside functions too."""
+    mods = {m: p for m, p in MODULES.items() if m.startswith("jaxcba.validate.")}
+    graph = {m: _imports(m, p, module_level=False) & set(mods) for m, p in mods.items()}
+    assert "jaxcba.validate._figures" in graph["jaxcba.validate._core"]
+    assert _cycle(graph) is None

@@ -12,11 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 
-from jaxcba.io import write_text_atomic
+from jaxcba.io import strict_json, write_text_atomic
 
 
 def results_path(out_dir: Path, process_index: int = 0) -> Path:
@@ -70,19 +69,6 @@ def load_rows(out_dir: str | Path) -> list[dict]:
                 except json.JSONDecodeError:
                     continue
     return rows
-
-
-def strict_json(value):
-    """``value`` with every non-finite float replaced by ``None`` (JSON ``null``), so that strict
-    JSON readers accept the row; the flags beside such values (``percolates``, ``converged``)
-    say why a number is missing."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
 
 
 class ResultWriter:

@@ -17,7 +17,7 @@ Arrays are written as (nested) lists and read back as arrays (float unless the l
 ``to_dict()``, tuples as lists.
 
 The output is strict JSON (#18): every non-finite float, in a field or inside an array, is written
-as ``null`` (:func:`jaxcba.batch.store.strict_json`) and read back as NaN where the field is a
+as ``null`` (:func:`jaxcba.io.strict_json`) and read back as NaN where the field is a
 float, a tuple of floats or an array. What such a ``null`` means is said beside it: the
 optimiser's ``method`` (Nelder–Mead has no ``grad_norm``), stage 2's ``estimator`` (only the
 masked one fits ``v3`` and ``theta``), a non-finite loss (``converged`` false), a held-out
@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxcba.batch.store import strict_json
+from jaxcba.io import strict_json
 from jaxcba.model.params import CBAParams
 
 

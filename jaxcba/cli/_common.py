@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from jaxcba import _checks
-from jaxcba.batch.store import strict_json
-from jaxcba.io import read_json
+from jaxcba.io import read_json, strict_json
 from jaxcba.model.params import CBAParams
 from jaxcba.plotting import save_png as save_png  # the commands' PNG writer (atomic, umask mode)
 

@@ -107,8 +107,7 @@ def run(args) -> int:
         "converged": {"pore": bool(m_pore.converged), "solid": bool(m_solid.converged)},
         "seconds": timings, "descriptors": report.to_dict(),
     }
-    from jaxcba.batch.store import strict_json
-    from jaxcba.io import write_text_atomic
+    from jaxcba.io import strict_json, write_text_atomic
 
     result = strict_json(result)  # strict JSON: a non-finite number is null, its flag beside it
     out.mkdir(parents=True, exist_ok=True)

@@ -48,23 +48,12 @@ import numpy as np
 
 from jaxcba.calibrate._result import Result, field
 from jaxcba.model.params import FIELDS, CBAParams
+from jaxcba.validate._figures import save_figures
+from jaxcba.validate._tables import CURVES, MEASURES, SCALARS
 
 __all__ = ["CURVES", "DescriptorRow", "MEASURES", "SCALARS", "ValidationResult", "check_downsample", "curve_values",
            "load_fit", "measure_volume", "scalar_values", "validate", "verdict"]
 
-#: Batch measures used (:data:`jaxcba.batch.measures.MEASURES`).
-MEASURES = ("fractions", "surface_density", "two_point", "cpsd", "constrictivity", "geodesic_tortuosity")
-#: Scalar descriptors: (name, phase, unit).
-SCALARS = (
-    ("volume_fraction", "solid", "1"),
-    ("surface_density", "interface", "nm^-1"),
-    ("r_max", "solid", "nm"), ("r_min", "solid", "nm"), ("constrictivity", "solid", "1"),
-    ("geodesic_tortuosity", "solid", "1"),
-    ("r_max", "pore", "nm"), ("r_min", "pore", "nm"), ("constrictivity", "pore", "1"),
-    ("geodesic_tortuosity", "pore", "1"),
-)
-#: Curve descriptors: (name, phase, unit of the distance).
-CURVES = (("cpsd_l1", "solid", "nm"), ("cpsd_l1", "pore", "nm"), ("two_point_l1", "solid", "1"))
 #: The smallest side [voxels] a down-sampled volume may have.
 MIN_SIDE = 16
 #: A stated voxel size agrees with ``voxel_nm`` within this relative difference.
@@ -311,16 +300,13 @@ class ValidationResult(Result):
         import json
 
         from jaxcba._checks import check_output_path
-        from jaxcba.batch.store import strict_json
-        from jaxcba.io import write_csv_atomic, write_text_atomic
+        from jaxcba.io import strict_json, write_csv_atomic, write_text_atomic
 
         out = check_output_path(out_dir, "out_dir", folder=True)
         paths = [write_csv_atomic(out / "validation.csv", [strict_json(r) for r in self.table()]),
                  write_text_atomic(out / "validation.json", self.to_json(indent=1) + "\n")]
         json.loads(paths[-1].read_text())
         if figures:
-            from jaxcba.validate._figures import save_figures
-
             paths += save_figures(self, out)
         return paths
 

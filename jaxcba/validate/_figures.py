@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxcba.plotting import figure as _figure
+from jaxcba.plotting import save_png
+from jaxcba.validate._tables import SCALARS
+
 __all__ = ["plot_cubes", "save_figures"]
 
 #: RGBA per label: pore transparent, carbon black + binder blue, graphite yellow (Fig. 1).
@@ -26,17 +30,8 @@ MAX_FACE = 256
 _DEPTH = (0.55, 0.35)  # screen offset of one voxel of depth (y): oblique projection
 
 
-def _figure(*args, **kwargs):
-    from jaxcba.plotting import figure
-
-    return figure(*args, **kwargs)
-
-
 def _save(fig, path) -> Path:
-    from jaxcba.cli._common import save_png
-
-    save_png(fig, path)
-    return Path(path)
+    return Path(save_png(fig, path))
 
 
 def _draw_cube(ax, labels: np.ndarray, title: str, voxel_nm: float) -> None:
@@ -89,8 +84,6 @@ def plot_cubes(image, realization, voxel_nm: float, path) -> Path:
 
 
 def _scalars(result, path) -> Path:
-    from jaxcba.validate._core import SCALARS
-
     fig, axes = _figure(2, 5, figsize=(17, 6.5))
     for ax, (name, phase, unit) in zip(axes.ravel(), SCALARS):
         rows = [r for r in result.rows if r.descriptor == name and r.phase == phase]
