@@ -428,22 +428,189 @@ def _log_lambda_y(vt, v1, v2, logth):
 
 
 # ----------------------------------------------------------------------------- the delta method
-class _Descriptors:
-    """The descriptor vector ``d`` of one calibration, group by group, with block pseudo-values ``X``."""
+class _Parts:
+    """What the stages contribute to the delta method, collected stage by stage.
 
-    def __init__(self):
+    ``slices`` / ``X``: the descriptor vector ``d``, group by group (``stage1``, ``stage2``,
+    ``stage3``), with its block pseudo-values ``X`` (blocks, m); ``rows``: parameter -> {group: d w /
+    d d_group} (``w``: the working parameters); ``fitted``: parameter -> ``"fit"``, ``"fixed"`` or the
+    reason it has no interval; ``flat`` (8, f): the stage losses' flat directions in ``w``; ``mc``:
+    the Monte-Carlo variance of stage 3's ``log theta`` and ``t_col`` its column (d w / d log theta);
+    ``v2_row``: d V2 / d d (stage 3's Eq. 25 uses V2)."""
+
+    def __init__(self, vol, voxel_nm: float, edges):
+        self.vol, self.voxel_nm, self.edges = vol, voxel_nm, edges
         self.slices: dict[str, slice] = {}
         self.X: list[np.ndarray] = []
         self.m = 0
+        self.rows: dict[str, dict[str, np.ndarray]] = {}
+        self.fitted = {k: "fixed" for k in FIELDS}
+        self.notes: list[str] = []
+        self.flat = np.zeros((8, 0))
+        self.mc: float | None = None
+        self.t_col: dict[str, float] = {}
+        self.v2_row: dict[str, np.ndarray] | None = None
 
     def add(self, name: str, X: np.ndarray) -> None:
+        """Append the descriptor group ``name`` with its block pseudo-values ``X`` (blocks, m_group)."""
         X = np.asarray(X, dtype=float)
         self.slices[name] = slice(self.m, self.m + X.shape[1])
         self.X.append(X)
         self.m += X.shape[1]
 
-    def matrix(self) -> np.ndarray:
-        return np.concatenate(self.X, axis=1)
+    def covariance(self) -> np.ndarray:
+        """``Cov_w = J Cov_d J^T`` (+ the Monte-Carlo term of stage 3), (8, 8); zeros without descriptors."""
+        if not self.m:
+            return np.zeros((8, 8))
+        names = list(FIELDS)
+        J = np.zeros((8, self.m))
+        for k, groups in self.rows.items():
+            for grp, r in groups.items():
+                J[names.index(k), self.slices[grp]] += r
+        J = np.where(np.isfinite(J), J, 1e300)
+        cov_w = J @ _blocks.covariance(np.concatenate(self.X, axis=1)) @ J.T
+        if self.mc is not None:
+            t = np.array([self.t_col.get(k, 0.0) for k in names])
+            cov_w = cov_w + self.mc * np.outer(t, t)
+        return cov_w
+
+
+def _stage1_parts(parts: _Parts, s1, from_image: bool) -> None:
+    """Stage 1: the graphite's descriptors and ``d log(lambda_x, alpha1, alpha2, gamma) / d d``."""
+    if not from_image:
+        parts.fitted.update({k: "stage 1 was fitted to given targets, not to the image" for k in _GRAPHITE})
+        return
+    graphite, edges, voxel_nm = parts.vol == 2, parts.edges, parts.voxel_nm
+    if s1.descriptor == "contact":
+        r_vox = np.rint(np.asarray(s1.contact["r_nm"]) / voxel_nm).astype(int)
+        dist, face = contact_maps(graphite, int(r_vox.max()))
+        outside = ~graphite
+        _, Xy = _blocks.contact_blocks(lambda r: outside & (face >= r) & (dist > r),
+                                       lambda r: outside & (face >= r), r_vox, edges)
+        _, Xv = _blocks.fraction_blocks(graphite, edges)
+        parts.add("stage1", np.concatenate([Xv, Xy], axis=1))
+    else:
+        _, X = _blocks.intrinsic_blocks(graphite, voxel_nm, edges, euler=GRAPHITE_EULER, curvature=GRAPHITE_CURVATURE)
+        parts.add("stage1", X)
+    try:
+        J1, F1 = stage1_jacobian(s1, voxel_nm, allow_flat=True)
+    except NotIdentified as exc:
+        parts.fitted.update({k: f"stage 1: {exc}" for k in _GRAPHITE})
+        return
+    for i, k in enumerate(_GRAPHITE):
+        parts.rows[k] = {"stage1": J1[i]}
+        parts.fitted[k] = "fit"
+    if F1.shape[1]:
+        parts.flat = np.zeros((8, F1.shape[1]))
+        parts.flat[:4] = F1
+        parts.notes.append(f"stage 1's loss is flat along {F1.shape[1]} direction(s) of log(lambda_x, alpha1, "
+                           f"alpha2, gamma) ({'; '.join(np.array2string(f, precision=2) for f in F1.T)}): the "
+                           "quantities that change along it are not identified (no interval)")
+
+
+def _q_unit(k: int) -> np.ndarray:
+    """The unit vector of ``q`` in stage 2's data ``(q, C(h_1), ..., C(h_K))``, length ``k``."""
+    e = np.zeros(k)
+    e[0] = 1.0
+    return e
+
+
+def _stage2_parts(parts: _Parts, s2, profiled: bool) -> None:
+    """Stage 2 (masked): the data ``(q, C(h))`` of the graphite-free region and, unless stage 3
+    re-fitted it (``profiled``), ``d (log eta, mu, V2) / d d``; the cutout's intervals are not available."""
+    if s2.estimator != "masked":
+        parts.fitted.update(mu="not available for the cutout estimator", eta="not available for the cutout estimator")
+        return
+    vol, edges = parts.vol, parts.edges
+    region = vol != 2
+    _, Xq = _blocks.fraction_blocks(vol == 1, edges, region)
+    _, Xc = _blocks.two_point_blocks(vol == 1, region, len(s2.h_nm) - 1, edges)
+    parts.add("stage2", np.concatenate([Xq, Xc], axis=1))
+    if profiled:  # stage 3's profile re-fit gives (mu, eta): _profile_parts
+        return
+    try:
+        J2 = stage2_jacobian(s2)
+    except NotIdentified as exc:
+        parts.fitted["mu"] = parts.fitted["eta"] = f"stage 2: {exc}"
+        return
+    eta_row, v3l_row = J2[0], J2[2]
+    mq, mv = _grad64(_mu_of, s2.q, _logit(s2.v3))
+    gq, gv = _grad64(_v2_of, s2.q, _logit(s2.v3))
+    e_q = _q_unit(len(s2.h_nm))
+    parts.rows["eta"] = {"stage2": eta_row}
+    parts.rows["mu"] = {"stage2": mq * e_q + mv * v3l_row}
+    parts.v2_row = {"stage2": gq * e_q + gv * v3l_row}
+    parts.fitted["mu"] = parts.fitted["eta"] = "fit"
+
+
+def _theta_row(parts: _Parts, s3) -> dict[str, np.ndarray]:
+    """Stage 3's pore CPSD, ``V`` and ``V1`` as descriptors, and ``d log theta / d d`` of the L1 fit's
+    least-squares surrogate (times sqrt(pi/2)); sets the Monte-Carlo variance ``parts.mc``."""
+    vol, edges, sens = parts.vol, parts.edges, s3.sensitivity
+    r_nm = np.asarray(sens["r_nm"], float)
+    _, Xc = _blocks.cpsd_blocks(vol == 0, r_nm / parts.voxel_nm, edges)
+    _, Xt = _blocks.fraction_blocks(vol != 0, edges)
+    _, X1 = _blocks.fraction_blocks(vol == 2, edges)
+    parts.add("stage3", np.concatenate([Xt, X1, Xc], axis=1))
+    g = np.asarray(sens["slope"], float)
+    omega = _trapezoid_weights(r_nm)
+    denom = float(np.sum(omega * g * g))
+    dT = omega * g / denom if denom > 0 else np.full(len(g), np.inf)
+    dT = dT * math.sqrt(L1_FACTOR)
+    parts.mc = float(dT @ _blocks.covariance(Xc) @ dT) / max(int(sens["n"]), 1)
+    parts.t_col = {"theta": 1.0}
+    return {"stage3": np.concatenate([[0.0, 0.0], dT])}
+
+
+def _profile_parts(parts: _Parts, s2, ex, th_row) -> None:
+    """Stage 3's re-fit ``ex`` of the masked stage 2 at theta: ``d (log eta, mu, V2) / d d`` through
+    ``(q, C(h))`` and through ``log theta``."""
+    K = len(s2.h_nm) - 1
+    fitted = parts.fitted
+    try:
+        JP = profile_jacobian(s2, ex)
+    except NotIdentified as exc:
+        fitted["mu"] = fitted["eta"] = f"stage 3's re-fit of stage 2: {exc}"
+        parts.notes.append("lambda_y's interval leaves out V2's uncertainty (the re-fit of stage 2 is not identified)")
+        JP = np.zeros((2, K + 2))
+    P_qc, P_th = JP[:, :-1], JP[:, -1]
+    mq, mv = _grad64(_mu_of, s2.q, _logit(ex.v3))
+    gq, gv = _grad64(_v2_of, s2.q, _logit(ex.v3))
+    e_q = _q_unit(K + 1)
+    parts.rows["eta"] = {"stage2": P_qc[0], "stage3": P_th[0] * th_row["stage3"]}
+    v3l = {"stage2": P_qc[1], "stage3": P_th[1] * th_row["stage3"]}
+    parts.rows["mu"] = {"stage2": mq * e_q + mv * v3l["stage2"], "stage3": mv * v3l["stage3"]}
+    parts.v2_row = {"stage2": gq * e_q + gv * v3l["stage2"], "stage3": gv * v3l["stage3"]}
+    parts.t_col.update(eta=P_th[0], mu=mv * P_th[1], v2=gv * P_th[1])
+    if fitted["mu"] == "fixed":
+        fitted["mu"] = fitted["eta"] = "fit"
+
+
+def _stage3_parts(parts: _Parts, s3, s2) -> None:
+    """Stage 3: ``theta`` (:func:`_theta_row`), the profile re-fit of stage 2 (:func:`_profile_parts`)
+    and ``lambda_Y`` of Eq. 25 through ``V``, ``V1``, ``V2`` and ``theta``."""
+    fitted = parts.fitted
+    if s3.sensitivity is None:
+        fitted["theta"] = fitted["lambda_y"] = "stage 3 ran without the sensitivity evaluations"
+        return
+    th_row = _theta_row(parts, s3)
+    ex = s3.excursion
+    if ex is not None and s2 is not None and s2.estimator == "masked":
+        _profile_parts(parts, s2, ex, th_row)
+        v2 = ex.v2
+    else:
+        v2 = s3.v2
+    lt, l1, l2, lth = _grad64(_log_lambda_y, s3.v_total, s3.v1, v2, math.log(s3.theta))
+    n_cpsd = len(th_row["stage3"]) - 2
+    lam_row = {"stage3": np.concatenate([[lt, l1], np.zeros(n_cpsd)]) + lth * th_row["stage3"]}
+    for grp, r in (parts.v2_row or {}).items():
+        lam_row[grp] = lam_row.get(grp, 0.0) + l2 * r
+    parts.rows["theta"] = th_row
+    parts.rows["lambda_y"] = lam_row
+    parts.t_col["lambda_y"] = lth + l2 * parts.t_col.get("v2", 0.0)
+    fitted["theta"] = fitted["lambda_y"] = "fit"
+    if not s3.converged:  # e.g. the best theta at an edge of the scan: not an interior optimum
+        fitted["theta"] = fitted["lambda_y"] = "stage 3 did not converge (see the warnings): no interval"
 
 
 def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None, s3=None, *,
@@ -457,169 +624,30 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
     ``blocks``: blocks per axis; ``joint``: the parameters come from the joint mode (unavailable).
     """
     vol = np.asarray(vol)
-    edges = _blocks.block_edges(vol.shape, blocks)
     n_b = blocks**3
     quantile = float(scipy.stats.t.ppf(0.5 + level / 2.0, n_b - 1))
-    fitted = {k: "fixed" for k in FIELDS}
-    notes: list[str] = []
     if joint:
         fitted = {k: "not available for the joint mode (use --bootstrap)" for k in FIELDS}
         p, d = intervals(params, voxel_nm, np.zeros((8, 8)), fitted, quantile, "delta")
         return UncertaintySet(method="delta", how="not computed: the joint mode's parameters are not a function of "
-                              "closed-form stage losses", quantile=quantile, dof=n_b - 1, n=n_b, parameters=p, derived=d)
-    desc = _Descriptors()
-    flat = np.zeros((8, 0))  # flat directions of the stage losses in the working parameters
-    rows: dict[str, dict[str, np.ndarray]] = {}  # parameter -> {descriptor group: d w / d d_group}
-    mc = None
-    vals = params.to_dict()
-
-    # --- stage 1
+                              "closed-form stage losses", level=level, quantile=quantile, dof=n_b - 1, n=n_b,
+                              parameters=p, derived=d)
+    parts = _Parts(vol, voxel_nm, _blocks.block_edges(vol.shape, blocks))
     if s1 is not None:
-        if not stage1_from_image:
-            for k in _GRAPHITE:
-                fitted[k] = "stage 1 was fitted to given targets, not to the image"
-        else:
-            graphite = vol == 2
-            if s1.descriptor == "contact":
-                r_vox = np.rint(np.asarray(s1.contact["r_nm"]) / voxel_nm).astype(int)
-                dist, face = contact_maps(graphite, int(r_vox.max()))
-                outside = ~graphite
-                _, Xy = _blocks.contact_blocks(lambda r: outside & (face >= r) & (dist > r),
-                                               lambda r: outside & (face >= r), r_vox, edges)
-                _, Xv = _blocks.fraction_blocks(graphite, edges)
-                desc.add("stage1", np.concatenate([Xv, Xy], axis=1))
-            else:
-                _, X = _blocks.intrinsic_blocks(graphite, voxel_nm, edges, euler=GRAPHITE_EULER,
-                                                curvature=GRAPHITE_CURVATURE)
-                desc.add("stage1", X)
-            try:
-                J1, F1 = stage1_jacobian(s1, voxel_nm, allow_flat=True)
-            except NotIdentified as exc:
-                for k in _GRAPHITE:
-                    fitted[k] = f"stage 1: {exc}"
-            else:
-                for i, k in enumerate(_GRAPHITE):
-                    rows[k] = {"stage1": J1[i]}
-                    fitted[k] = "fit"
-                if F1.shape[1]:
-                    flat = np.zeros((8, F1.shape[1]))
-                    flat[:4] = F1
-                    notes.append(f"stage 1's loss is flat along {F1.shape[1]} direction(s) of log(lambda_x, alpha1, "
-                                 f"alpha2, gamma) ({'; '.join(np.array2string(f, precision=2) for f in F1.T)}): the "
-                                 "quantities that change along it are not identified (no interval)")
-    # --- stage 2 (the masked estimator's data; the cutout's intervals are not available)
-    ex = None if s3 is None else s3.excursion
-    v2_row = None  # d V2 / d d (stage 3's Eq. 25 uses V2)
+        _stage1_parts(parts, s1, stage1_from_image)
     if s2 is not None:
-        if s2.estimator != "masked":
-            for k in ("mu", "eta"):
-                fitted[k] = "not available for the cutout estimator"
-        else:
-            K = len(s2.h_nm) - 1
-            region = vol != 2
-            _, Xq = _blocks.fraction_blocks(vol == 1, edges, region)
-            _, Xc = _blocks.two_point_blocks(vol == 1, region, K, edges)
-            desc.add("stage2", np.concatenate([Xq, Xc], axis=1))
-            dvec = np.concatenate([[s2.q], np.asarray(s2.c_obs, float)[1:]])
-            if ex is None:  # stage 2's own (eta, theta, V3)
-                u = np.array([math.log(s2.eta), math.log(s2.theta), _logit(s2.v3)])
-                try:
-                    J2 = stage2_jacobian(s2)
-                except NotIdentified as exc:
-                    J2 = None
-                    fitted["mu"] = fitted["eta"] = f"stage 2: {exc}"
-            if ex is None and J2 is not None:
-                eta_row, v3l_row = J2[0], J2[2]
-                mq, mv = _grad64(_mu_of, s2.q, u[2])
-                gq, gv = _grad64(_v2_of, s2.q, u[2])
-                e_q = np.zeros(len(dvec))
-                e_q[0] = 1.0
-                rows["eta"] = {"stage2": eta_row}
-                rows["mu"] = {"stage2": mq * e_q + mv * v3l_row}
-                v2_row = {"stage2": gq * e_q + gv * v3l_row}
-                fitted["mu"] = fitted["eta"] = "fit"
-    # --- stage 3
+        _stage2_parts(parts, s2, profiled=s3 is not None and s3.excursion is not None)
     if s3 is not None:
-        sens = s3.sensitivity
-        if sens is None:
-            for k in ("theta", "lambda_y"):
-                fitted[k] = "stage 3 ran without the sensitivity evaluations"
-        else:
-            pore = vol == 0
-            r_vox = np.asarray(sens["r_nm"], float) / voxel_nm
-            _, Xc = _blocks.cpsd_blocks(pore, r_vox, edges)
-            _, Xt = _blocks.fraction_blocks(vol != 0, edges)
-            _, X1 = _blocks.fraction_blocks(vol == 2, edges)
-            desc.add("stage3", np.concatenate([Xt, X1, Xc], axis=1))
-            r_nm = np.asarray(sens["r_nm"], float)
-            g = np.asarray(sens["slope"], float)
-            omega = _trapezoid_weights(r_nm)
-            denom = float(np.sum(omega * g * g))
-            dT = omega * g / denom if denom > 0 else np.full(len(g), np.inf)
-            dT = dT * math.sqrt(L1_FACTOR)
-            th_row = {"stage3": np.concatenate([[0.0, 0.0], dT])}
-            cov_cpsd = _blocks.covariance(Xc)
-            mc = float(dT @ cov_cpsd @ dT) / max(int(sens["n"]), 1)
-            t_col = {"theta": 1.0}
-            logth = math.log(s3.theta)
-            if ex is not None and s2 is not None and s2.estimator == "masked":
-                K = len(s2.h_nm) - 1
-                u = np.array([math.log(ex.eta), _logit(ex.v3)])
-                try:
-                    JP = profile_jacobian(s2, ex)
-                except NotIdentified as exc:
-                    fitted["mu"] = fitted["eta"] = f"stage 3's re-fit of stage 2: {exc}"
-                    notes.append("lambda_y's interval leaves out V2's uncertainty (the re-fit of stage 2 is not "
-                                 "identified)")
-                    JP = np.zeros((2, K + 2))
-                P_qc, P_th = JP[:, :-1], JP[:, -1]
-                mq, mv = _grad64(_mu_of, s2.q, u[1])
-                gq, gv = _grad64(_v2_of, s2.q, u[1])
-                e_q = np.zeros(K + 1)
-                e_q[0] = 1.0
-                rows["eta"] = {"stage2": P_qc[0], "stage3": P_th[0] * th_row["stage3"]}
-                v3l = {"stage2": P_qc[1], "stage3": P_th[1] * th_row["stage3"]}
-                rows["mu"] = {"stage2": mq * e_q + mv * v3l["stage2"], "stage3": mv * v3l["stage3"]}
-                v2_row = {"stage2": gq * e_q + gv * v3l["stage2"], "stage3": gv * v3l["stage3"]}
-                t_col.update(eta=P_th[0], mu=mv * P_th[1], v2=gv * P_th[1])
-                if fitted["mu"] == "fixed":
-                    fitted["mu"] = fitted["eta"] = "fit"
-                v2 = ex.v2
-            else:
-                v2 = s3.v2
-            lt, l1, l2, lth = _grad64(_log_lambda_y, s3.v_total, s3.v1, v2, logth)
-            lam_row = {"stage3": np.concatenate([[lt, l1], np.zeros(len(dT))]) + lth * th_row["stage3"]}
-            for grp, r in (v2_row or {}).items():
-                lam_row[grp] = lam_row.get(grp, 0.0) + l2 * r
-            rows["theta"] = th_row
-            rows["lambda_y"] = lam_row
-            t_col["lambda_y"] = lth + l2 * t_col.get("v2", 0.0)
-            fitted["theta"] = fitted["lambda_y"] = "fit"
-            if not s3.converged:  # e.g. the best theta at an edge of the scan: not an interior optimum
-                fitted["theta"] = fitted["lambda_y"] = "stage 3 did not converge (see the warnings): no interval"
-    # --- assemble: Cov_w = J Cov_d J^T (+ the Monte-Carlo term of stage 3)
-    cov_w = np.zeros((8, 8))
-    names = list(FIELDS)
-    if desc.m:
-        Jm = np.zeros((8, desc.m))
-        for k, groups in rows.items():
-            for grp, r in groups.items():
-                Jm[names.index(k), desc.slices[grp]] += r
-        Jm = np.where(np.isfinite(Jm), Jm, 1e300)
-        cov_d = _blocks.covariance(desc.matrix())
-        cov_w = Jm @ cov_d @ Jm.T
-        if mc is not None:
-            t = np.array([t_col.get(k, 0.0) for k in names])
-            cov_w = cov_w + mc * np.outer(t, t)
-    if vals["lambda_x"] == 0.0:
-        for k in _GRAPHITE:
-            fitted[k] = "fixed"
-        notes.append("two-phase image: lambda_x = 0 (no graphite), the graphite parameters are not fitted")
-    p, d = intervals(params, voxel_nm, cov_w, fitted, quantile, "delta", flat=flat)
+        _stage3_parts(parts, s3, s2)
+    cov_w = parts.covariance()
+    if params.to_dict()["lambda_x"] == 0.0:
+        parts.fitted.update({k: "fixed" for k in _GRAPHITE})
+        parts.notes.append("two-phase image: lambda_x = 0 (no graphite), the graphite parameters are not fitted")
+    p, d = intervals(params, voxel_nm, cov_w, parts.fitted, quantile, "delta", flat=parts.flat)
     how = (f"delta method: implicit derivatives of the stage losses, descriptor covariance by batch means over "
            f"{n_b} blocks of the image ({blocks} per axis), t quantile with {n_b - 1} degrees of freedom")
     return UncertaintySet(method="delta", how=how, level=level, quantile=quantile, dof=n_b - 1, n=n_b, parameters=p,
-                          derived=d, notes=tuple(notes))
+                          derived=d, notes=tuple(parts.notes))
 
 
 def _trapezoid_weights(r: np.ndarray) -> np.ndarray:
