@@ -33,7 +33,7 @@ validate's four figures, down-scaled).
 Usage:  python experiments/real_image.py --cache ~/.cache/jaxcba-real --out results/real
                                          [--image snow.tif] [--voxel-nm 10000] [--n 5]
                                          [--downsample 2,4] [--seed 0] [--bootstrap B]
-                                         [--docs-img docs/img]
+                                         [--estimator masked|cutout] [--docs-img docs/img]
 Never run by the tests (it downloads); tests/test_real_image.py tests the segmentation and
 the wheel reading on synthetic data.
 """
@@ -169,7 +169,7 @@ def _slice_figure(grey, labels, threshold, path: Path):
     import matplotlib.pyplot as plt
 
     z = grey.shape[0] // 2
-    fig, ax = plt.subplots(1, 3, figsize=(9.6, 3.2), dpi=80)
+    fig, ax = plt.subplots(1, 3, figsize=(9.6, 3.2), dpi=90)
     ax[0].imshow(grey[z], cmap="gray")
     ax[0].set_title(f"scan, slice z = {z}")
     ax[1].hist(grey.ravel(), bins=128, color="0.4")
@@ -186,17 +186,19 @@ def _slice_figure(grey, labels, threshold, path: Path):
     plt.close(fig)
 
 
-def _shrink_png(src: Path, dst: Path, max_px: int = 1000):
-    """Copy a PNG down-scaled to at most ``max_px`` on its longer side (matplotlib's reader/writer)."""
-    import matplotlib
+def _shrink_png(src: Path, dst: Path, max_px: int = 1200, colours: int = 96):
+    """Copy a PNG at most ``max_px`` wide (Lanczos resampling) with a ``colours``-entry palette,
+    so that a docs figure stays legible at a few tens of KB (Pillow, matplotlib's own dependency);
+    the original where that is smaller and narrow enough."""
+    from PIL import Image
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    img = plt.imread(src)
-    h, w = img.shape[:2]
-    step = int(np.ceil(max(h, w) / max_px))
-    plt.imsave(dst, img[::step, ::step])
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        if im.width > max_px:
+            im = im.resize((max_px, round(im.height * max_px / im.width)), Image.LANCZOS)
+        im.quantize(colors=colours, dither=Image.Dither.NONE).save(dst, optimize=True)
+    if dst.stat().st_size > src.stat().st_size and Image.open(src).width <= max_px:
+        dst.write_bytes(src.read_bytes())          # the original is the smaller file
 
 
 def main(argv=None) -> int:
@@ -211,6 +213,8 @@ def main(argv=None) -> int:
     ap.add_argument("--downsample", default="2,4", help="validate's down-sampling factors (default 2,4)")
     ap.add_argument("--seed", type=int, default=0, help="seed of calibrate's stage 3 and of validate")
     ap.add_argument("--bootstrap", type=int, default=0, help="calibrate --bootstrap B (0: delta method only)")
+    ap.add_argument("--estimator", choices=("masked", "cutout"), default="masked",
+                    help="calibrate's stage 2 estimator (default masked, calibrate's own default)")
     ap.add_argument("--docs-img", type=Path, default=None, help="also write small real_*.png there")
     a = ap.parse_args(argv)
 
@@ -240,7 +244,7 @@ def main(argv=None) -> int:
     if rc:
         return rc
     cal = ["calibrate", str(lab), "--voxel-nm", v, "--out", str(params), "--report", str(report),
-           "--seed", str(a.seed), "--no-progress"]
+           "--seed", str(a.seed), "--estimator", a.estimator, "--no-progress"]
     if a.bootstrap:
         cal += ["--bootstrap", str(a.bootstrap), "--bootstrap-dir", str(out / "bootstrap")]
     rc, dt, _ = _jaxcba(cal, out / "calibrate.log")
@@ -255,7 +259,7 @@ def main(argv=None) -> int:
     summary = {"source": source, "voxel_nm": a.voxel_nm,
                "segmentation": {"median": a.median, "threshold": thr, "threshold_kind": "given" if a.threshold is not None
                                 else "otsu", "solid_fraction": float(labels.mean())},
-               "steps": steps, "params": fit}
+               "estimator": a.estimator, "steps": steps, "params": fit}
     vj = val / "validation.json"
     if vj.exists():
         vres = json.loads(vj.read_text())
