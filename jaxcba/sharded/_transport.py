@@ -172,22 +172,21 @@ def _solve_program(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary
         prof = 1 - (planes.astype(dtype) + 0.5) / nz if boundary == "half_voxel" else 1 - (planes.astype(dtype) + 1) / (nz + 1)
         u = jnp.where(dinv > 0, jnp.broadcast_to(prof[:, None, None], s.shape), 0).astype(dtype)
         r = b - _matvec(st, u, ax, n)
-        zv = precondition(r)
-        rz = dot(r, zv)
-        state = dict(u=u, r=r, p=zv, rz=rz, res=jnp.sqrt(dot(r, r)) / bn, target=jnp.asarray(rtol, dtype),
-                     imb=jnp.where(percolates, _imbalance(g, u, ax, n), 0).astype(dtype),
+        # p = 0, rz = 0: the first step's p = M r (beta = 0), so the V-cycle is traced once
+        state = dict(u=u, r=r, p=jnp.zeros_like(r), rz=jnp.zeros((), dtype), res=jnp.sqrt(dot(r, r)) / bn,
+                     target=jnp.asarray(rtol, dtype), imb=jnp.where(percolates, _imbalance(g, u, ax, n), 0).astype(dtype),
                      it=jnp.asarray(0, jnp.int32), converged=~percolates, stalled=jnp.asarray(False))
 
         def step(t):
-            q = _matvec(st, t["p"], ax, n)
-            pq = dot(t["p"], q)
-            alpha = jnp.where(pq > 0, t["rz"] / jnp.where(pq > 0, pq, 1), 0)
-            u = t["u"] + alpha * t["p"]
-            r = t["r"] - alpha * q
-            zv = precondition(r)
-            rz = dot(r, zv)
+            zv = precondition(t["r"])
+            rz = dot(t["r"], zv)
             beta = jnp.where(t["rz"] > 0, rz / jnp.where(t["rz"] > 0, t["rz"], 1), 0)
-            return dict(t, u=u, r=r, p=zv + beta * t["p"], rz=rz, res=jnp.sqrt(dot(r, r)) / bn, it=t["it"] + 1)
+            p = zv + beta * t["p"]
+            q = _matvec(st, p, ax, n)
+            pq = dot(p, q)
+            alpha = jnp.where(pq > 0, rz / jnp.where(pq > 0, pq, 1), 0)
+            r = t["r"] - alpha * q
+            return dict(t, u=t["u"] + alpha * p, r=r, p=p, rz=rz, res=jnp.sqrt(dot(r, r)) / bn, it=t["it"] + 1)
 
         floor = jnp.finfo(dtype).eps * 1e-2
 
