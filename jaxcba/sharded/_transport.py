@@ -10,15 +10,17 @@ The discretisation, boundary conditions, stopping rule and read-out are those of
   ``jaxcba.morphology.percolating_cluster``): a distributed morphological reconstruction,
   local flood fills alternating with the exchange of the two border planes until no shard
   changes (``psum`` of the change flags);
-* Jacobi-preconditioned CG: the 7-point stencil needs the neighbour shards' border planes
+* preconditioned CG: the 7-point stencil needs the neighbour shards' border planes
   (one-plane halo, two ``ppermute`` per operator application); dot products are local sums
   added by ``psum``; stop when ``|b - A u| / |b| <= rtol`` and the flux imbalance of the
   ``nz + 1`` plane currents (``pmax`` / ``pmin``) is ``<= flux_tol``, aiming ten times lower
   when the first holds without the second;
 * ``sigma_eff = L / A_cross * sum_faces g (du)^2`` (the dissipation, ``psum``-ed).
 
-Not here (yet): the multigrid preconditioner of the single-device solver. Jacobi-CG needs
-more iterations (growing with ``nz``) but the same answer to the solver tolerance.
+Preconditioner: the single-device multigrid V-cycle on the slabs (``_multigrid``), which is
+the single-device preconditioner up to float rounding, so CG takes the single-device number
+of iterations for any device count; or Jacobi (``preconditioner="jacobi"``: more iterations,
+growing with ``nz``, the same answer to the solver tolerance).
 """
 
 from __future__ import annotations
