@@ -171,7 +171,8 @@ def _jaxcba(args: list[str], log: Path) -> tuple[int, float, str]:
 
 def full_resolution_radii(labels, voxel_nm: float, params_path, n: int, seed: int) -> dict:
     """r_max, r_min and constrictivity of solid and pore at the image's own resolution, from
-    ``jaxcba.descriptors.report.describe`` (radius grid up to a quarter of the smallest side),
+    ``jaxcba.descriptors.report.describe`` (radius grid up to the phase's largest distance to its
+    boundary),
     for the image and for the same ``n`` realizations ``jaxcba validate`` draws
     (``jax.random.split(jax.random.key(seed), n)[i]``, the fit loaded by ``load_fit``).
     validate's batch grid stops at 1.5 um (or 2 voxels), too short for micro-CT voxels.
