@@ -307,9 +307,9 @@ def test_failed_batch_leaves_nothing_that_blocks_the_corrected_run(inputs, tmp_p
 
 # ---------------------------------------------------------------------------------- demo
 DEMO = [
-    (["--shape", "0"], "--shape must be >= 16"),
-    (["--shape", "8"], "--shape must be >= 16"),
-    (["--shape", "-5"], "--shape must be >= 16"),
+    (["--shape", "0"], "--shape: '0' is out of range; allowed: an integer >= 16"),
+    (["--shape", "8"], "--shape: '8' is out of range; allowed: an integer >= 16"),
+    (["--shape", "-5"], "--shape: '-5' is out of range; allowed: an integer >= 16"),
     (["--voxel-nm", "0"], "out of range"),
     (["--voxel-nm", "1e-300"], "out of range"),
     (["--seed", "18446744073709551616"], "out of range"),
@@ -329,8 +329,10 @@ def test_demo_refuses(extra, needle, inputs, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- calibrate
 CALIBRATE = [
-    (["--voxel-nm", "0"], "must be a finite number > 0"),
+    (["--voxel-nm", "0"], "--voxel-nm: '0' is out of range; allowed: a voxel side in"),
     (["--voxel-nm", "abc"], "not a number"),
+    (["--starts", "0"], "--starts: '0' is out of range"),
+    (["--bootstrap", "1"], "allowed: 0 (off) or a number of twins >= 2"),
     (["--stages", "4"], "stages"),
     (["--realizations", "0"], "--realizations"),
     (["--joint-window", "0"], "--joint-window"),

@@ -73,3 +73,45 @@ def test_validate_reads_the_fit_before_the_image(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "missing parameter" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_integer_tuples_one_parser_for_shapes_and_factors():
+    """The comma-separated integer arguments (preprocess --raw-shape, simulate --shape, validate
+    --downsample) go through one type, _common.int_tuple, with the form in every refusal."""
+    raw = _common.int_tuple("three positive integers Z,Y,X", lo=1)
+    assert raw("2,3,4") == (2, 3, 4) and raw(" 1,1,1 ") == (1, 1, 1)
+    for text, what in (("2,2", "give"), ("2,x,2", "is not"), ("0,2,2", "is out of range; allowed:")):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{text!r}.*{what}.*three positive integers"):
+            raw(text)
+    shape = _common.int_tuple("N or NZ,NY,NX", broadcast=True, lo=None, separators="x")
+    assert shape("16") == (16, 16, 16) and shape("8x16x32") == (8, 16, 32) and shape("-1") == (-1, -1, -1)
+    with pytest.raises(argparse.ArgumentTypeError, match="give N or NZ,NY,NX"):
+        shape("8,16")
+    factors = _common.int_tuple("factors >= 2", lengths=None, lo=2, none=True)
+    assert factors("2,4,8") == (2, 4, 8) and factors("none") == () and factors("") == () and factors("3") == (3,)
+    with pytest.raises(argparse.ArgumentTypeError, match="out of range; allowed: factors >= 2"):
+        factors("2,1")
+
+
+def test_int_where_and_the_progress_flag_with_its_alias():
+    twins = _common.int_where(lambda b: b == 0 or b >= 2, "0 or >= 2")
+    assert twins("0") == 0 and twins("5") == 5
+    for bad in ("1", "-2"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{bad!r} is out of range; allowed: 0 or >= 2"):
+            twins(bad)
+    p = argparse.ArgumentParser()
+    _common.add_progress_argument(p)
+    assert p.parse_args([]).quiet is False
+    assert p.parse_args(["--quiet"]).quiet is True and p.parse_args(["--no-progress"]).quiet is True
+    assert "--quiet" in p.format_help() and "--no-progress" not in p.format_help()  # the alias is hidden
+
+
+def test_every_command_with_progress_output_takes_quiet_and_no_progress():
+    from jaxcba.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in ("simulate", "describe", "tortuosity", "calibrate", "batch", "validate"):
+        flags = {s for a in sub[name]._actions for s in a.option_strings}
+        assert {"--quiet", "--no-progress"} <= flags, name
+        dests = {a.dest for a in sub[name]._actions if {"--quiet", "--no-progress"} & set(a.option_strings)}
+        assert dests == {"quiet"}, (name, dests)

@@ -29,5 +29,7 @@ def test_demo_small_window(tmp_path, capsys):
 
 
 def test_demo_rejects_tiny_window(tmp_path, capsys):
-    assert main(["demo", "--shape", "8", "--out", str(tmp_path / "d")]) == 2
-    assert "--shape must be >= 16" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    with pytest.raises(SystemExit) as exc:  # a usage error of the shared type (cli._common.int_at_least)
+        main(["demo", "--shape", "8", "--out", str(tmp_path / "d")])
+    assert exc.value.code == 2
+    assert "allowed: an integer >= 16" in capsys.readouterr().err and not (tmp_path / "d").exists()

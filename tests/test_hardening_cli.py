@@ -31,12 +31,13 @@ def volume(tmp_path_factory):
 @pytest.mark.parametrize("starts", ["0", "-3"])
 def test_calibrate_refuses_starts_below_one_up_front(starts, volume, tmp_path, capsys):
     """--starts 0 was accepted by the options and met only the volume's graphite check (or, on a
-    volume with graphite enough, an optimizer with no start); now it is refused first."""
+    volume with graphite enough, an optimizer with no start); now it is refused first, as a usage
+    error of the shared argument type (jaxcba.cli._common.int_at_least)."""
     rc = _call(["calibrate", str(volume), "--voxel-nm", "80", "--stages", "1", "--starts", starts, "--no-progress",
                 "--out", str(tmp_path / "p.json")])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1, err
-    assert "--starts must be >= 1" in err[0] and f"got {starts}" in err[0]
+    assert "argument --starts" in err[0] and f"{starts!r} is out of range; allowed: an integer >= 1" in err[0]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -117,6 +117,49 @@ def int_at_least(lo: int):
     return _ranged(_int, lambda v: v >= lo, f"an integer >= {lo}", f"int>={lo}")
 
 
+def int_where(ok, allowed: str, name: str = "int"):
+    """An argparse ``type``: an integer for which ``ok(value)`` holds, else refused saying what is ``allowed``."""
+    return _ranged(_int, ok, allowed, name)
+
+
+def int_tuple(form: str, *, lengths=(3,), lo: int | None = 1, broadcast: bool = False, none: bool = False,
+              separators: str = ","):
+    """An argparse ``type``: comma-separated integers ``>= lo`` (``None``: any) as a tuple, e.g. ``Z,Y,X``.
+
+    ``lengths``: the counts allowed (``None``: any); ``broadcast``: one number stands for three
+    (``N`` -> ``(N, N, N)``); ``none``: ``''`` or ``none`` is the empty tuple; ``separators``: more
+    characters read as commas (``"x"``: ``64x64x32``). ``form`` says what is allowed in the message
+    (``'8,x' is not three integers >= 1 Z,Y,X``)."""
+
+    def convert(text: str) -> tuple[int, ...]:
+        t = text.strip()
+        if none and t.lower() in ("", "none"):
+            return ()
+        for c in separators:
+            t = t.replace(c, ",")
+        try:
+            vals = tuple(int(v) for v in t.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {form}") from None
+        if broadcast and len(vals) == 1:
+            vals = vals * 3
+        if lengths is not None and len(vals) not in lengths:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {form}")
+        if lo is not None and min(vals) < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; allowed: {form}")
+        return vals
+
+    convert.__name__ = "integers"
+    return convert
+
+
+def add_progress_argument(parser: argparse.ArgumentParser, what: str = "progress bars") -> None:
+    """``--quiet`` (no progress output on stderr; ``args.quiet``), with ``--no-progress`` as a
+    hidden alias of the same flag so that older scripts keep working."""
+    parser.add_argument("--quiet", action="store_true", help=f"no {what} on stderr")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
 def float_in(lo: float, hi: float):
     """An argparse ``type``: a number in the open interval ``(lo, hi)``."""
     return _ranged(_float, lambda v: lo < v < hi, f"a number in ({lo:g}, {hi:g})", f"float in ({lo:g}, {hi:g})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxcba.cli._common import add_force_argument, int_at_least, output, print_json
+from jaxcba.cli._common import add_force_argument, add_progress_argument, int_at_least, output, print_json
 
 
 def add_parser(sub):
@@ -18,7 +18,7 @@ def add_parser(sub):
     p.add_argument("--per-device", type=int_at_least(1), default=None, help="jobs per device and step (default: from memory)")
     p.add_argument("--save-volumes", action="store_true", help="also store each labelled volume (OUT/volumes/*.npz)")
     p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p, "progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     add_force_argument(p, "memory of a step or the grain count of a job")
     p.set_defaults(func=run)
@@ -28,11 +28,9 @@ def add_parser(sub):
 def run(args) -> int:
     from jaxcba.batch import run_batch
 
-    if args.per_device is not None and args.per_device < 1:
-        raise ValueError(f"--per-device must be >= 1, got {args.per_device}")
     output("batch", args.out, folder=True)  # a resumable folder: existing results of the same spec are kept
     s = run_batch(args.spec, args.out, per_device=args.per_device, save_volumes=args.save_volumes,
-                  progress=not args.no_progress, distributed=args.distributed, force=args.force)
+                  progress=not args.quiet, distributed=args.distributed, force=args.force)
     if args.json:
         print_json(s.to_dict())
     else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jaxcba.cli._common import add_force_argument, output, positive_float, print_json, seed
+from jaxcba.cli._common import (add_force_argument, add_progress_argument, int_at_least, int_where, output, print_json,
+                                seed, voxel_nm)
 
 
 def add_parser(sub):
@@ -16,19 +17,19 @@ def add_parser(sub):
         "(Eqs. 24-26). Writes the parameters in the CBAParams JSON format and prints image vs model descriptors.",
     )
     p.add_argument("volume", metavar="VOL.tif|VOL.npy", help="labelled (z, y, x) volume")
-    p.add_argument("--voxel-nm", type=positive_float, required=True, help="voxel side length [nm]")
+    p.add_argument("--voxel-nm", type=voxel_nm, required=True, help="voxel side length [nm]")
     p.add_argument("--stages", default="1,2,3", help="comma-separated subset of 1,2,3 (default all; the others "
                    "keep --initial's values), or 'joint': stages 1-3, then all eight parameters at once through "
                    "soft realizations")
     p.add_argument("--method", default="lbfgs", choices=METHODS, help="optimiser of stages 1-2 and of stage 3's re-fits (default lbfgs)")
     p.add_argument("--joint-method", default="adam", choices=("adam", "lbfgs"), help="optimiser of the joint mode")
-    p.add_argument("--joint-steps", type=int, default=40, help="joint mode: optimiser step budget (default 40)")
-    p.add_argument("--joint-window", type=int, default=None, help="joint mode: soft window side [soft voxels] "
+    p.add_argument("--joint-steps", type=int_at_least(1), default=40, help="joint mode: optimiser step budget (default 40)")
+    p.add_argument("--joint-window", type=int_at_least(1), default=None, help="joint mode: soft window side [soft voxels] "
                    "(default 48, capped to the image's sides; a larger value given is refused)")
-    p.add_argument("--joint-noise", type=int, default=2, help="joint mode: fixed noise draws (default 2)")
-    p.add_argument("--joint-voxel-nm", type=positive_float, default=None,
+    p.add_argument("--joint-noise", type=int_at_least(1), default=2, help="joint mode: fixed noise draws (default 2)")
+    p.add_argument("--joint-voxel-nm", type=voxel_nm, default=None,
                    help="joint mode: voxel of the soft realizations, a multiple of --voxel-nm (default ~80 nm)")
-    p.add_argument("--starts", type=int, default=4, help="stage 1 starts (default 4)")
+    p.add_argument("--starts", type=int_at_least(1), default=4, help="stage 1 starts (default 4)")
     p.add_argument("--stage1-descriptor", default="auto", choices=("auto", "eq17", "contact"),
                    help="stage 1 targets: eq17 (the paper's V, S, K, N), contact (V and the graphite contact "
                         "distribution, for coarse voxels), auto (contact above 25 nm; default)")
@@ -38,20 +39,21 @@ def add_parser(sub):
     p.add_argument("--theta-search", default="golden", choices=SEARCHES, help="stage 3 search (default golden)")
     p.add_argument("--no-stage3-profile", action="store_true",
                    help="keep stage 2's (mu, eta) in stage 3 instead of re-fitting them at each trial theta")
-    p.add_argument("--realizations", type=int, default=3, help="stage 3 realizations per theta (default 3)")
+    p.add_argument("--realizations", type=int_at_least(1), default=3, help="stage 3 realizations per theta (default 3)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the stage 3 realizations")
     p.add_argument("--initial", default="paper", metavar="paper|FILE.json",
                    help="parameters of the stages not run (default: Table 2)")
     p.add_argument("--out", metavar="params.json", help="write the calibrated parameters (CBAParams JSON)")
     p.add_argument("--report", metavar="report.json", help="write the full calibration report (all stages)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="B",
+    p.add_argument("--bootstrap", type=int_where(lambda b: b == 0 or b >= 2, "0 (off) or a number of twins >= 2", "twins"),
+                   default=0, metavar="B",
                    help="also the parametric bootstrap's intervals: B >= 2 twins simulated from the fitted parameters "
                         "in the image's window and voxel size, recalibrated (slow: B calibrations; resumable)")
     p.add_argument("--bootstrap-dir", metavar="DIR", default=None,
                    help="folder of the bootstrap twins' rows (default: OUT.bootstrap beside --out, else "
                         "./calibrate.bootstrap); a rerun skips the finished twins")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    add_progress_argument(p, "progress bars")
     add_force_argument(p, "memory or work of stage 3's realizations and the joint mode")
     p.set_defaults(func=run)
     return p
@@ -65,14 +67,6 @@ def run(args) -> int:
     from jaxcba.io import load_volume, write_text_atomic
 
     stages = cal.parse_stages(args.stages)  # bad --stages fails before reading the volume
-    if args.realizations < 1:
-        raise ValueError(f"--realizations must be >= 1, got {args.realizations}")
-    if args.starts < 1:  # was accepted and found only after the volume's graphite check (or not at all)
-        raise ValueError(f"--starts must be >= 1 (stage 1's optimizer starts), got {args.starts}")
-    if min(args.joint_steps, 48 if args.joint_window is None else args.joint_window, args.joint_noise) < 1:
-        raise ValueError("--joint-steps, --joint-window and --joint-noise must be >= 1")
-    if args.bootstrap == 1 or args.bootstrap < 0:
-        raise ValueError(f"--bootstrap must be 0 (off) or a number of twins >= 2, got {args.bootstrap}")
     for opt, path in (("--out", args.out), ("--report", args.report)):
         if path:
             output("calibrate", path, opt, suffixes=(".json",))
@@ -96,7 +90,7 @@ def run(args) -> int:
         folder = args.bootstrap_dir or ((args.out + ".bootstrap") if args.out else "calibrate.bootstrap")
         uncertainty = cal.Bootstrap(args.bootstrap, folder=folder)
     res = cal.calibrate(vol, args.voxel_nm, stages, args.method, initial=initial, stage1=stage1, stage2=stage2,
-                        stage3=stage3, joint=joint, progress=not args.no_progress, uncertainty=uncertainty)
+                        stage3=stage3, joint=joint, progress=not args.quiet, uncertainty=uncertainty)
     if args.out:
         res.write_params(args.out)  # the eight values and the uncertainty block beside them
     report = res.to_dict()

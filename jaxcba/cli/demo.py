@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from jaxcba.cli._common import add_params_argument, load_params, note_overwrites, output, seed, voxel_nm
+from jaxcba.cli._common import add_params_argument, int_at_least, load_params, output_folder, seed, voxel_nm
 
 #: The paper's numbers to compare with: image fractions (Sec. 2.3.3, Table 1) and the model's
 #: M-factors at 10.57 % graphite (Sec. 4.3).
@@ -30,7 +30,7 @@ def add_parser(sub):
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="96^3 voxels at 80 nm")
     size.add_argument("--paper-size", action="store_true", help="800^3 voxels at 20 nm (the paper's window)")
-    p.add_argument("--shape", type=int, default=None, help="cube side [voxels], >= 16 (overrides the preset)")
+    p.add_argument("--shape", type=int_at_least(16), default=None, help="cube side [voxels], >= 16 (overrides the preset)")
     p.add_argument("--voxel-nm", type=voxel_nm, default=None, help="voxel side [nm] (overrides the preset)")
     p.add_argument("--seed", type=seed, default=0, help="PRNG seed (default 0)")
     p.add_argument("--out", default="jaxcba-demo", help="output folder (demo.png, report.json, volume.tif)")
@@ -57,14 +57,7 @@ def run(args) -> int:
     n, voxel_nm = SIZES[preset]
     n = n if args.shape is None else args.shape
     voxel_nm = voxel_nm if args.voxel_nm is None else args.voxel_nm
-    if n < 16:
-        raise ValueError(f"--shape must be >= 16 voxels, got {n}")
-    out = output("demo", args.out, folder=True)
-    targets = [out / "volume.tif", out / "report.json", out / "demo.png"]
-    for t in targets:
-        if t.is_dir():
-            raise ValueError(f"--out {out}: {t} is a folder")
-    note_overwrites("demo", targets)
+    out = output_folder("demo", args.out, ("volume.tif", "report.json", "demo.png"))
     quiet = args.json
     if not quiet:
         print(f"jaxcba demo: {n}^3 voxels of {voxel_nm:g} nm ({n * voxel_nm / 1000:.1f} µm cube), "
@@ -142,8 +135,7 @@ def _fmt(x) -> str:
 
 
 def _panel(labels, voxel_nm, report, path, title):
-    from jaxcba.cli._common import save_png
-    from jaxcba.plotting import figure, show_phases
+    from jaxcba.plotting import figure, save_png, show_phases
 
     fig, ax = figure(1, 3, figsize=(15, 4.6))
     show_phases(ax[0], labels[labels.shape[0] // 2], voxel_nm, f"slice z = {labels.shape[0] // 2} ({title})")

@@ -11,7 +11,8 @@ device, as without ``--devices``, and a note on stderr says so once.
 from __future__ import annotations
 
 from jaxcba.cli import _devices
-from jaxcba.cli._common import add_force_argument, axis, int_at_least, output, print_json, voxel_nm
+from jaxcba.cli._common import (add_force_argument, add_progress_argument, axis, int_at_least, output, print_json,
+                                voxel_nm)
 
 #: Volumes with more voxels than this show a progress bar on stderr (unless --quiet).
 PROGRESS_VOXELS = 64**3
@@ -59,7 +60,7 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object {phase: {descriptor: value}}")
     p.add_argument("--plot", metavar="OUT.png", help="write C(h) - V^2 and CPSD curves as PNG")
     p.add_argument("--max-lag-vox", type=int_at_least(1), default=None, help="largest lag of C(h) [voxels] (default min(shape)/2, at most 100)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_argument(p, "progress bar")
     add_force_argument(p, "memory")
     _devices.add_device_arguments(p)
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxcba.cli._common import add_force_argument, float_in, int_at_least, output, print_json, voxel_nm
+from jaxcba.cli._common import add_force_argument, float_in, int_at_least, int_tuple, output, print_json, voxel_nm
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -19,14 +19,8 @@ def _triple(text: str) -> tuple[float, float, float]:
     return tuple(vals)
 
 
-def _raw_shape(text: str) -> tuple[int, int, int]:
-    try:
-        dims = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers Z,Y,X") from None
-    if len(dims) != 3 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers Z,Y,X")
-    return dims
+#: ``--raw-shape``: the shape of a ``.raw`` input.
+_raw_shape = int_tuple("three positive integers Z,Y,X", lo=1)
 
 
 def add_parser(sub):

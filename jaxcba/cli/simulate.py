@@ -1,7 +1,7 @@
 """``jaxcba simulate``: one labelled realization of the CBA model, written atomically.
 
     jaxcba simulate [--params paper|FILE.json] --shape 200 [--voxel-nm 40] [--seed 0]
-                    --out vol.tif|vol.npy [--json] [--no-progress]
+                    --out vol.tif|vol.npy [--json] [--quiet]
                     [--devices N [--shard z]] [--distributed]
 
 Prints the realized phase fractions beside the theoretical ones (``jaxcba.theory`` at
@@ -16,26 +16,17 @@ not estimated then) and gathers it to the host to write it (:mod:`jaxcba.cli._de
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 from jaxcba.cli import _devices
-from jaxcba.cli._common import add_force_argument, add_params_argument, load_params, output, print_json, seed, voxel_nm
+from jaxcba.cli._common import (add_force_argument, add_params_argument, add_progress_argument, int_tuple, load_params,
+                                output, print_json, seed, voxel_nm)
 
 
-def _shape(text: str):
-    parts = text.replace("x", ",").split(",")
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not N or NZ,NY,NX (integers)") from None
-    if len(dims) == 1:
-        dims = dims * 3
-    if len(dims) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r}: give one side N or three sides NZ,NY,NX")
-    return tuple(dims)
+#: ``--shape``: one side N or three sides NZ,NY,NX (``x`` also separates); the range is check_window's.
+_shape = int_tuple("one side N or three sides NZ,NY,NX (integers)", broadcast=True, lo=None, separators="x")
 
 
 def add_parser(sub):
@@ -51,7 +42,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=seed, default=0, help="integer seed of the jax.random key (default 0)")
     p.add_argument("--out", required=True, metavar="VOL.tif|VOL.npy", help="output volume (uint8, z y x)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_progress_argument(p, "progress bar")
     add_force_argument(p, "memory or grain count")
     _devices.add_device_arguments(p)
     p.set_defaults(func=run)
@@ -82,7 +73,7 @@ def run(args) -> int:
         "excursion": float(th.excursion),
     }
     check_finite_result(list(theo.values()), "the theoretical volume fractions")
-    progress = not args.no_progress and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
+    progress = not args.quiet and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
 
     t0 = time.perf_counter()
     if mesh is None:

@@ -14,7 +14,7 @@ import sys
 import time
 
 from jaxcba.cli import _devices
-from jaxcba.cli._common import add_force_argument, axis, positive_float, print_json
+from jaxcba.cli._common import add_force_argument, add_progress_argument, axis, positive_float, print_json
 
 #: Volumes with more voxels than this show a progress line on stderr (unless --json / --quiet).
 PROGRESS_VOXELS = 64**3
@@ -81,7 +81,7 @@ def add_parser(sub):
         help="Dirichlet planes on the outer voxel faces (TauFactor Solver, default) or one voxel outside (TauFactor MultiPhaseSolver)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_progress_argument(p, "progress line")
     add_force_argument(p, "memory")
     _devices.add_device_arguments(p)
     p.set_defaults(func=run)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from jaxcba._progress import interactive
-from jaxcba.cli._common import add_force_argument, int_at_least, load_fit, output_folder, print_json, seed, voxel_nm
+from jaxcba.cli._common import (add_force_argument, add_progress_argument, int_at_least, int_tuple, load_fit,
+                                output_folder, print_json, seed, voxel_nm)
 from jaxcba.io import load_volume
 
 #: The files a validation writes into ``--out``.
@@ -14,21 +14,8 @@ OUTPUTS = ("validation.csv", "validation.json", "fig1_cubes.png", "fig5_scalars.
            "fig7_two_point.png")
 
 
-def factors(text: str) -> tuple[int, ...]:
-    """``--downsample``: comma-separated integers >= 2 (``none`` or ``''``: the image's resolution only)."""
-    text = text.strip()
-    if text.lower() in ("", "none"):
-        return ()
-    out = []
-    for part in text.split(","):
-        try:
-            f = int(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not an integer; allowed: factors >= 2 such as 2,4") from None
-        if f < 2:
-            raise argparse.ArgumentTypeError(f"{f} is out of range; allowed: factors >= 2 such as 2,4")
-        out.append(f)
-    return tuple(out)
+#: ``--downsample``: comma-separated integers >= 2 (``none`` or ``''``: the image's resolution only).
+factors = int_tuple("integer factors >= 2 such as 2,4 (or none)", lengths=None, lo=2, none=True)
 
 
 def add_parser(sub):
@@ -52,7 +39,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=seed, default=0, help="seed of the realizations (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--json", action="store_true", help="print validation.json's content instead of the table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_argument(p, "progress bar")
     add_force_argument(p, "window fit and memory")
     p.set_defaults(func=run)
     return p
