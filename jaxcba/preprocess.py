@@ -238,29 +238,58 @@ def downsample_slices(labels: np.ndarray, factor: int) -> np.ndarray:
     return labels[::k, ::k, ::k]
 
 
-def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=None, box=None,
-               closing_radius: int = 1, remove_components: bool = True, min_component_voxels: int | None = None,
-               quantile: float = 0.85, min_graphite_voxels: int = 0, graphite_closing_radius: int = 0,
-               downsample: int = 1, check_memory: bool = True) -> tuple[np.ndarray, PreprocessReport]:
-    """Run the Section 2.3 pipeline (module docstring) on a labelled volume.
+@dataclasses.dataclass(frozen=True)
+class Cleanup:
+    """Steps 2 and 3 (paper Section 2.3.1), the clean-up of the additive phase.
 
-    Args:
-        labels: ``(z, y, x)`` labels in {0, 1, 2} (graphite may be absent before step 4).
-        voxel_nm_zyx: input voxel size, a number or ``(z, y, x)`` [nm] (e.g. ``(20, 10, 10)``).
-        to_voxel_nm: cubic output voxel side [nm]; ``None`` keeps the grid, which must be cubic
-            then (anisotropic voxels without ``to_voxel_nm`` are refused).
-        grey: optional grey-value / probability volume (same shape) for graphite detection.
-        box: optional crop ``((z0, z1), (y0, y1), (x0, x1))`` or ``"z0:z1,y0:y1,x0:x1"`` in input voxels.
-        closing_radius: 0 disables the closing. remove_components: step 3 on/off;
-        min_component_voxels: remove only components smaller than this (default: all but the largest).
-        downsample: final slice-removal factor.
-        check_memory: refuse (``ValueError``, before allocating) when the estimated peak memory
-            of the closing or the resampling (:func:`preprocess_bytes`) exceeds the available memory.
-    Returns ``(labels uint8, report)``; every argument is checked first (``ValueError``).
-    """
-    from jaxcba._checks import check_fraction, check_int, check_voxel_nm
+    ``closing_radius``: half-size [voxels] of the closing cube (``0``: no closing; at most
+    :data:`MAX_CLOSING_RADIUS`); ``remove_components``: step 3 on/off; ``min_component_voxels``:
+    remove only the components smaller than this (``None``: all but the largest; only with
+    ``remove_components``). ``Cleanup(0, False)`` leaves the labels as they are."""
 
-    vol = check_labels(labels, name="input")
+    closing_radius: int = 1
+    remove_components: bool = True
+    min_component_voxels: int | None = None
+
+    def __post_init__(self):
+        from jaxcba._checks import check_int
+
+        check_int(self.closing_radius, "closing_radius", lo=0, hi=MAX_CLOSING_RADIUS)
+        if not isinstance(self.remove_components, bool):
+            raise ValueError(f"remove_components must be True or False, got {self.remove_components!r}")
+        if self.min_component_voxels is not None:
+            check_int(self.min_component_voxels, "min_component_voxels", lo=1)
+            if not self.remove_components:
+                raise ValueError("min_component_voxels needs remove_components=True (it says which components go)")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GraphiteFromGrey:
+    """Step 4 (paper Section 2.3.2): graphite from a grey-value / probability volume.
+
+    ``grey``: ``(z, y, x)``, the shape of the labels; ``quantile``: additive voxels whose grey value
+    is at least this quantile of all grey values become graphite (default 0.85, in (0, 1));
+    ``min_voxels``: graphite components below this many voxels dropped (0: none);
+    ``closing_radius``: closing of the graphite with a ball of this radius [voxels] (0: none)."""
+
+    grey: np.ndarray = dataclasses.field(repr=False)
+    quantile: float = 0.85
+    min_voxels: int = 0
+    closing_radius: int = 0
+
+    def __post_init__(self):
+        from jaxcba._checks import check_fraction, check_int
+
+        object.__setattr__(self, "grey", np.asarray(self.grey))
+        object.__setattr__(self, "quantile", check_fraction(self.quantile, "quantile"))
+        check_int(self.min_voxels, "min_graphite_voxels", lo=0)
+        check_int(self.closing_radius, "graphite_closing_radius", lo=0, hi=MAX_CLOSING_RADIUS)
+
+
+def _checked_voxels(voxel_nm_zyx, to_voxel_nm):
+    """``(vox, to_voxel_nm)``: the input voxel ``(z, y, x)`` [nm] and the checked output side (or ``None``)."""
+    from jaxcba._checks import check_voxel_nm
+
     try:
         vox = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_nm_zyx, float), (3,)))
     except (TypeError, ValueError):
@@ -268,44 +297,58 @@ def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=N
     if not all(np.isfinite(vox)) or min(vox) <= 0:
         raise ValueError(f"voxel size must be positive numbers [nm], got {vox}")
     vox = tuple(check_voxel_nm(v, "voxel size") for v in vox)
-    if to_voxel_nm is None:
-        if max(vox) != min(vox):
-            raise ValueError(f"input voxels {vox[2]:g} x {vox[1]:g} x {vox[0]:g} nm (x, y, z) are not cubic; give the "
-                             "cubic output voxel side to resample to (--to-voxel-nm / to_voxel_nm)")
-    else:
-        to_voxel_nm = check_voxel_nm(to_voxel_nm, "to_voxel_nm")
-    closing_radius = check_int(closing_radius, "closing_radius", lo=0, hi=MAX_CLOSING_RADIUS)
-    if min_component_voxels is not None:
-        min_component_voxels = check_int(min_component_voxels, "min_component_voxels", lo=1)
+    if to_voxel_nm is not None:
+        return vox, check_voxel_nm(to_voxel_nm, "to_voxel_nm")
+    if max(vox) != min(vox):
+        raise ValueError(f"input voxels {vox[2]:g} x {vox[1]:g} x {vox[0]:g} nm (x, y, z) are not cubic; give the "
+                         "cubic output voxel side to resample to (--to-voxel-nm / to_voxel_nm)")
+    return vox, None
+
+
+def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, box=None, cleanup: Cleanup = Cleanup(),
+               graphite: GraphiteFromGrey | None = None, downsample: int = 1,
+               check_memory: bool = True) -> tuple[np.ndarray, PreprocessReport]:
+    """Run the Section 2.3 pipeline (module docstring) on a labelled volume.
+
+    Args:
+        labels: ``(z, y, x)`` labels in {0, 1, 2} (graphite may be absent before step 4).
+        voxel_nm_zyx: input voxel size, a number or ``(z, y, x)`` [nm] (e.g. ``(20, 10, 10)``).
+        to_voxel_nm: cubic output voxel side [nm]; ``None`` keeps the grid, which must be cubic
+            then (anisotropic voxels without ``to_voxel_nm`` are refused).
+        box: optional crop ``((z0, z1), (y0, y1), (x0, x1))`` or ``"z0:z1,y0:y1,x0:x1"`` in input voxels.
+        cleanup: :class:`Cleanup` (steps 2-3: closing, detached components; default ``Cleanup()``).
+        graphite: :class:`GraphiteFromGrey` (step 4), or ``None`` (no graphite detection).
+        downsample: final slice-removal factor.
+        check_memory: refuse (``ValueError``, before allocating) when the estimated peak memory
+            of the closing or the resampling (:func:`preprocess_bytes`) exceeds the available memory.
+    Returns ``(labels uint8, report)``; every argument is checked first (``ValueError``).
+    """
+    from jaxcba._checks import check_int
+
+    vol = check_labels(labels, name="input")
+    vox, to_voxel_nm = _checked_voxels(voxel_nm_zyx, to_voxel_nm)
+    if not isinstance(cleanup, Cleanup):
+        raise ValueError(f"cleanup must be a Cleanup(...), got {cleanup!r}")
+    if graphite is not None and not isinstance(graphite, GraphiteFromGrey):
+        raise ValueError(f"graphite must be a GraphiteFromGrey(grey, ...) or None, got {graphite!r}")
     downsample = check_int(downsample, "downsample", lo=1)
-    min_graphite_voxels = check_int(min_graphite_voxels, "min_graphite_voxels", lo=0)
-    graphite_closing_radius = check_int(graphite_closing_radius, "graphite_closing_radius", lo=0, hi=MAX_CLOSING_RADIUS)
-    if grey is not None:
-        quantile = check_fraction(quantile, "quantile")
     if check_memory:
-        check_preprocess_memory(vol.shape, vox, to_voxel_nm=to_voxel_nm, closing_radius=closing_radius,
-                                graphite_closing_radius=graphite_closing_radius if grey is not None else 0)
+        check_preprocess_memory(vol.shape, vox, to_voxel_nm=to_voxel_nm, closing_radius=cleanup.closing_radius,
+                                graphite_closing_radius=0 if graphite is None else graphite.closing_radius)
+    grey = None if graphite is None else graphite.grey
+    if grey is not None and grey.shape != vol.shape:
+        raise ValueError(f"grey-value volume has shape {grey.shape}, labels have {vol.shape}")
     steps = []
-    if grey is not None:
-        grey = np.asarray(grey)
-        if grey.shape != vol.shape:
-            raise ValueError(f"grey-value volume has shape {grey.shape}, labels have {vol.shape}")
     if box is not None:
         b = _box_class().parse(box, vol.shape, what="crop box")
         vol = vol[b.slices]
         grey = None if grey is None else grey[b.slices]
         steps.append(StepReport("crop", 0, vol.shape, {"box": [[b.z0, b.z1], [b.y0, b.y1], [b.x0, b.x1]]}))
-    if closing_radius > 0:
-        new = close_additive(vol, closing_radius)
-        steps.append(StepReport("close_additive", _changed(vol, new), new.shape, {"radius": closing_radius}))
-        vol = new
-    if remove_components:
-        new, info = remove_detached(vol, min_component_voxels)
-        steps.append(StepReport("remove_detached", _changed(vol, new), new.shape, info))
-        vol = new
-    if grey is not None:
-        new, info = segment_graphite(vol, grey, quantile, min_graphite_voxels, graphite_closing_radius)
-        steps.append(StepReport("segment_graphite", _changed(vol, new), new.shape, {"quantile": quantile, **info}))
+    vol = _clean(vol, cleanup, steps)
+    if graphite is not None:
+        new, info = segment_graphite(vol, grey, graphite.quantile, graphite.min_voxels, graphite.closing_radius)
+        steps.append(StepReport("segment_graphite", _changed(vol, new), new.shape,
+                                {"quantile": graphite.quantile, **info}))
         vol = new
     if to_voxel_nm is not None:
         new = resample(vol, vox, to_voxel_nm)
@@ -319,6 +362,19 @@ def preprocess(labels, voxel_nm_zyx, *, to_voxel_nm: float | None = None, grey=N
     return vol.astype(np.uint8), PreprocessReport(tuple(steps), vox)
 
 
-__all__ = ["MAX_CLOSING_RADIUS", "PreprocessReport", "StepReport", "check_preprocess_memory", "close_additive", "crop",
-           "downsample_slices", "preprocess", "preprocess_bytes", "remove_detached", "resample", "resample_shape",
-           "segment_graphite"]
+def _clean(vol: np.ndarray, cleanup: Cleanup, steps: list) -> np.ndarray:
+    """Steps 2-3 of ``cleanup`` on ``vol``, each recorded in ``steps``."""
+    if cleanup.closing_radius > 0:
+        new = close_additive(vol, cleanup.closing_radius)
+        steps.append(StepReport("close_additive", _changed(vol, new), new.shape, {"radius": cleanup.closing_radius}))
+        vol = new
+    if cleanup.remove_components:
+        new, info = remove_detached(vol, cleanup.min_component_voxels)
+        steps.append(StepReport("remove_detached", _changed(vol, new), new.shape, info))
+        vol = new
+    return vol
+
+
+__all__ = ["MAX_CLOSING_RADIUS", "Cleanup", "GraphiteFromGrey", "PreprocessReport", "StepReport",
+           "check_preprocess_memory", "close_additive", "crop", "downsample_slices", "preprocess", "preprocess_bytes",
+           "remove_detached", "resample", "resample_shape", "segment_graphite"]

@@ -6,7 +6,7 @@ same half-axis law), every other z slice dropped (10 x 10 x 20 nm, z y x = 20, 1
 ``jaxcba.preprocess.preprocess(stack, (20, 10, 10), to_voxel_nm=20)`` exactly as
 ``jaxcba preprocess --voxel-nm 10,10,20 --to-voxel-nm 20`` calls it. Two paths:
 
-* "slice-drop only" (``closing_radius=0, remove_components=False``): the resampling alone;
+* "slice-drop only" (``cleanup=Cleanup(0, False)``: no closing, no component removal): the resampling alone;
 * "default" (closing of the additive phase with a 3-voxel cube, detached components removed):
   the Section 2.3 clean-up, meant for segmentation noise, applied to a model realization.
 
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxcba import CBAParams, simulate
 from jaxcba.descriptors import intrinsic_densities, two_point_coverage
 from jaxcba.model.resolution import convert
-from jaxcba.preprocess import preprocess
+from jaxcba.preprocess import Cleanup, preprocess
 
 N = 96
 SEEDS = (0, 2, 3)
@@ -52,8 +52,7 @@ def cases():
     for seed in SEEDS:
         fine = np.asarray(simulate(P10, (N,) * 3, 10.0, jax.random.key(seed)))
         stack = fine[::2]
-        plain, rep_plain = preprocess(stack, (20.0, 10.0, 10.0), to_voxel_nm=20.0, closing_radius=0,
-                                      remove_components=False)
+        plain, rep_plain = preprocess(stack, (20.0, 10.0, 10.0), to_voxel_nm=20.0, cleanup=Cleanup(0, False))
         default, rep = preprocess(stack, (20.0, 10.0, 10.0), to_voxel_nm=20.0)
         out.append((seed, fine, plain, default, rep_plain, rep))
     return out
@@ -113,7 +112,7 @@ def test_stage2_recovers_mu_and_eta_through_preprocessing():
     for seed in SEEDS:
         fine = np.asarray(simulate(p10, (N,) * 3, 10.0, jax.random.key(seed)))
         assert np.count_nonzero(fine == 2) == 0
-        plain, _ = preprocess(fine[::2], (20.0, 10.0, 10.0), to_voxel_nm=20.0, closing_radius=0, remove_components=False)
+        plain, _ = preprocess(fine[::2], (20.0, 10.0, 10.0), to_voxel_nm=20.0, cleanup=Cleanup(0, False))
         default, _ = preprocess(fine[::2], (20.0, 10.0, 10.0), to_voxel_nm=20.0)
         r0 = fit_excursion(fine, 10.0, estimator="cutout", cutout=f"0:{N},0:{N},0:{N}")
         rp = fit_excursion(plain, 20.0, estimator="cutout", cutout=box)

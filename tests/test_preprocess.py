@@ -7,7 +7,8 @@ import pytest
 
 from jaxcba.cli import main
 from jaxcba.io import read_volume, read_voxel_size, save_volume
-from jaxcba.preprocess import close_additive, preprocess, remove_detached, resample, segment_graphite
+from jaxcba.preprocess import (Cleanup, GraphiteFromGrey, close_additive, preprocess, remove_detached, resample,
+                               segment_graphite)
 
 
 def test_closing_fills_an_isolated_pore_voxel_and_keeps_faces():
@@ -65,6 +66,43 @@ def test_pipeline_report(tmp_path):
     assert rep.steps[0].voxels_changed == 1 and rep.steps[1].voxels_changed == 4
     assert out.shape == (16, 16, 16) and rep.voxel_nm == (20.0, 20.0, 20.0)
     json.dumps(rep.to_dict())
+
+
+def test_option_objects_are_the_steps_they_name():
+    """Cleanup (steps 2-3) and GraphiteFromGrey (step 4) give the steps' own functions applied in order."""
+    rng = np.random.default_rng(0)
+    vol = (rng.random((12, 12, 12)) < 0.6).astype(np.uint8)
+    grey = rng.random((12, 12, 12))
+    out, rep = preprocess(vol, 20.0, cleanup=Cleanup(1, True, 5), graphite=GraphiteFromGrey(grey, quantile=0.7))
+    ref, _ = remove_detached(close_additive(vol, 1), 5)
+    ref, _ = segment_graphite(ref, grey, 0.7)
+    assert np.array_equal(out, ref) and np.any(out == 2)
+    assert [s.step for s in rep.steps] == ["close_additive", "remove_detached", "segment_graphite"]
+    same, rep0 = preprocess(vol, 20.0, cleanup=Cleanup(0, False))
+    assert np.array_equal(same, vol) and rep0.steps == ()
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Cleanup(closing_radius=-1), "closing_radius"),
+    (lambda: Cleanup(closing_radius=65), "closing_radius"),
+    (lambda: Cleanup(min_component_voxels=0), "min_component_voxels"),
+    (lambda: Cleanup(remove_components=False, min_component_voxels=3), "needs remove_components=True"),
+    (lambda: Cleanup(remove_components=1), "remove_components must be True or False"),
+    (lambda: GraphiteFromGrey(np.zeros((2, 2, 2)), quantile=1.0), "quantile"),
+    (lambda: GraphiteFromGrey(np.zeros((2, 2, 2)), min_voxels=-1), "min_graphite_voxels"),
+    (lambda: GraphiteFromGrey(np.zeros((2, 2, 2)), closing_radius=2.0), "graphite_closing_radius"),
+])
+def test_option_objects_refuse_bad_settings(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_preprocess_refuses_what_is_not_an_option_object():
+    vol = np.ones((4, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="cleanup must be a Cleanup"):
+        preprocess(vol, 20.0, cleanup={"closing_radius": 0})
+    with pytest.raises(ValueError, match="grey-value volume has shape"):
+        preprocess(vol, 20.0, graphite=GraphiteFromGrey(np.zeros((2, 4, 4))))
 
 
 def test_cli_preprocess_writes_with_voxel_size(tmp_path, capsys):

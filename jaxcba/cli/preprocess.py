@@ -62,7 +62,7 @@ def run(args) -> int:
 
     from jaxcba._checks import check_voxel_nm
     from jaxcba.io import WRITE_SUFFIXES, parse_mapping, read_volume, save_volume
-    from jaxcba.preprocess import preprocess
+    from jaxcba.preprocess import Cleanup, GraphiteFromGrey, preprocess
 
     if args.quantile is not None and args.grey is None:
         raise ValueError("--quantile needs --grey (the grey-value volume it thresholds)")
@@ -80,15 +80,15 @@ def run(args) -> int:
     if args.to_voxel_nm is None and not x == y == z:
         raise ValueError(f"--voxel-nm {x:g},{y:g},{z:g} is not cubic; give --to-voxel-nm (the cubic output voxel side)")
     out_path = output("preprocess", args.out, suffixes=WRITE_SUFFIXES, what="volume")
+    cleanup = Cleanup(args.closing_radius, not args.keep_components, args.min_component)
     mapping = None if args.labels is None else parse_mapping(args.labels)
     labels = read_volume(args.volume, mapping=mapping, shape=args.raw_shape, dtype=args.raw_dtype)
-    grey = None if args.grey is None else read_volume(args.grey, labels=False)
-    out, report = preprocess(
-        labels, (z, y, x), to_voxel_nm=args.to_voxel_nm, grey=grey, box=args.crop,
-        closing_radius=args.closing_radius, remove_components=not args.keep_components,
-        min_component_voxels=args.min_component, quantile=0.85 if args.quantile is None else args.quantile,
-        downsample=args.downsample, check_memory=not args.force,
-    )
+    graphite = None
+    if args.grey is not None:
+        graphite = GraphiteFromGrey(read_volume(args.grey, labels=False),
+                                    quantile=0.85 if args.quantile is None else args.quantile)
+    out, report = preprocess(labels, (z, y, x), to_voxel_nm=args.to_voxel_nm, box=args.crop, cleanup=cleanup,
+                             graphite=graphite, downsample=args.downsample, check_memory=not args.force)
     if out.size == 0:
         raise ValueError(f"the preprocessed volume is empty (shape {out.shape}); check --crop and --to-voxel-nm")
     if min(out.shape) < 2:  # describe, tortuosity's descriptors and calibrate refuse such a volume
