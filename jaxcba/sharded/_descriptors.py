@@ -317,24 +317,26 @@ def cpsd(mask, voxel_nm: float = 1.0, radii_vox=None, *, mesh=None) -> PS.PoreSi
             distributed EDT per window tried, on the devices).
         mesh: a 1-D mesh, a device count or ``None``.
 
-    ``ValueError`` before any work when the device count does not divide ``nz``, the phase is
-    empty, or, with ``radii_vox`` given, when a slab is thinner than the halo of the largest
-    ball; with the default grid the halo is known after the largest distance is found, and the
-    check comes then, before the opening.
+    ``ValueError`` before any work when ``voxel_nm`` or ``radii_vox`` is invalid, the device
+    count does not divide ``nz``, a host mask is empty (a sharded one: after one count), or,
+    with ``radii_vox`` given, a slab is thinner than the halo of the largest ball; with the
+    default grid the halo is known once the largest distance is found, and it is checked then,
+    before the opening.
     """
-    mask = _sharded(mask, mesh, 0, "the mask")
-    mesh = M.mesh_of(mask)
     voxel_nm = check_voxel_nm(voxel_nm)
-    if radii_vox is not None:
-        radii = PS._check_radii(radii_vox)
-        M.check_split(mask.shape[0], M.size_of(mesh), _ball_halo(radii), "the mask (CPSD halo: the largest ball)")
+    radii = None if radii_vox is None else PS._check_radii(radii_vox)
+    what = "the mask (CPSD halo: the window of the largest ball)"
+    if getattr(mask, "ndim", None) == 3 and isinstance(mask, np.ndarray) and not mask.any():
+        raise ValueError("the phase is empty (no True voxel): its pore size distribution is undefined")
+    mask = _sharded(mask, mesh, 0 if radii is None else _ball_halo(radii), what)
+    mesh = M.mesh_of(mask)
     mask = mask if mask.dtype == jnp.bool_ else mask.astype(bool)
     n_phase = int(phase_counts(mask.astype(jnp.uint8), 2)[1])
     if n_phase == 0:
         raise ValueError("the phase is empty (no True voxel): its pore size distribution is undefined")
-    if radii_vox is None:
+    if radii is None:
         radii = PS._check_radii(PS.radius_grid(largest_distance(mask)))
-        M.check_split(mask.shape[0], M.size_of(mesh), _ball_halo(radii), "the mask (CPSD halo: the largest ball)")
+        M.check_split(mask.shape[0], M.size_of(mesh), _ball_halo(radii), what)
     counts = _host_sum(_opening_program(mask, radii, mesh))
     frac = jnp.asarray(counts.astype(np.float32) / np.float32(n_phase))
     r_vox = jnp.asarray(radii, jnp.float32)

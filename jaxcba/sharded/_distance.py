@@ -102,18 +102,17 @@ def _max_distance_program(mask, window: int, cap: int, mesh):
     return jax.shard_map(local, mesh=mesh, in_specs=P(ax), out_specs=P(), check_vma=False)(mask)
 
 
-def _prepare(x, mesh, what: str):
+def _prepare(x, window, mesh, what: str):
+    """(``x`` as a z-sharded bool array, the window): the shape, the window and the split are
+    checked before the volume is moved."""
     from jaxcba.sharded._descriptors import _sharded
 
+    if getattr(x, "ndim", None) != 3:
+        raise ValueError(f"expected a 3D (z, y, x) array, got shape {getattr(x, 'shape', None)}")
+    limit = max(int(s) for s in x.shape) - 1
+    w = limit if window is None else check_int(window, "window", lo=0)
     x = _sharded(x, mesh, 0, what)
-    return x if x.dtype == jnp.bool_ else x.astype(bool)
-
-
-def _window(window, shape) -> int:
-    limit = max(int(s) for s in shape) - 1
-    if window is None:
-        return limit
-    return check_int(window, "window", lo=0)
+    return (x if x.dtype == jnp.bool_ else x.astype(bool)), w
 
 
 def squared_distance_to(sites, window: int | None = None, *, mesh=None) -> jax.Array:
@@ -125,16 +124,16 @@ def squared_distance_to(sites, window: int | None = None, *, mesh=None) -> jax.A
     transform bit for bit. ``ValueError`` (before any work) when the device count does not
     divide ``nz``.
     """
-    sites = _prepare(sites, mesh, "the sites")
-    return _distance_program(sites, _window(window, sites.shape), None, M.mesh_of(sites))
+    sites, w = _prepare(sites, window, mesh, "the sites")
+    return _distance_program(sites, w, None, M.mesh_of(sites))
 
 
 def edt_squared(mask, window: int | None = None, *, mesh=None) -> jax.Array:
     """:func:`jaxcba.descriptors.edt_squared` of a z-sharded mask (z-sharded float32 [voxel^2]):
     squared distance from each ``mask`` voxel to the nearest voxel off the mask (0 off it), by
     the distributed separable EDT (two ``all_to_all``); bit-identical to the single device."""
-    mask = _prepare(mask, mesh, "the mask")
-    return _distance_program(~mask, _window(window, mask.shape), None, M.mesh_of(mask))
+    mask, w = _prepare(mask, window, mesh, "the mask")
+    return _distance_program(~mask, w, None, M.mesh_of(mask))
 
 
 def edt(mask, window: int | None = None, *, mesh=None) -> jax.Array:
@@ -149,7 +148,7 @@ def largest_distance(mask, *, mesh=None) -> float:
     maximum is below its cap (each a windowed distributed EDT in integers); ``max(shape) - 1``
     when the mask fills the volume. ``mask`` must hold a ``True`` voxel (not checked here).
     """
-    mask = _prepare(mask, mesh, "the mask")
+    mask, _ = _prepare(mask, None, mesh, "the mask")
     mesh = M.mesh_of(mask)
     limit = max(mask.shape) - 1
     w = min(16, limit)
