@@ -46,11 +46,7 @@ def _step(msg: str, quiet: bool):
 
 
 def run(args) -> int:
-    from jaxcba import simulate, theory
-    from jaxcba.descriptors import describe
-    from jaxcba.io import save_volume
-    from jaxcba.transport import m_factor
-    from jaxcba.transport.paper import paper_m_factor
+    from jaxcba.io import save_volume, strict_json, write_text_atomic
 
     params = load_params(args.params)
     preset = "quick" if args.quick else "paper" if args.paper_size else "default"
@@ -62,9 +58,40 @@ def run(args) -> int:
     if not quiet:
         print(f"jaxcba demo: {n}^3 voxels of {voxel_nm:g} nm ({n * voxel_nm / 1000:.1f} µm cube), "
               f"parameters {args.params!r}, seed {args.seed}")
+    labels, report, m_pore, m_solid, timings = _measure(params, n, voxel_nm, args.seed, quiet)
+    rows = _rows(params, voxel_nm, labels, report, m_pore, m_solid)
+    result = {
+        "shape": [n, n, n], "voxel_nm": voxel_nm, "seed": args.seed, "params": params.to_dict(),
+        "rows": [{"quantity": q, "realization": v, "theory": t_, "paper": PAPER.get(q)} for q, v, t_ in rows],
+        "converged": {"pore": bool(m_pore.converged), "solid": bool(m_solid.converged)},
+        "seconds": timings, "descriptors": report.to_dict(),
+    }
+    result = strict_json(result)  # strict JSON: a non-finite number is null, its flag beside it
+    out.mkdir(parents=True, exist_ok=True)
+    save_volume(out / "volume.tif", labels, voxel_nm=voxel_nm)
+    write_text_atomic(out / "report.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
+    _panel(labels, voxel_nm, report, out / "demo.png", f"{n}³ × {voxel_nm:g} nm, seed {args.seed}")
+    status = 0 if all(result["converged"].values()) else 1
+    if status:
+        print("jaxcba demo: warning: an M-factor solve did not converge (converged: "
+              f"{result['converged']}; exit status 1)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        _print_table(rows, timings, out)
+    return status
+
+
+def _measure(params, n: int, voxel_nm: float, seed: int, quiet: bool):
+    """One ``n^3`` realization [voxels of ``voxel_nm`` nm], its descriptors and the two M-factor
+    solves: ``(labels, report, m_pore, m_solid, seconds by step)``."""
+    from jaxcba import simulate
+    from jaxcba.descriptors import describe
+    from jaxcba.transport import m_factor
+
     timings = {}
     t = _step("simulating", quiet)
-    labels = np.asarray(simulate(params, (n, n, n), voxel_nm, args.seed))
+    labels = np.asarray(simulate(params, (n, n, n), voxel_nm, seed))
     timings["simulate"] = time.perf_counter() - t
     t = _step("describing solid and pore", quiet)
     report = describe(labels, voxel_nm, phases=("solid", "pore"), progress=not quiet and labels.size > 64**3)
@@ -75,9 +102,16 @@ def run(args) -> int:
     timings["m_pore"] = t2 - t
     m_solid = m_factor(labels, "solid", {2: 1.0, 1: 0.01}, axis="z")
     timings["m_solid"] = time.perf_counter() - t2
+    return labels, report, m_pore, m_solid, timings
+
+
+def _rows(params, voxel_nm, labels, report, m_pore, m_solid) -> list[tuple]:
+    """The table: ``(quantity, realization, theory or None)``."""
+    from jaxcba import theory
+    from jaxcba.transport.paper import paper_m_factor
 
     th = theory.volume_fractions(params, voxel_nm)
-    rows = [
+    return [
         ("solid fraction", float(np.mean(labels > 0)), float(th.solid)),
         ("graphite fraction", float(np.mean(labels == 2)), float(th.graphite)),
         ("cb fraction", float(np.mean(labels == 1)), float(th.cb)),
@@ -94,26 +128,9 @@ def run(args) -> int:
         ("tau_eff pore", float(m_pore.tau_eff), None),
         ("tau_eff solid", float(m_solid.tau_eff), None),
     ]
-    result = {
-        "shape": [n, n, n], "voxel_nm": voxel_nm, "seed": args.seed, "params": params.to_dict(),
-        "rows": [{"quantity": q, "realization": v, "theory": t_, "paper": PAPER.get(q)} for q, v, t_ in rows],
-        "converged": {"pore": bool(m_pore.converged), "solid": bool(m_solid.converged)},
-        "seconds": timings, "descriptors": report.to_dict(),
-    }
-    from jaxcba.io import strict_json, write_text_atomic
 
-    result = strict_json(result)  # strict JSON: a non-finite number is null, its flag beside it
-    out.mkdir(parents=True, exist_ok=True)
-    save_volume(out / "volume.tif", labels, voxel_nm=voxel_nm)
-    write_text_atomic(out / "report.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
-    _panel(labels, voxel_nm, report, out / "demo.png", f"{n}³ × {voxel_nm:g} nm, seed {args.seed}")
-    status = 0 if all(result["converged"].values()) else 1
-    if status:
-        print("jaxcba demo: warning: an M-factor solve did not converge (converged: "
-              f"{result['converged']}; exit status 1)", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result, indent=2, allow_nan=False))
-        return status
+
+def _print_table(rows, timings: dict, out) -> None:
     print()
     print(f"{'quantity':<32} {'realization':>12} {'theory':>10} {'paper':>10}")
     for q, v, t_ in rows:
@@ -124,7 +141,6 @@ def run(args) -> int:
     print("Small windows scatter: graphite platelets are ~4 µm wide (--paper-size for the paper's 16 µm window).")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"wrote {out / 'demo.png'}, {out / 'report.json'}, {out / 'volume.tif'}")
-    return status
 
 
 def _fmt(x) -> str:
