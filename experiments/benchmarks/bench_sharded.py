@@ -1,6 +1,7 @@
 """One volume sharded along z: XLA's per-device memory and the seconds of each stage vs device count.
 
 Usage:  python experiments/benchmarks/bench_sharded.py [--size 128] [--devices 1,2,4] [--json out.json]
+                                                       [--preconditioners jacobi,multigrid]
 
 Runs in one process with ``max(devices)`` devices: on the CPU it sets
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` itself (before importing JAX) unless
@@ -16,7 +17,10 @@ Stages (a Table-2 realization at 20 nm, the pore phase where a mask is needed):
     simulate    the whole realization (field + pore balls + graphite; seconds only)
     minkowski   the 2x2x2 configuration histogram (one-plane halo)
     two_point   two-point coverage, max lag 16 voxels (distributed FFT)
-    transport   Jacobi-PCG M-factor of the pore phase (rtol 1e-5)
+    transport   PCG M-factor of the pore phase (rtol 1e-5), one row per preconditioner
+                (Jacobi; the distributed multigrid V-cycle), with its CG iterations and M;
+                the single-device multigrid solve (``jaxcba.transport``) is the reference row
+                ``transport/single`` (devices 1)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=128, help="cube side [voxels] (default 128)")
     ap.add_argument("--devices", default="1,2,4", help="device counts (default 1,2,4)")
     ap.add_argument("--stages", default="field,simulate,minkowski,two_point,transport")
+    ap.add_argument("--preconditioners", default="jacobi,multigrid", help="of the transport stage")
     ap.add_argument("--real-devices", action="store_true", help="use the machine's devices (no host-device flag)")
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
@@ -97,25 +102,42 @@ def main(argv=None):
         if "transport" in stages:
             sig = S.shard_volume(sigma, mesh)
             targs = (sig, jnp.float32(1.0), jnp.float32(1e-5), jnp.float32(1e-2), jnp.int32(5000))
-            kw = dict(mesh=mesh, boundary="half_voxel", shape=shape)
-            comp = ST._solve_program.lower(*targs, **kw).compile()
-            res = {}
+            for pc in a.preconditioners.split(","):
+                kw = dict(mesh=mesh, boundary="half_voxel", shape=shape, preconditioner=pc)
+                comp = ST._solve_program.lower(*targs, **kw).compile()
+                res = {}
 
-            def solve():
-                out = ST._solve_program(*targs, **kw)
-                res["M"], res["it"] = float(out[1]), int(out[7])
-                return out
+                def solve():
+                    out = ST._solve_program(*targs, **kw)
+                    res["M"], res["it"] = float(out[1]), int(out[7])
+                    return out
 
-            measure("transport", n, comp, solve)
-            rows[-1].update(M=res["M"], iterations=res["it"])
+                measure(f"transport/{pc}", n, comp, solve)
+                rows[-1].update(M=res["M"], iterations=res["it"])
 
-    print("| stage | devices | seconds | arguments [MB] | outputs [MB] | temporaries [MB] | per device [B/voxel of the volume] |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    if "transport" in stages:  # the single-device solver (multigrid), the reference
+        from jaxcba import transport as T
+
+        res = {}
+        dev = jnp.asarray(sigma)
+
+        def single():
+            r = T.effective_conductivity(dev, 0, rtol=1e-5)
+            res["M"], res["it"] = float(r.m_factor), int(r.iterations)
+            return r.m_factor
+
+        measure("transport/single", 1, None, single)
+        rows[-1].update(M=res["M"], iterations=res["it"])
+
+    print("| stage | devices | seconds | arguments [MB] | outputs [MB] | temporaries [MB] | per device [B/voxel of the volume] "
+          "| CG iterations | M |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         mb = lambda k: f"{r[k] / 2**20:.1f}" if k in r else "–"  # noqa: E731
         bpv = f"{r['bytes_per_voxel_of_volume']:.2f}" if "bytes_per_voxel_of_volume" in r else "–"
+        m = f"{r['M']:.6f}" if "M" in r else "–"
         print(f"| {r['stage']} | {r['devices']} | {r['seconds']:.2f} | {mb('argument_bytes')} | {mb('output_bytes')} | "
-              f"{mb('temp_bytes')} | {bpv} |")
+              f"{mb('temp_bytes')} | {bpv} | {r.get('iterations', '–')} | {m} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"size": a.size, "rows": rows}, f, indent=1)
