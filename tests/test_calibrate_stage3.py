@@ -17,7 +17,7 @@ import pytest
 
 from _references import cpsd_scipy
 from helpers import digital_ball, pore_twin
-from jaxcba.calibrate import Grid, Realizations, ScanBrent, fit_pores, lambda_y_for
+from jaxcba.calibrate import FromStage2, Grid, Realizations, ScanBrent, fit_pores, lambda_y_for
 from jaxcba.calibrate._measure import l1_distance, pore_cpsd
 from jaxcba.theory import ball_fraction, volume_fractions
 
@@ -31,10 +31,11 @@ EACH_FACTOR = 2.0
 MIN_WITHIN = 4
 
 
-def _fit(theta, seed, n=64, **kw):
+def _fit(theta, seed, n=64, theta_hint=None, **kw):
     truth, img = pore_twin(theta, seed, n)
     v2 = float(volume_fractions(truth, VOXEL).excursion)
-    return truth, img, v2, fit_pores(img, VOXEL, truth.replace(theta=1.0, lambda_y=1.0), v2, **kw)
+    stage2 = FromStage2(v2, theta_hint=theta_hint)
+    return truth, img, v2, fit_pores(img, VOXEL, truth.replace(theta=1.0, lambda_y=1.0), stage2, **kw)
 
 
 @pytest.mark.slow
@@ -130,6 +131,15 @@ def test_bad_input():
         fit_pores(img.astype(np.float32) + 0.5, VOXEL, truth, v2)
     with pytest.raises(ValueError, match="pore"):
         fit_pores(np.ones((16, 16, 16), np.uint8), VOXEL, truth, v2)
+    for bad in (0.0, 1.0, float("nan"), "0.3", True):
+        with pytest.raises(ValueError, match="v2 must lie in"):
+            fit_pores(img, VOXEL, truth, bad)
+    with pytest.raises(ValueError, match="v2 must lie in"):
+        FromStage2(1.5)
+    with pytest.raises(ValueError, match="FromStage2.theta_hint"):
+        FromStage2(v2, theta_hint="0.01")
+    with pytest.raises(ValueError, match="FromStage2.profile"):
+        FromStage2(v2, profile=0.01)
 
 
 def test_profile_search_takes_mu_eta_from_the_refit_at_each_theta():
@@ -154,7 +164,7 @@ def test_profile_search_takes_mu_eta_from_the_refit_at_each_theta():
         v2_t = v2_img * (1.0 + 0.01 * math.log(t / theta))
         return ExcursionGivenTheta(theta=t, mu=truth.mu, eta=truth.eta, v2=v2_t, v3=0.0, loss=0.0, converged=True)
 
-    res = fit_pores(img, VOXEL, truth, v2, excursion_for_theta=profile)
+    res = fit_pores(img, VOXEL, truth, FromStage2(v2, profile=profile))
     assert abs(math.log(res.theta / theta)) < math.log(EACH_FACTOR), sorted(zip(res.best.thetas, res.best.l1s))
     assert set(calls) == set(res.best.thetas)
     assert res.excursion is not None and res.excursion.theta == res.theta

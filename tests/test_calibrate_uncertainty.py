@@ -235,9 +235,10 @@ def test_bootstrap_rows_resume_and_intervals(small_result, tmp_path):
     from jaxcba.calibrate import bootstrap_uncertainty
 
     kw = dict(settings={"toy": 1}, fixed={"theta": "fixed", "lambda_y": "fixed"})
-    s = bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, 2, tmp_path / "boot", recalibrate, **kw)
+    boot = Bootstrap(2, folder=tmp_path / "boot")
+    s = bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, recalibrate, boot, **kw)
     assert len(calls) == 2 and s.method == "bootstrap" and s.n == 2
-    again = bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, 2, tmp_path / "boot", recalibrate, **kw)
+    again = bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, recalibrate, boot, **kw)
     assert len(calls) == 2 and again.to_dict() == s.to_dict()
     eta = s.get("eta")
     rows = [json.loads(line) for line in (tmp_path / "boot" / "results.jsonl").read_text().splitlines()]
@@ -245,8 +246,7 @@ def test_bootstrap_rows_resume_and_intervals(small_result, tmp_path):
     assert eta.se / r.params.eta == pytest.approx(np.std(logs, ddof=1), rel=1e-9)
     assert s.get("theta").method == "fixed"
     with pytest.raises(ValueError, match="different spec"):
-        bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, 2, tmp_path / "boot", recalibrate,
-                              settings={"toy": 2}, fixed=kw["fixed"])
+        bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, recalibrate, boot, settings={"toy": 2}, fixed=kw["fixed"])
 
 
 def test_bootstrap_set_from_rows_is_the_twins_spread():
@@ -261,8 +261,42 @@ def test_bootstrap_set_from_rows_is_the_twins_spread():
     assert s.get("theta").se < 1e-12 * p.theta  # no spread across the twins (rounding only)
 
 
+def test_delta_options_change_what_they_say(small_result):
+    """The options objects of delta_uncertainty: the stage results as given (StageFits, the
+    pipeline's own set), the level and the blocks (Delta) change the quantile as the t
+    distribution says, and the joint / given-targets flags make the intervals unavailable."""
+    import scipy.stats
+
+    from jaxcba.calibrate import Delta, StageFits, delta_uncertainty
+
+    vol, r = small_result
+    fits = StageFits(r.stage1, r.stage2, r.stage3)
+    assert delta_uncertainty(vol, 40.0, r.params, fits).to_dict() == r.uncertainty.delta.to_dict()
+    u90 = delta_uncertainty(vol, 40.0, r.params, fits, options=Delta(level=0.9))
+    assert u90.level == 0.9 and u90.quantile == pytest.approx(scipy.stats.t.ppf(0.95, 7), rel=1e-12)
+    u3 = delta_uncertainty(vol, 40.0, r.params, fits, options=Delta(blocks=3))
+    assert u3.n == 27 and u3.dof == 26 and u3.quantile == pytest.approx(scipy.stats.t.ppf(0.975, 26), rel=1e-12)
+    joint = delta_uncertainty(vol, 40.0, r.params, StageFits(r.stage1, r.stage2, r.stage3, joint=True))
+    assert {i.method for i in joint.parameters} == {"unavailable"}
+    assert {i.method for i in delta_uncertainty(vol, 40.0, r.params).parameters} == {"fixed"}  # nothing fitted
+
+
 def test_bad_uncertainty_options():
+    from jaxcba.calibrate import Delta, StageFits, delta_uncertainty
+
     with pytest.raises(ValueError, match="Bootstrap.n"):
         Bootstrap(1)
+    with pytest.raises(ValueError, match="Bootstrap.level"):
+        Bootstrap(2, level=1.5)
+    with pytest.raises(ValueError, match="Delta.blocks"):
+        Delta(blocks=1)
+    with pytest.raises(ValueError, match="Delta.level"):
+        Delta(level=0.0)
+    with pytest.raises(ValueError, match="StageFits.stage2 must be a Stage2Result"):
+        StageFits(stage2="masked")
+    with pytest.raises(ValueError, match="StageFits.joint must be True or False"):
+        StageFits(joint=1)
+    with pytest.raises(ValueError, match="fits must be a StageFits"):
+        delta_uncertainty(np.zeros((8, 8, 8), np.uint8), 40.0, jaxcba.CBAParams.paper(), (None, None, None))
     with pytest.raises(ValueError, match="uncertainty"):
         calibrate(np.zeros((8, 8, 8), np.uint8), 40.0, uncertainty="yes")

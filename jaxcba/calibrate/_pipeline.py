@@ -37,9 +37,10 @@ from jaxcba.calibrate._stage2_excursion import (
     masked_model,
     refit_given_theta,
 )
-from jaxcba.calibrate._stage3_pores import Realizations, Stage3Result, fit_pores, searches_of
+from jaxcba.calibrate._stage3_pores import FromStage2, Realizations, Stage3Result, fit_pores, searches_of
 from jaxcba.calibrate._targets import check_graphite_for_stage1
-from jaxcba.calibrate._uncertainty import Uncertainty, bootstrap_uncertainty, delta_uncertainty, write_params
+from jaxcba.calibrate._uncertainty import (Bootstrap, StageFits, Uncertainty, bootstrap_uncertainty, delta_uncertainty,
+                                           write_params)
 from jaxcba.model.params import FIELDS, CBAParams
 from jaxcba.theory import graphite_two_point, volume_fractions
 
@@ -305,24 +306,6 @@ def _joint_from(joint, stages, method, joint_options) -> Joint | None:
     return Joint.from_options(**opts)
 
 
-@dataclasses.dataclass(frozen=True)
-class Bootstrap:
-    """The parametric bootstrap of the uncertainty (``calibrate(..., uncertainty=Bootstrap(n))``):
-    ``n`` twins (>= 2) simulated from the fitted parameters in the image's window and voxel size and
-    recalibrated; ``folder``: where their rows go (one per twin; a rerun skips finished twins; default
-    a new temporary folder, not resumable); ``seed``: of the first twin (twins ``seed .. seed + n - 1``)."""
-
-    n: int
-    folder: str | None = None
-    seed: int = 0
-
-    def __post_init__(self):
-        if isinstance(self.n, bool) or not (isinstance(self.n, (int, np.integer)) and self.n >= 2):
-            raise ValueError(f"Bootstrap.n (number of twins) must be an integer >= 2, got {self.n!r}")
-        if isinstance(self.seed, bool) or not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):
-            raise ValueError(f"Bootstrap.seed must be an integer >= 0, got {self.seed!r}")
-
-
 def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", *,
               strategies: Strategies | None = None, initial: CBAParams | None = None, progress: bool = False,
               uncertainty: "bool | Bootstrap" = True, **keywords) -> CalibrationResult:
@@ -407,13 +390,10 @@ def _two_phase(vol, plan: _Plan, run: "_Run") -> list[str]:
 
 def _uncertainty(run: "_Run", plan: _Plan, params: CBAParams, results, uncertainty, initial, stages) -> Uncertainty:
     s1, s2, s3, j = results
-    delta = delta_uncertainty(run.vol, run.voxel_nm, params, s1, s2, s3, joint=j is not None,
-                              stage1_from_image=getattr(plan.stage1, "targets", None) is None)
+    fits = StageFits(s1, s2, s3, stage1_from_image=getattr(plan.stage1, "targets", None) is None, joint=j is not None)
+    delta = delta_uncertainty(run.vol, run.voxel_nm, params, fits)
     boot = None
     if isinstance(uncertainty, Bootstrap):
-        import tempfile
-
-        folder = uncertainty.folder or tempfile.mkdtemp(prefix="jaxcba-bootstrap-")
         strategies = Strategies(stage1=plan.stage1, stage2=plan.stage2, stage3=plan.stage3, joint=plan.joint)
         twin_stages = (1, 2, 3) if plan.joint is not None else stages
 
@@ -424,8 +404,8 @@ def _uncertainty(run: "_Run", plan: _Plan, params: CBAParams, results, uncertain
         settings = {"stages": _stages_encode(twin_stages), "method": str(run.method), "strategies": repr(strategies),
                     "initial": (initial or CBAParams.paper()).to_dict()}
         fixed = {i.name: "fixed" for i in delta.parameters if i.method == "fixed"}
-        boot = bootstrap_uncertainty(params, run.vol.shape, run.voxel_nm, int(uncertainty.n), folder, recalibrate,
-                                     settings=settings, seed0=int(uncertainty.seed), progress=run.progress, fixed=fixed)
+        boot = bootstrap_uncertainty(params, run.vol.shape, run.voxel_nm, recalibrate, uncertainty, settings=settings,
+                                     fixed=fixed, progress=run.progress)
     return Uncertainty(delta=delta, bootstrap=boot)
 
 
@@ -470,8 +450,8 @@ def _stage3(run: _Run, plan: _Plan, s2: Stage2Result | None) -> Stage3Result:
         def profile(theta, s2=s2):
             return refit_given_theta(s2, theta, method=run.method)
 
-    s3 = fit_pores(run.vol, run.voxel_nm, base, v2, search=plan.stage3.search, theta_hint=hint,
-                   realizations=plan.stage3.realizations, excursion_for_theta=profile, progress=run.progress,
+    s3 = fit_pores(run.vol, run.voxel_nm, base, FromStage2(v2, theta_hint=hint, profile=profile),
+                   search=plan.stage3.search, realizations=plan.stage3.realizations, progress=run.progress,
                    sensitivity=run.sensitivity)
     run.values.update(theta=s3.theta, lambda_y=s3.lambda_y)
     if s3.excursion is not None:  # stage 2's (mu, eta) re-fitted at stage 3's theta

@@ -27,8 +27,8 @@ The variance reductions (:class:`Realizations`, all exact for the model):
 * ``match_v2`` (default with the profile search): each realization thresholds its field at the
   quantile that gives exactly the fitted ``V2`` in the graphite-free voxels.
 
-Profile search (``excursion_for_theta``, the pipeline's default after the masked stage 2): at each
-trial ``theta`` Ξ2's ``(mu, eta, V2)`` come from ``excursion_for_theta(theta)`` (stage 2 re-fitted
+Profile search (``FromStage2.profile``, the pipeline's default after the masked stage 2): at each
+trial ``theta`` Ξ2's ``(mu, eta, V2)`` come from ``profile(theta)`` (stage 2 re-fitted
 at that ``theta``); the result's ``excursion`` holds the refit at the chosen ``theta``.
 
 The L1 distance is ``∫ |CPSD_model(r) - CPSD_image(r)| dr`` [nm] (trapezoid rule on the radius
@@ -72,7 +72,7 @@ SCAN_RATIO = 1.6
 CPSD_STEP_VOX = 1.0
 #: Ball pool sized for this multiple of Eq. 25's lambda_Y at the largest trial theta (``match_fraction``).
 POOL_HEADROOM = 4.0
-#: Profile search (``excursion_for_theta``): the pool has room for at least this ball fraction at every theta.
+#: Profile search (``FromStage2.profile``): the pool has room for at least this ball fraction at every theta.
 PROFILE_POOL_V3 = 0.5
 #: Step in ``log theta`` of the central difference of the model CPSD (``fit_pores(sensitivity=True)``).
 SENSITIVITY_STEP = 0.1
@@ -260,7 +260,7 @@ class Realizations:
     ``n``: realizations per trial theta (the same keys for every theta); ``window``: their shape
     (default the image's; ``condition_on_graphite`` needs the image's); ``seed``: of their keys;
     ``match_fraction``, ``condition_on_graphite``, ``match_v2``: the variance reductions
-    (``match_v2=None``: on with ``excursion_for_theta``, off without).
+    (``match_v2=None``: on with the profile search, ``FromStage2.profile``, off without).
     """
 
     n: int = 3
@@ -432,24 +432,51 @@ class CpsdObjective:
 
 
 # ----------------------------------------------------------------------------- fitting
-def fit_pores(labels, voxel_nm: float, base: CBAParams, v2: float, *, search="golden",
-              theta_hint: float | None = None, realizations: Realizations = Realizations(),
-              excursion_for_theta: Callable[[float], ExcursionGivenTheta] | None = None,
-              progress: bool = False, sensitivity: bool = False) -> Stage3Result:
+def _check_v2(v2) -> float:
+    if isinstance(v2, bool) or not isinstance(v2, (int, float, np.floating, np.integer)) or not (
+            math.isfinite(v2) and 0.0 < v2 < 1.0):
+        raise ValueError(f"v2 must lie in (0, 1), got {v2}")
+    return float(v2)
+
+
+@dataclasses.dataclass(frozen=True)
+class FromStage2:
+    """What stage 3 takes from stage 2 (``fit_pores``' fourth argument; a bare number is ``v2`` alone).
+
+    ``v2``: the volume fraction of Ξ2 used in Eq. 25, in (0, 1); ``theta_hint`` [nm^-1]: stage 2's
+    ``theta``, the grid's centre and one more scan point (``None``, or not finite and > 0: ``1 / r50``
+    of the image's pore CPSD; it never narrows the scan); ``profile``: ``theta ->``
+    :class:`ExcursionGivenTheta` (e.g. ``lambda t: refit_given_theta(s2, t)``), the profile search
+    (module docstring), or ``None``: Ξ2 as ``base`` gives it at every ``theta``."""
+
+    v2: float
+    theta_hint: float | None = None
+    profile: Callable[[float], ExcursionGivenTheta] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "v2", _check_v2(self.v2))
+        if self.theta_hint is not None and (isinstance(self.theta_hint, bool) or not isinstance(
+                self.theta_hint, (int, float, np.floating, np.integer))):
+            raise ValueError(f"FromStage2.theta_hint must be a number [nm^-1] or None, got {self.theta_hint!r}")
+        if self.profile is not None and not callable(self.profile):
+            raise ValueError(f"FromStage2.profile must be a function theta -> ExcursionGivenTheta or None, "
+                             f"got {self.profile!r}")
+
+
+def fit_pores(labels, voxel_nm: float, base: CBAParams, stage2: "float | FromStage2", *, search="golden",
+              realizations: Realizations = Realizations(), progress: bool = False,
+              sensitivity: bool = False) -> Stage3Result:
     """Stage 3: ``(theta, lambda_Y)`` of Ξ3 (module docstring).
 
     Args:
         labels: ``(z, y, x)`` labels (0 pore, 1 cb, 2 graphite).
         voxel_nm: voxel side [nm].
         base: parameters of Ξ1 and Ξ2 (stages 1-2); its ``theta``, ``lambda_y`` are ignored.
-        v2: volume fraction of Ξ2 (stage 2) used in Eq. 25.
+        stage2: :class:`FromStage2` (``v2`` of Eq. 25, the hint, the profile re-fit), or the
+            volume fraction ``v2`` of Ξ2 alone.
         search: :class:`ScanBrent` (default ``"golden"``), :class:`Grid` (``"grid"``), both
             (``"both"`` or a tuple; the lower L1 wins), :func:`searches_of`.
-        theta_hint: [nm^-1] the grid's centre and one more scan point (default ``1 / r50`` of the
-            image's pore CPSD); it never narrows the scan.
         realizations: :class:`Realizations` (number, window, seed, variance reductions).
-        excursion_for_theta: ``theta -> ExcursionGivenTheta`` (e.g. ``lambda t:
-            refit_given_theta(s2, t)``): the profile search (module docstring).
         progress: tqdm bar on stderr.
         sensitivity: also evaluate the objective at ``theta * exp(+-SENSITIVITY_STEP)`` after the
             search and keep the slope of the model CPSD in ``log theta`` (``Stage3Result.sensitivity``,
@@ -461,8 +488,8 @@ def fit_pores(labels, voxel_nm: float, base: CBAParams, v2: float, *, search="go
         raise ValueError(f"realizations must be a Realizations(...), got {realizations!r}")
     vol = checked_labels(labels)
     window = tuple(vol.shape) if realizations.window is None else realizations.window
-    if not 0.0 < v2 < 1.0 or not math.isfinite(v2):
-        raise ValueError(f"v2 must lie in (0, 1), got {v2}")
+    given = stage2 if isinstance(stage2, FromStage2) else FromStage2(v2=stage2)
+    v2, theta_hint, excursion_for_theta = given.v2, given.theta_hint, given.profile
     image = ImageCpsd(vol, voxel_nm)
     lambda_y_for(image.v_total, image.v1, v2, 1.0 / voxel_nm)  # reachability check (independent of theta)
     if theta_hint is None or not (math.isfinite(theta_hint) and theta_hint > 0):

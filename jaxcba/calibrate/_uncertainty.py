@@ -45,8 +45,9 @@ from jax.scipy.special import ndtri
 from jaxcba.calibrate import _blocks
 from jaxcba.calibrate._result import Result, field
 from jaxcba.calibrate._stage1_contact import V_WEIGHT, contact_maps, model_contact
-from jaxcba.calibrate._stage1_graphite import eq17_weights, model_densities
-from jaxcba.calibrate._stage2_excursion import masked_model
+from jaxcba.calibrate._stage1_graphite import Stage1Result, eq17_weights, model_densities
+from jaxcba.calibrate._stage2_excursion import Stage2Result, masked_model
+from jaxcba.calibrate._stage3_pores import Stage3Result
 from jaxcba.calibrate._targets import GRAPHITE_CURVATURE, GRAPHITE_EULER
 from jaxcba.model.params import FIELDS, CBAParams
 
@@ -65,6 +66,74 @@ _DERIVED_OF = {"V1": _GRAPHITE, "V2": ("mu",), "V3": ("theta", "lambda_y"), "V":
                "1/theta": ("theta",)}
 #: Variance factor of stage 3's L1 estimator against its least-squares surrogate (module docstring).
 L1_FACTOR = math.pi / 2.0
+
+
+# ----------------------------------------------------------------------------- options
+def _check_level(level, owner: str) -> float:
+    from jaxcba._checks import check_fraction
+
+    return check_fraction(level, f"{owner}.level")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageFits:
+    """What :func:`delta_uncertainty` differentiates: the stage results ``stage1`` (:class:`Stage1Result`),
+    ``stage2`` (:class:`Stage2Result`), ``stage3`` (:class:`Stage3Result`) (``None``: not run; those
+    parameters count as fixed); ``stage1_from_image``: False when stage 1 was fitted to given targets
+    (no image descriptors: unavailable); ``joint``: the parameters come from the joint mode (unavailable)."""
+
+    stage1: Stage1Result | None = None
+    stage2: Stage2Result | None = None
+    stage3: Stage3Result | None = None
+    stage1_from_image: bool = True
+    joint: bool = False
+
+    def __post_init__(self):
+        for name, kind in (("stage1", Stage1Result), ("stage2", Stage2Result), ("stage3", Stage3Result)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                raise ValueError(f"StageFits.{name} must be a {kind.__name__} or None, got {type(value).__name__}")
+        for name in ("stage1_from_image", "joint"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"StageFits.{name} must be True or False, got {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Delta:
+    """The delta method's settings: ``blocks`` per axis of the batch-means covariance (``blocks^3``
+    blocks, >= 2) and the intervals' ``level`` (in (0, 1))."""
+
+    blocks: int = BLOCKS
+    level: float = LEVEL
+
+    def __post_init__(self):
+        from jaxcba._checks import check_int
+
+        check_int(self.blocks, "Delta.blocks", lo=2)
+        object.__setattr__(self, "level", _check_level(self.level, "Delta"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bootstrap:
+    """The parametric bootstrap of the uncertainty (``calibrate(..., uncertainty=Bootstrap(n))``,
+    :func:`bootstrap_uncertainty`): ``n`` twins (>= 2) simulated from the fitted parameters in the
+    image's window and voxel size and recalibrated; ``folder``: where their rows go (one per twin; a
+    rerun skips finished twins; default a new temporary folder, not resumable); ``seed``: of the first
+    twin (twins ``seed .. seed + n - 1``); ``level``: of the intervals."""
+
+    n: int
+    folder: str | None = None
+    seed: int = 0
+    level: float = LEVEL
+
+    def __post_init__(self):
+        if isinstance(self.n, bool) or not (isinstance(self.n, (int, np.integer)) and self.n >= 2):
+            raise ValueError(f"Bootstrap.n (number of twins) must be an integer >= 2, got {self.n!r}")
+        if isinstance(self.seed, bool) or not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):
+            raise ValueError(f"Bootstrap.seed must be an integer >= 0, got {self.seed!r}")
+        if self.folder is not None and not isinstance(self.folder, (str, Path)):
+            raise ValueError(f"Bootstrap.folder must be a path or None, got {self.folder!r}")
+        object.__setattr__(self, "level", _check_level(self.level, "Bootstrap"))
 
 
 # ----------------------------------------------------------------------------- results
@@ -613,20 +682,24 @@ def _stage3_parts(parts: _Parts, s3, s2) -> None:
         fitted["theta"] = fitted["lambda_y"] = "stage 3 did not converge (see the warnings): no interval"
 
 
-def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None, s3=None, *,
-                      stage1_from_image: bool = True, blocks: int = BLOCKS, level: float = LEVEL,
-                      joint: bool = False) -> UncertaintySet:
+def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, fits: StageFits = StageFits(), *,
+                      options: Delta = Delta()) -> UncertaintySet:
     """The delta-method intervals of a staged calibration (module docstring).
 
-    ``vol``: the calibrated labels; ``params``: the fitted parameters; ``s1``, ``s2``, ``s3``: the
-    stage results (``None``: not run; those parameters count as fixed); ``stage1_from_image``:
-    False when stage 1 was fitted to given targets (no image descriptors: unavailable);
-    ``blocks``: blocks per axis; ``joint``: the parameters come from the joint mode (unavailable).
+    ``vol``: the calibrated ``(z, y, x)`` labels; ``voxel_nm``: voxel side [nm]; ``params``: the
+    fitted parameters; ``fits``: :class:`StageFits` (the stage results, how stage 1 was fitted,
+    whether the joint mode ran); ``options``: :class:`Delta` (blocks per axis, level).
     """
+    if not isinstance(fits, StageFits):
+        raise ValueError(f"fits must be a StageFits(...), got {type(fits).__name__}")
+    if not isinstance(options, Delta):
+        raise ValueError(f"options must be a Delta(...), got {type(options).__name__}")
+    s1, s2, s3 = fits.stage1, fits.stage2, fits.stage3
+    blocks, level = options.blocks, options.level
     vol = np.asarray(vol)
     n_b = blocks**3
     quantile = float(scipy.stats.t.ppf(0.5 + level / 2.0, n_b - 1))
-    if joint:
+    if fits.joint:
         fitted = {k: "not available for the joint mode (use --bootstrap)" for k in FIELDS}
         p, d = intervals(params, voxel_nm, np.zeros((8, 8)), fitted, quantile, "delta")
         return UncertaintySet(method="delta", how="not computed: the joint mode's parameters are not a function of "
@@ -634,7 +707,7 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, s1=None, s2=None,
                               parameters=p, derived=d)
     parts = _Parts(vol, voxel_nm, _blocks.block_edges(vol.shape, blocks))
     if s1 is not None:
-        _stage1_parts(parts, s1, stage1_from_image)
+        _stage1_parts(parts, s1, fits.stage1_from_image)
     if s2 is not None:
         _stage2_parts(parts, s2, profiled=s3 is not None and s3.excursion is not None)
     if s3 is not None:
@@ -672,23 +745,26 @@ def _twin_id(spec: dict, seed: int) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
-def bootstrap_uncertainty(params: CBAParams, shape, voxel_nm: float, B: int, out_dir, recalibrate, *,
-                          settings: dict, seed0: int = 0, level: float = LEVEL, progress: bool = False,
-                          fixed: dict | None = None) -> UncertaintySet:
-    """The parametric bootstrap (module docstring): twins ``seed0 .. seed0 + B - 1``.
+def bootstrap_uncertainty(params: CBAParams, shape, voxel_nm: float, recalibrate, options: Bootstrap, *,
+                          settings: dict, fixed: dict | None = None, progress: bool = False) -> UncertaintySet:
+    """The parametric bootstrap (module docstring): ``options.n`` twins of ``params`` in a ``shape``
+    window [voxels] of ``voxel_nm`` [nm], seeds ``options.seed ..``, rows in ``options.folder``.
 
     ``recalibrate(labels) -> CalibrationResult`` fits one twin; ``settings`` (JSON-serialisable)
-    identifies the calibration in ``out_dir/spec.json`` (a folder of another spec is refused);
+    identifies the calibration in ``folder/spec.json`` (a folder of another spec is refused);
     ``fixed``: parameter -> state for the parameters not fitted (as in :func:`intervals`).
     """
+    import tempfile
+
     from jaxcba._progress import meter
     from jaxcba.batch import store
     from jaxcba.model import simulate
 
-    if not (isinstance(B, int) and B >= 2):
-        raise ValueError(f"bootstrap: B (number of twins) must be an integer >= 2, got {B!r}")
+    if not isinstance(options, Bootstrap):
+        raise ValueError(f"options must be a Bootstrap(n, ...), got {options!r}")
+    B, seed0, level = int(options.n), int(options.seed), options.level
     spec = _bootstrap_spec(params, shape, voxel_nm, settings)
-    out = store.prepare(out_dir, spec)
+    out = store.prepare(options.folder or tempfile.mkdtemp(prefix="jaxcba-bootstrap-"), spec)
     done = {r.get("job"): r for r in store.load_rows(out)}
     bar = meter(B, "bootstrap twins", "twin", enabled=progress)
     rows = []
