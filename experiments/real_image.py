@@ -245,6 +245,16 @@ def _shrink_png(src: Path, dst: Path, max_px: int = 1200, colours: int = 96):
 
 
 def main(argv=None) -> int:
+    """Exit status: the largest of the commands' (calibrate's 1 = not converged is carried on to
+    validate); 2 with one line on stderr for bad input (a missing or foreign file, a failed download)."""
+    try:
+        return _main(argv)
+    except (ValueError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"real_image: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, required=True, help="folder for the downloaded wheel and the TIFF")
     ap.add_argument("--out", type=Path, required=True, help="output folder")
@@ -311,10 +321,8 @@ def main(argv=None) -> int:
                                                                      "min", "max", "z")}
                                              for r in vres.get("rows", []) if not r.get("consistent")]}
     if steps["validate"]["rc"] == 0:
-        import tifffile as _tf
-
         t0 = time.perf_counter()
-        radii = full_resolution_radii(_tf.imread(lab), a.voxel_nm, params, a.n, a.seed)
+        radii = full_resolution_radii(tifffile.imread(lab), a.voxel_nm, params, a.n, a.seed)
         summary["full_resolution_radii"] = radii
         steps["full_resolution_radii"] = {"rc": 0, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"full resolution ({a.voxel_nm:g} nm), describe's radius grid: image | model mean (min - max), n = {a.n}")

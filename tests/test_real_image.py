@@ -84,3 +84,15 @@ def test_fetch_reads_the_scan_from_a_local_wheel(tmp_path):
         zf.writestr("spam/__init__.py", "")
     with pytest.raises(ValueError, match="has no"):
         mod.fetch(tmp_path / "c2", empty)
+
+
+def test_main_refuses_a_missing_or_foreign_wheel_with_exit_2(tmp_path, capsys):
+    mod = _load()
+    assert mod.main(["--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+                     "--image", str(tmp_path / "none.whl")]) == 2
+    foreign = tmp_path / "other.whl"
+    with zipfile.ZipFile(foreign, "w") as zf:
+        zf.writestr("other/__init__.py", "")
+    assert mod.main(["--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--image", str(foreign)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "none.whl" in err[0] and "has no spam/data/snow/snow.tif" in err[1]
