@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxcba.transport import m_factor
+from jaxcba.transport.paper import paper_m_factor
 
 tf = pytest.importorskip("taufactor")
 
@@ -74,3 +75,6 @@ def test_two_conductivities_against_taufactor_multiphase(seed):
     np.testing.assert_allclose(float(ours.sigma_eff), float(ref.D_eff[0]), rtol=1e-2)
     d_mean = sum(np.mean(labels == k) * c for k, c in cond.items())
     np.testing.assert_allclose(d_mean / float(ours.sigma_eff), tau_ref, rtol=1e-2)
+    # the paper's convention (TauFactor multiphase): M = eps / tau with eps the solid fraction
+    eps = float(np.mean(labels > 0))
+    np.testing.assert_allclose(float(paper_m_factor(ours, labels, "solid", cond)), eps / tau_ref, rtol=1e-2)
