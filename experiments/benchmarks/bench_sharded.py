@@ -17,6 +17,10 @@ Stages (a Table-2 realization at 20 nm, the pore phase where a mask is needed):
     simulate    the whole realization (field + pore balls + graphite; seconds only)
     minkowski   the 2x2x2 configuration histogram (one-plane halo)
     two_point   two-point coverage, max lag 16 voxels (distributed FFT)
+    edt         exact squared EDT of the pore phase, window = side - 1 (distributed separable EDT,
+                two all_to_all)
+    cpsd        the CPSD's opening program on the default radius grid (capped integer EDT,
+                ppermute halo of the largest ball, per-radius dilations)
     transport   PCG M-factor of the pore phase (rtol 1e-5), one row per preconditioner
                 (Jacobi; the distributed multigrid V-cycle), with its CG iterations and M;
                 the single-device multigrid solve (``jaxcba.transport``) is the reference row
@@ -36,7 +40,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128, help="cube side [voxels] (default 128)")
     ap.add_argument("--devices", default="1,2,4", help="device counts (default 1,2,4)")
-    ap.add_argument("--stages", default="field,simulate,minkowski,two_point,transport")
+    ap.add_argument("--stages", default="field,simulate,minkowski,two_point,edt,cpsd,transport")
     ap.add_argument("--preconditioners", default="jacobi,multigrid", help="of the transport stage")
     ap.add_argument("--real-devices", action="store_true", help="use the machine's devices (no host-device flag)")
     ap.add_argument("--json", help="write the rows here")
@@ -55,6 +59,7 @@ def main(argv=None):
     from jaxcba import sharded as S
     from jaxcba.model.realization import VoxelParams
     from jaxcba.sharded import _descriptors as SD
+    from jaxcba.sharded import _distance as SDd
     from jaxcba.sharded import _mesh as M
     from jaxcba.sharded import _realization as SR
     from jaxcba.sharded import _transport as ST
@@ -99,6 +104,15 @@ def main(argv=None):
         if "two_point" in stages:
             comp = SD._coverage_program.lower(mask, 16, mesh).compile()
             measure("two_point", n, comp, lambda: SD._coverage_program(mask, 16, mesh))
+        if "edt" in stages:
+            sites = ~mask
+            comp = SDd._distance_program.lower(sites, a.size - 1, None, mesh).compile()
+            measure("edt", n, comp, lambda: SDd._distance_program(sites, a.size - 1, None, mesh))
+        if "cpsd" in stages:
+            radii = tuple(float(r) for r in SD.default_radii_vox(mask))
+            comp = SD._opening_program.lower(mask, radii, mesh).compile()
+            measure("cpsd", n, comp, lambda: SD._opening_program(mask, radii, mesh))
+            rows[-1].update(radii=len(radii), r_max_vox=float(SD.cpsd(mask, 1.0, radii).r_max_nm))
         if "transport" in stages:
             sig = S.shard_volume(sigma, mesh)
             targs = (sig, jnp.float32(1.0), jnp.float32(1e-5), jnp.float32(1e-2), jnp.int32(5000))
