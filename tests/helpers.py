@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 
@@ -119,3 +120,12 @@ def pore_twin(theta: float, seed: int, n: int = 64, voxel_nm: float = 40.0):
     """``(params, labels)``: :data:`SMALL_GRAPHITE` with V3 = 0.18 balls of mean radius ``1 / theta``."""
     p = params_with_balls(theta, **SMALL_GRAPHITE)
     return p, twin(tuple(p.to_dict().items()), n, voxel_nm, seed)
+
+
+# ------------------------------------------------------------------------ subprocesses
+def host_devices_env(n: int) -> dict:
+    """The environment for a subprocess that sees ``n`` host CPU devices: this process's
+    environment (with the test session's XLA_FLAGS, see conftest.py) plus
+    ``--xla_force_host_platform_device_count=n`` and ``JAX_PLATFORMS=cpu``."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
+    return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import host_devices_env
 
 from jaxcba import CBAParams, simulate
 from jaxcba.cli import main
@@ -398,10 +399,9 @@ def test_extreme_conductivities_stop_quickly_and_report(inputs, capsys):
     rc1, one = run("2=1,1=1")
     assert rc1 == 0 and one["converged"] and 0 < one["m_factor"] < 1
     for cond, scale in (("2=1e20,1=1e20", 1e20), ("2=1e-38,1=1e-38", 1e-38)):
-        t0 = time.perf_counter()
         rc, res = run(cond)
-        assert time.perf_counter() - t0 < 10  # compiled by the first run
         assert rc == 0 and res["converged"], res
+        assert res["iterations"] == one["iterations"]  # the same solve as the equal 1s, not a slow crawl
         assert res["m_factor"] == pytest.approx(one["m_factor"], rel=1e-5)
         assert res["sigma_eff"] == pytest.approx(one["m_factor"] * scale, rel=1e-4)
         assert res["sigma_ref"] == pytest.approx(scale, rel=1e-6)
@@ -446,7 +446,7 @@ def test_same_seed_same_bytes_on_1_and_4_host_devices(tmp_path):
     for n in (1, 4):
         f = tmp_path / f"v{n}.npy"
         r = _subprocess(["simulate", "--shape", "40", "--voxel-nm", "80", "--seed", "11", "--out", str(f), "--json"],
-                        timeout=120, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+                        timeout=120, XLA_FLAGS=host_devices_env(n)["XLA_FLAGS"])
         assert r.returncode == 0, r.stderr
         files.append(f.read_bytes())
     assert files[0] == files[1]

@@ -1,7 +1,6 @@
 """`jaxcba batch`: 1 vs 4 host devices give the same rows, SIGKILL + rerun loses nothing, bad specs exit 2."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import host_devices_env
 
 from jaxcba.batch import load_rows, parse_spec
 from jaxcba.cli import main
@@ -18,7 +18,7 @@ SPEC = {"params": "paper", "sweep": {"lambda_x": [2.21e-11, 6.36e-11, 1.09e-10]}
 
 
 def _run(spec_path, out, devices, extra=(), wait=True):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    env = host_devices_env(devices)
     cmd = [sys.executable, "-m", "jaxcba", "batch", str(spec_path), "--out", str(out), "--no-progress", *extra]
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

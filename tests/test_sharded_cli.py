@@ -15,15 +15,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import host_devices_env
 
-ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+ENV = host_devices_env(4)
 for _var in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "JAX_NUM_PROCESSES"):  # a one-process job
     ENV.pop(_var, None)
 
@@ -210,7 +210,7 @@ def _two_processes(argv, tmp: Path):
     """``jaxcba ARGV --devices 4 --distributed`` as two processes of 2 host devices each, joined
     by jax.distributed on this machine (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
     JAX_PROCESS_ID); their stdout without the Gloo library's own lines, stderr, exit status."""
-    env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_NUM_PROCESSES="2",
+    env = dict(ENV, XLA_FLAGS=host_devices_env(2)["XLA_FLAGS"], JAX_NUM_PROCESSES="2",
                JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}")
     cmd = [sys.executable, "-m", "jaxcba", *map(str, argv), "--devices", "4", "--distributed"]
     procs = [subprocess.Popen(cmd, env=dict(env, JAX_PROCESS_ID=str(i)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
