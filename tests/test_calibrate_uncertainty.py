@@ -249,6 +249,47 @@ def test_bootstrap_rows_resume_and_intervals(small_result, tmp_path):
         bootstrap_uncertainty(r.params, (32, 32, 32), 40.0, recalibrate, boot, settings={"toy": 2}, fixed=kw["fixed"])
 
 
+@pytest.mark.slow  # about 100 s on 2 CPU cores: the image's calibration twice and two twins'
+def test_cli_bootstrap_through_the_pipeline_resumes(tmp_path, capsys):
+    """`jaxcba calibrate --stages 2 --bootstrap 2` on a 32^3 two-phase twin: the pipeline's Bootstrap
+    goes through bootstrap_uncertainty (two rows in --bootstrap-dir, the set's n and its notes);
+    a rerun reads the rows instead of recalibrating (same intervals). This window is too small for
+    the masked estimator (V2 -> 1, stage 2 not converged): its delta intervals are unavailable with
+    a note, where the non-finite Hessian used to end the command with exit 2 ('Eigenvalues did not
+    converge')."""
+    from jaxcba.cli import main
+
+    _, vol = _two_phase_twin(32, 4)
+    np.save(tmp_path / "v.npy", vol)
+    argv = ["calibrate", str(tmp_path / "v.npy"), "--voxel-nm", "40", "--stages", "2", "--bootstrap", "2",
+            "--bootstrap-dir", str(tmp_path / "boot"), "--json", "--quiet"]
+    assert main(argv) in (0, 1)
+    report = json.loads(capsys.readouterr().out)["uncertainty"]
+    first = report["bootstrap"]
+    eta = report["delta"]["parameters"]["eta"]
+    assert eta["method"] in ("delta", "unavailable") and (eta["method"] == "delta" or eta["note"])
+    rows = (tmp_path / "boot" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and first["n"] + sum(json.loads(r)["params"] is None for r in rows) == 2
+    assert first["method"] == "bootstrap" and any("results.jsonl" in n for n in first["notes"])
+    assert first["parameters"]["theta"]["method"] == "fixed"  # stage 3 not run
+    assert main(argv) in (0, 1)
+    again = json.loads(capsys.readouterr().out)["uncertainty"]["bootstrap"]
+    assert again == first and len((tmp_path / "boot" / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_implicit_jacobian_of_a_non_finite_loss_is_not_identified():
+    from jaxcba.calibrate._uncertainty import NotIdentified, implicit_jacobian
+
+    def residual(u, d):
+        return jnp.stack([u[0] - d[0], jnp.log(u[1] - 1.0) - d[1]])  # log of a negative number at u[1] < 1
+
+    J = implicit_jacobian(residual, [0.5, 2.0], [0.5, 0.0])  # a finite optimum: d u / d d = identity there
+    np.testing.assert_allclose(J, [[1.0, 0.0], [0.0, 1.0]], atol=1e-6)
+    for allow_flat in (False, True):
+        with pytest.raises(NotIdentified, match="not finite"):
+            implicit_jacobian(residual, [0.5, 0.5], [0.5, 0.0], allow_flat=allow_flat)
+
+
 def test_bootstrap_set_from_rows_is_the_twins_spread():
     p = jaxcba.CBAParams.paper()
     rng = np.random.default_rng(3)

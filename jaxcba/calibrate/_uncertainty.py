@@ -361,7 +361,7 @@ def implicit_jacobian(residual, u, d, allow_flat: bool = False):
     compiled program), the residual curvature by central differences of ``R_u`` (steps 1e-5 in
     ``u``, 1e-5 |d_j| in ``d``), so that the flat valleys of losses that do not fit exactly are kept
     (the Gauss-Newton ``R_u^T R_u`` alone hides them). :class:`NotIdentified` when ``H`` is not
-    positive definite or its condition number exceeds :data:`MAX_CONDITION`; with ``allow_flat``,
+    positive definite, not finite, or its condition number exceeds :data:`MAX_CONDITION`; with ``allow_flat``,
     ``(J, F)`` instead: ``J`` from the well-conditioned eigen-subspace of ``H`` and ``F`` ``(len(u), f)``
     the flat directions (eigenvalues below ``max / MAX_CONDITION``, or negative), along which
     nothing is determined."""
@@ -389,6 +389,8 @@ def implicit_jacobian(residual, u, d, allow_flat: bool = False):
             e[j] = h
             Bm[:, j] += 2.0 * r @ (at(u, d + e)[0] - at(u, d - e)[0]) / (2.0 * h)
     H = 0.5 * (H + H.T)
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(Bm))):  # e.g. a degenerate fit (V2 -> 1): eigh would fail
+        raise NotIdentified("the stage loss's derivatives are not finite at its optimum (a degenerate fit)")
     ev, vecs = np.linalg.eigh(H)
     if allow_flat:
         good = ev > ev[-1] / MAX_CONDITION
