@@ -310,15 +310,25 @@ def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dic
         w64 = jnp.asarray(np.where(np.isfinite(w), w, 0.0), dtype=jnp.float64)
         ys = np.asarray(_derived_scaled(w64, voxel_nm, two_phase), dtype=float)
         G = np.asarray(jax.jacfwd(lambda v: _derived_scaled(v, voxel_nm, two_phase))(w64), dtype=float)
-    G = np.where(np.isfinite(G), G, 0.0)
+    g_ok = np.isfinite(G)
+    G = np.where(g_ok, G, 0.0)
+    # a fitted parameter without a finite, non-negative variance has no interval, and neither has
+    # any quantity that depends on it (its zeroed covariance would give a zero-width interval)
+    cov_ok = np.isfinite(cov_w) & (np.diag(cov_w) >= 0)[:, None] & (np.diag(cov_w) >= 0)[None, :]
     cov = np.where(np.isfinite(cov_w), cov_w, 0.0)
     var = np.einsum("ij,jk,ik->i", G, cov, G)
     nat = derived_values(params, voxel_nm)
+    index = {k: i for i, k in enumerate(FIELDS)}
     out_d = []
     for j, (name, unit, scale) in enumerate(DERIVED):
-        deps = [base[k] for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
-        bad = [d for d in deps if d not in ("fit", "fixed")]
-        state = bad[0] if bad else ("fit" if "fit" in deps else "fixed")
+        names = [k for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
+        deps = [base[k] for k in names]
+        bad = [f"depends on {k}, which has no interval ({base[k]})" for k in names if base[k] not in ("fit", "fixed")]
+        fit = [index[k] for k in names if base[k] == "fit"]
+        bad += [f"depends on {k}, whose variance is not finite (no interval)" for k in names
+                if base[k] == "fit" and not np.all(cov_ok[index[k], fit])]
+        bad += [f"its derivative in {k} is not finite" for k in names if base[k] == "fit" and not g_ok[j, index[k]]]
+        state = "; ".join(bad) if bad else ("fit" if "fit" in deps else "fixed")
         if name == "V1" and two_phase:
             state = "fixed"
         g = G[j]
