@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def _worker(tmp: Path) -> dict:  # runs in the subprocess
                  "--plot", tmp / "bad_halo.png"),
         "tortuosity_divide": ("tortuosity", vol[1], "--devices", 3),
         "tortuosity_axis": ("tortuosity", vol[1], "--devices", 2, "--axis", "x"),
-        "tortuosity_multigrid": ("tortuosity", vol[1], "--devices", 2, "--preconditioner", "multigrid"),
+        "tortuosity_none": ("tortuosity", vol[1], "--devices", 2, "--preconditioner", "none"),
     }
     res["bad"] = {k: cli(*argv) for k, argv in bad.items()}
     res["left"] = sorted(p.name for p in tmp.iterdir() if p.name.startswith("bad"))
@@ -131,7 +132,8 @@ def test_tortuosity_two_devices_equal_one(run, phase):
     assert abs(two["tau_eff"] / one["tau_eff"] - 1) <= 1e-5
     assert two["eps"] == one["eps"]  # a voxel count
     assert two["sigma_ref"] == one["sigma_ref"] and two["devices"] == 2
-    assert "Jacobi" in res[f"{phase}2"]["err"] and "Jacobi" not in res[f"{phase}1"]["err"]
+    # the distributed multigrid V-cycle: the single-device CG iteration count (within 2)
+    assert abs(two["iterations"] - one["iterations"]) <= 2, (one["iterations"], two["iterations"])
 
 
 def test_describe_sharded_descriptors_equal_one_device(run):
@@ -184,7 +186,7 @@ def test_bad_input_exits_2_before_any_work(run):
     assert "thinner than the halo of 2 planes" in bad["halo"]["err"]
     assert "must divide the z axis" in bad["tortuosity_divide"]["err"]
     assert "split axis z only" in bad["tortuosity_axis"]["err"]
-    assert "allowed: jacobi" in bad["tortuosity_multigrid"]["err"]
+    assert "allowed: multigrid, jacobi" in bad["tortuosity_none"]["err"]
     assert all(len(r["err"].strip().splitlines()) == 1 for r in bad.values())
     assert res["left"] == []  # nothing written
 
@@ -218,9 +220,17 @@ def _two_processes(argv, tmp: Path):
     out = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=300)
-        out.append(("".join(line for line in stdout.splitlines(True) if not line.startswith("[Gloo]")), stderr,
-                    proc.returncode))
+        # the Gloo library writes its own lines to the same stdout, from C++: drop them wherever they fall
+        out.append((re.sub(r"\[Gloo\][^\n]*\n?", "", stdout), stderr, proc.returncode))
     return out
+
+
+def _json(stdout: str, stderr: str):
+    """The command's JSON, or a failure that shows what was printed instead."""
+    try:
+        return json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"not JSON ({exc}): stdout {stdout[-1500:]!r}, stderr {stderr[-1500:]!r}")
 
 
 @pytest.mark.slow
@@ -233,16 +243,16 @@ def test_two_processes_distributed(run, tmp_path):
         ["simulate", "--shape", "64,48,40", "--voxel-nm", 80, "--seed", 1, "--out", vol, "--json"], tmp_path)
     assert r0 == r1 == 0, (e0[-2000:], e1[-2000:])
     assert vol.read_bytes() == (tmp / "vol1.npy").read_bytes()
-    assert json.loads(o0)["devices"] == 4 and o1 == ""
+    assert _json(o0, e0)["devices"] == 4 and o1 == ""
     (o0, e0, r0), (o1, e1, r1) = _two_processes(["tortuosity", vol, "--json", "--tol", "1e-6"], tmp_path)
     assert r0 == r1 == 0, (e0[-2000:], e1[-2000:])
     one = json.loads(res["pore1"]["out"])
-    assert abs(json.loads(o0)["m_factor"] / one["m_factor"] - 1) <= 1e-5 and o1 == ""
+    assert abs(_json(o0, e0)["m_factor"] / one["m_factor"] - 1) <= 1e-5 and o1 == ""
     (o0, e0, r0), (o1, e1, r1) = _two_processes(
         ["describe", vol, "--voxel-nm", 80, "--json", "--only", "volume_fraction", "--only", "intrinsic",
          "--only", "two_point"], tmp_path)
     assert r0 == r1 == 0, (e0[-2000:], e1[-2000:])
-    got, ref = json.loads(o0), json.loads(res["describe_json2"]["out"])  # the one-process, 2-device run
+    got, ref = _json(o0, e0), json.loads(res["describe_json2"]["out"])  # the one-process, 2-device run
     for phase in ref:
         assert got[phase]["volume_fraction"] == ref[phase]["volume_fraction"]
         assert got[phase]["surface_density"] == pytest.approx(ref[phase]["surface_density"], rel=1e-6)

@@ -2,9 +2,9 @@
 
 ``--devices N`` (``N > 1``) solves on ``N`` z-slabs of the volume over the first ``N`` devices
 (:func:`jaxcba.sharded.label_conductivity`: the same M within the solver tolerance): transport
-along z (the split axis) only, Jacobi-preconditioned CG (the multigrid preconditioner is not
-distributed yet, so more iterations), no progress line, the memory of one device not
-estimated (:mod:`jaxcba.cli._devices`).
+along z (the split axis) only, CG preconditioned by the distributed multigrid V-cycle (the
+single-device iteration count) or ``--preconditioner jacobi``, no progress line, the memory of
+one device not estimated (:mod:`jaxcba.cli._devices`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def add_parser(sub):
     p.add_argument("--max-iter", type=int, default=5000, help="CG iteration limit (default 5000)")
     p.add_argument(
         "--preconditioner", choices=("multigrid", "jacobi", "none"), default=None,
-        help="CG preconditioner (default multigrid; jacobi, the only one offered, with --devices N > 1)"
+        help="CG preconditioner (default multigrid; multigrid or jacobi with --devices N > 1)"
     )
     p.add_argument(
         "--boundary", choices=("half_voxel", "ghost_voxel"), default="half_voxel",
@@ -118,9 +118,9 @@ def run(args) -> int:
     if args.devices > 1 and args.axis != 0:
         raise ValueError(f"--devices {args.devices} solves along the split axis z only, got --axis {axis_name(args.axis)}; "
                          "transpose the volume so that the transport axis is z, or use --devices 1")
-    if args.devices > 1 and args.preconditioner not in (None, "jacobi"):
-        raise ValueError(f"--preconditioner {args.preconditioner} is not offered with --devices {args.devices}; "
-                         "allowed: jacobi (the multigrid V-cycle is not distributed yet)")
+    if args.devices > 1 and args.preconditioner == "none":
+        raise ValueError(f"--preconditioner none is not offered with --devices {args.devices}; "
+                         "allowed: multigrid, jacobi")
     _devices.initialize("tortuosity", args)
     labels = load_volume(args.volume)
     mesh = _devices.device_mesh(args.devices, labels.shape[0], 1, f"the volume {'x'.join(map(str, labels.shape))}")
@@ -171,13 +171,11 @@ def _solve_sharded(args, labels, mesh):
     labels = check_labels(labels, name="labels")
     if not any(np.any(labels == k) for k, v in cmap.items() if v > 0):
         raise ValueError(f"phase {args.phase!r} is absent from the volume (no voxel with a conducting label)")
-    if args.preconditioner is None:
-        print(f"jaxcba tortuosity: note: --devices {args.devices}: Jacobi-preconditioned CG (the multigrid "
-              "preconditioner is not distributed yet), more iterations than on one device", file=sys.stderr)
     start = time.perf_counter()
     result = sharded.label_conductivity(
         labels, {k: v / scale for k, v in cmap.items()}, "z", mesh=mesh, sigma_ref=1.0,
         rtol=args.tol, flux_tol=args.flux_tol, max_iter=args.max_iter, boundary=args.boundary, dtype=jnp.float32,
+        preconditioner=args.preconditioner or "multigrid",
     )
     return _unscale(result, scale, scale), time.perf_counter() - start
 
