@@ -9,9 +9,10 @@ Searches over ``theta`` (strategy objects, ``fit_pores(..., search=...)``):
   smallest side and twice the image's largest pore radius (:func:`scan_range_vox`), or over a user
   ``bracket``; then Brent on ``log theta`` from the best scan point and its two neighbours. A hint
   adds one scan point. A best scan point at the first or last point of the range is reported as
-  not converged, naming the edge.
+  not converged, naming the edge; a smallest L1 distance tied at two or more scan points (a flat
+  objective, e.g. no large pores, ``lambda_Y`` ~ 0) as not converged, ``theta`` not identified.
 * :class:`Grid` (``"grid"``): the paper's seven values (:data:`PAPER_THETA_GRID`, scaled to the
-  hint) or given ``thetas``; the best one, not converged when it is at an edge of the grid.
+  hint) or given ``thetas``; the best one, not converged when it is at an edge of the grid or tied.
 * both (``"both"`` or ``(Grid(), ScanBrent())``): the lower L1 distance wins; every search is kept.
 
 The objective (:class:`CpsdObjective`) uses common random numbers: per realization key one
@@ -74,6 +75,8 @@ CPSD_STEP_VOX = 1.0
 POOL_HEADROOM = 4.0
 #: Profile search (``FromStage2.profile``): the pool has room for at least this ball fraction at every theta.
 PROFILE_POOL_V3 = 0.5
+#: Relative difference of L1 distances below which two trial theta tie (a flat objective: theta not identified).
+TIE_RTOL = 1e-9
 #: Step in ``log theta`` of the central difference of the model CPSD (``fit_pores(sensitivity=True)``).
 SENSITIVITY_STEP = 0.1
 
@@ -131,6 +134,29 @@ class Stage3Result(Result):
 
 
 # ----------------------------------------------------------------------------- strategies
+def _check_finite_l1(thetas, l1s) -> None:
+    """A non-finite L1 distance is a failure of the objective (an internal error), not bad input."""
+    bad = [f"{t:.4g}" for t, v in zip(thetas, l1s) if not math.isfinite(v)]
+    if bad:
+        raise RuntimeError(f"stage 3: the L1 distance of the pore CPSDs is not finite at theta = {', '.join(bad)} nm^-1")
+
+
+def _flat_message(thetas, l1s, what: str) -> str:
+    """``""``, or the "not identified" message when the smallest L1 distance is reached at more than
+    one ``theta`` (equal within :data:`TIE_RTOL`): the pore CPSD does not tell these theta apart, e.g.
+    when Eq. 25 leaves (almost) no large pores (``lambda_Y`` ~ 0) and every trial carves the same."""
+    l1s = np.asarray(l1s, float)
+    i = int(np.argmin(l1s))
+    tied = np.nonzero(l1s <= l1s[i] + TIE_RTOL * abs(l1s[i]))[0]
+    t = np.asarray(thetas, float)
+    if len(np.unique(t[tied])) < 2:
+        return ""
+    return (f"not converged: theta is not identified: the L1 distance of the pore CPSDs is flat, {l1s[i]:.4g} nm "
+            f"at {len(tied)} of {len(l1s)} {what} values theta = {t[tied].min():.4g} .. {t[tied].max():.4g} nm^-1 "
+            f"(the image's pore CPSD does not tell these ball sizes apart, e.g. no large pores: lambda_Y ~ 0); "
+            f"kept theta = {t[i]:.4g} nm^-1")
+
+
 @dataclasses.dataclass(frozen=True)
 class ScanBrent:
     """Log-spaced scan, then Brent on ``log theta`` (module docstring).
@@ -180,17 +206,24 @@ class ScanBrent:
             return trace[-1][1]
 
         l1s = [f(10.0 + math.log(t / ref)) for t in scan]
+        _check_finite_l1(scan, l1s)
         i = int(np.argmin(l1s))
         where = "given bracket" if self.bracket is not None else "default scan range (scan_range_vox)"
-        if i in (0, len(scan) - 1):
+        flat = _flat_message(scan, l1s, "scan")
+        if flat:  # Brent needs f(centre) strictly below both neighbours; a tie is no bracket but a flat objective
+            theta, converged, message = float(scan[i]), False, flat
+        elif i in (0, len(scan) - 1):
             theta, converged = float(scan[i]), False
             side = "lower edge (largest balls, theta_lo)" if i == 0 else "upper edge (smallest balls, theta_hi)"
             message = (f"not converged: the best scan value theta = {theta:.4g} nm^-1 lies at the {side} of the "
                        f"{where} [{scan[0]:.4g}, {scan[-1]:.4g}] nm^-1: widen the range (bracket=...) beyond that edge")
         else:
             xs = [10.0 + math.log(scan[j] / ref) for j in (i - 1, i, i + 1)]
-            res = scipy.optimize.minimize_scalar(f, bracket=tuple(xs), method="brent",
-                                                 options={"xtol": self.xtol / 10.0, "maxiter": self.max_evals})
+            try:
+                res = scipy.optimize.minimize_scalar(f, bracket=tuple(xs), method="brent",
+                                                     options={"xtol": self.xtol / 10.0, "maxiter": self.max_evals})
+            except ValueError as exc:  # an internal failure (the bracket was checked above), not bad input
+                raise RuntimeError(f"stage 3: Brent refinement of theta failed: {exc}") from exc
             theta = math.exp((res.x if res.fun <= l1s[i] else xs[1]) - 10.0) * ref
             converged = bool(res.success)
             message = (f"log-spaced scan of {len(scan)} theta over the {where}, then Brent on log theta between "
@@ -226,14 +259,17 @@ class Grid:
     def run(self, objective: "CpsdObjective", grid) -> ThetaSearch:
         t0, n0 = time.perf_counter(), objective.n_evaluated
         results = [objective(t) for t in grid]
-        i = int(np.argmin([r[1] for r in results]))
+        l1s = [r[1] for r in results]
+        _check_finite_l1(grid, l1s)
+        i = int(np.argmin(l1s))
         at_edge = i in (0, len(grid) - 1) and len(grid) > 2
+        flat = _flat_message(grid, l1s, "grid")
         return ThetaSearch(
             method=self.name, theta=float(grid[i]), lambda_y=results[i][0], l1=results[i][1],
-            thetas=tuple(map(float, grid)), l1s=tuple(r[1] for r in results),
+            thetas=tuple(map(float, grid)), l1s=tuple(l1s),
             realizations=(objective.n_evaluated - n0) * objective.n_realizations, seconds=time.perf_counter() - t0,
-            converged=not at_edge,
-            message="best grid value at the edge of the grid: widen it" if at_edge else "best of the grid",
+            converged=not (at_edge or flat),
+            message=flat or ("best grid value at the edge of the grid: widen it" if at_edge else "best of the grid"),
             cpsd_model=results[i][2],
         )
 
