@@ -2,10 +2,11 @@
 
 ``--devices N`` (``N > 1``) splits the volume into ``N`` z-slabs over the first ``N`` devices
 for the descriptors :mod:`jaxcba.sharded` computes (:data:`SHARDED`: volume fraction and
-intrinsic volumes from exact counts, the two-point coverage by a distributed FFT); the others
-(:data:`GATHERED`: CPSD, r_min, r_max, constrictivity, geodesic tortuosity, which rest on
-distance transforms and path searches not distributed yet) run on the whole volume on one
-device, as without ``--devices``, and a note on stderr says so once.
+intrinsic volumes from exact counts, the two-point coverage by a distributed FFT, the CPSD and
+r_max by a distributed EDT and an opening with a halo of the largest ball); the others
+(:data:`GATHERED`: r_min, constrictivity and geodesic tortuosity, which rest on path searches
+not distributed yet) run on the whole volume on one device, as without ``--devices``, and a
+note on stderr names them once.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ _JSON_KEYS = (
     "radii_bounded",
 )
 
-#: Descriptor groups (``--only``) with a sharded implementation (:mod:`jaxcba.sharded`).
-SHARDED = ("volume_fraction", "intrinsic", "two_point")
-#: Descriptor groups that run on the gathered volume on one device with ``--devices N``.
-GATHERED = ("cpsd", "constrictivity", "geodesic_tortuosity")
+#: Descriptor groups (``--only``) with a sharded implementation (:mod:`jaxcba.sharded`); with
+#: "constrictivity", its r_max comes from the sharded CPSD too.
+SHARDED = ("volume_fraction", "intrinsic", "two_point", "cpsd")
+#: Descriptor groups that run on the gathered volume on one device with ``--devices N``
+#: ("constrictivity": r_min by intrusion and beta; "geodesic_tortuosity").
+GATHERED = ("constrictivity", "geodesic_tortuosity")
 
 
 def add_parser(sub):
@@ -174,33 +177,67 @@ def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_v
                      check_memory=True):
     """:func:`jaxcba.descriptors.describe` with the :data:`SHARDED` descriptors computed on
     z-slabs over ``mesh`` (:mod:`jaxcba.sharded`) and the :data:`GATHERED` ones on the whole
-    volume on one device (a note on stderr names them). Same :class:`Report`."""
+    volume on one device (a note on stderr names them). Same :class:`Report`.
+
+    The CPSD and r_max [nm] (with "cpsd" or "constrictivity") come from :func:`jaxcba.sharded.cpsd`
+    on the single-device radius grid (:func:`jaxcba.sharded.default_radii_vox`, 0.5 voxel). Its
+    opening needs slabs at least as thick as the window of the largest ball [planes], known once
+    the largest distance of each phase is found (a distributed EDT per phase): ``ValueError``
+    then, before any opening and before the gathered descriptors. A phase that fills the window
+    (no wall: the grid reaches ``max(shape) - 1``) has its CPSD computed on the gathered mask.
+    """
     import dataclasses
     import sys
 
     import numpy as np
 
     from jaxcba import sharded
+    from jaxcba.descriptors import pore_size
     from jaxcba.descriptors.phases import phase_mask
-    from jaxcba.descriptors.report import PhaseReport, Report, describe
+    from jaxcba.descriptors.report import PhaseReport, Report, _f, _list, describe
     from jaxcba.io import check_labels
+    from jaxcba.sharded._descriptors import _ball_halo
+    from jaxcba.sharded._mesh import check_split, mesh_of, size_of
 
     labels = check_labels(labels, name="labels")
     if min(labels.shape) < 2:
         raise ValueError(f"every axis needs at least 2 voxels, got shape {labels.shape}")
     _check_phases_present(labels, phases)
+    lab = sharded.shard_volume(labels, mesh)
+    lo, hi = int(labels.min()), int(labels.max())
+    fills = {"pore": hi == 0, "solid": lo > 0, "graphite": lo == 2, "cb": lo == hi == 1}
+    opening = bool({"cpsd", "constrictivity"} & set(which))
+    radii = {}  # phase -> the radius grid [voxels] of its sharded opening
+    if opening:
+        shape = "x".join(map(str, labels.shape))
+        for p in phases:
+            if not fills[p]:
+                r = sharded.default_radii_vox(phase_mask(lab, p), mesh=mesh)
+                check_split(labels.shape[0], size_of(mesh_of(lab)), _ball_halo(tuple(float(x) for x in r)),
+                            f"the volume {shape} for the CPSD of {p} (largest ball r = {r[-1]:g} voxels; the halo "
+                            "is its window)")
+                radii[p] = r
     gathered = tuple(w for w in which if w in GATHERED)
-    if gathered:
-        print(f"jaxcba describe: note: no sharded implementation yet for {', '.join(gathered)}: gathered to one "
+    named = [{"constrictivity": "r_min, constrictivity"}.get(w, w) for w in gathered]
+    named += [f"cpsd of {p} (it fills the window)" for p in phases if fills[p] and "cpsd" in which]
+    if named:
+        print(f"jaxcba describe: note: no sharded implementation yet for {', '.join(named)}: gathered to one "
               "device and computed on the whole volume (the other descriptors on the z-slabs)", file=sys.stderr)
+    if gathered:
         base = describe(labels, voxel_nm, phases=phases, which=gathered, axis=axis, max_lag_vox=max_lag_vox,
                         progress=progress, check_memory=check_memory)
     else:
         base = Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in labels.shape), axis=axis,
                       phases=tuple(PhaseReport(phase=p) for p in phases))
-    if not set(which) & set(SHARDED):
+    notes = list(base.notes)
+    if opening and "constrictivity" not in gathered:  # the notes of describe's CPSD, in its order
+        cpsd_notes = ["r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel"]
+        cpsd_notes += [f"{p} fills the window: no wall bounds its balls, so r_min, r_max and constrictivity "
+                       "are not bounded within the window (null, radii_bounded false)" for p in phases if fills[p]]
+        at = 1 if "geodesic_tortuosity" in gathered else 0
+        notes[at:at] = cpsd_notes
+    if not set(which) & set(SHARDED) and not opening:
         return base
-    lab = sharded.shard_volume(labels, mesh)
     out = []
     for ph in base.phases:
         mask = phase_mask(lab, ph.phase)
@@ -216,9 +253,19 @@ def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_v
             tp = sharded.two_point_coverage(mask, voxel_nm, max_lag_vox, mesh=mesh)
             fields["two_point"] = {k: np.asarray(getattr(tp, k), dtype=np.float64).tolist()
                                    for k in ("h_nm", "C", "centered", "C_axes")}
+        if opening:
+            bounded = not fills[ph.phase]
+            if bounded:
+                c = sharded.cpsd(mask, voxel_nm, radii_vox=radii[ph.phase], mesh=mesh)
+            elif "cpsd" in which:  # a full phase: its grid outgrows the slabs
+                c = pore_size.cpsd(np.asarray(phase_mask(labels, ph.phase)), voxel_nm)
+            fields["radii_bounded"] = bounded
+            fields["r_max"] = _f(c.r_max_nm) if bounded else None
+            if "cpsd" in which:
+                fields["cpsd"] = {"r_nm": _list(c.r_nm), "fraction": _list(c.fraction)}
         out.append(dataclasses.replace(ph, **fields))
         del mask
-    return dataclasses.replace(base, phases=tuple(out))
+    return dataclasses.replace(base, phases=tuple(out), notes=tuple(notes))
 
 
 def _output(args, report) -> None:
