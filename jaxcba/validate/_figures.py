@@ -67,18 +67,27 @@ def _draw_cube(ax, labels: np.ndarray, title: str, voxel_nm: float) -> None:
     ax.set_title(f"{title}\n{side} µm (z x y x x)", fontsize=9)
 
 
+def legend_labels(*volumes) -> dict[int, str]:
+    """Label -> legend entry of the cube picture: graphite, carbon black + binder and pore; without
+    graphite (label 2) in any of ``volumes`` (a two-phase image and fit) just solid and pore."""
+    if any(np.any(np.asarray(v) == 2) for v in volumes):
+        return {2: "graphite", 1: "carbon black + binder", 0: "pore (transparent)"}
+    return {1: "solid", 0: "pore (transparent)"}
+
+
 def plot_cubes(image, realization, voxel_nm: float, path) -> Path:
     """Fig. 1-style picture: ``image`` and ``realization`` (labelled ``(z, y, x)`` volumes of
-    voxel side ``voxel_nm`` nm) side by side as cubes; written atomically to ``path`` (PNG)."""
+    voxel side ``voxel_nm`` nm) side by side as cubes; written atomically to ``path`` (PNG). The
+    legend names the solid "solid" and has no graphite entry when neither volume has graphite."""
     from matplotlib.patches import Patch
 
     fig, axes = _figure(1, 2, figsize=(10, 5.6))
     _draw_cube(axes[0], image, "image", voxel_nm)
     _draw_cube(axes[1], realization, "model realization", voxel_nm)
-    fig.legend(handles=[Patch(color=CUBE_RGBA[2][:3], label="graphite"),
-                        Patch(color=CUBE_RGBA[1][:3], label="carbon black + binder"),
-                        Patch(facecolor="white", edgecolor="0.5", label="pore (transparent)")],
-               loc="lower center", ncol=3, frameon=False, fontsize=9)
+    labels = legend_labels(image, realization)
+    handles = [Patch(color=CUBE_RGBA[k][:3], label=labels[k]) for k in (2, 1) if k in labels]
+    handles.append(Patch(facecolor="white", edgecolor="0.5", label=labels[0]))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return _save(fig, path)
 
