@@ -66,10 +66,17 @@ def _worker(tmp: Path) -> dict:  # runs in the subprocess
     for n in (1, 2):
         res[f"describe_json{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--json", *only, "--devices", n)
         res[f"describe_table{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--phase", "cb", *only, "--devices", n)
+        # the sharded CPSD / r_max next to the gathered r_min, constrictivity (its stderr note)
+        res[f"describe_con{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--json", "--phase", "pore",
+                                      "--only", "cpsd", "--only", "constrictivity", "--devices", n)
+    for n in (1, 2, 4):  # the sharded CPSD and r_max (slabs of 16 planes on 4 devices)
         res[f"describe_cpsd{n}"] = cli("describe", vol[1], "--voxel-nm", 80, "--json", "--phase", "pore",
                                        "--only", "volume_fraction", "--only", "cpsd", "--devices", n)
     # --- bad input: exit 2 with the reason, nothing written
     np.save(tmp / "thin.npy", np.asarray(np.load(vol[1])[:4, :16, :16]))
+    box = np.ones((16, 32, 32), np.uint8)
+    box[2:14, 4:28, 4:28] = 0  # a pore box: largest distance 6 voxels, ball window 5 > 4-plane slabs
+    np.save(tmp / "box.npy", box)
     bad = {
         "divide": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_divide.npy", "--devices", 3),
         "too_many": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_many.npy", "--devices", 8),
@@ -78,6 +85,8 @@ def _worker(tmp: Path) -> dict:  # runs in the subprocess
         "zero": ("simulate", "--shape", 64, "--voxel-nm", 80, "--out", tmp / "bad_zero.npy", "--devices", 0),
         "halo": ("describe", tmp / "thin.npy", "--voxel-nm", 80, "--only", "intrinsic", "--devices", 4,
                  "--plot", tmp / "bad_halo.png"),
+        "cpsd_halo": ("describe", tmp / "box.npy", "--voxel-nm", 80, "--phase", "pore", "--only", "cpsd",
+                      "--devices", 4, "--plot", tmp / "bad_cpsd_halo.png", "--json"),
         "tortuosity_divide": ("tortuosity", vol[1], "--devices", 3),
         "tortuosity_axis": ("tortuosity", vol[1], "--devices", 2, "--axis", "x"),
         "tortuosity_none": ("tortuosity", vol[1], "--devices", 2, "--preconditioner", "none"),
@@ -159,16 +168,35 @@ def test_describe_sharded_descriptors_equal_one_device(run):
     assert "no sharded implementation" not in res["describe_json2"]["err"]
 
 
-def test_describe_gathers_the_cpsd_and_says_so(run):
+def test_describe_sharded_cpsd_equals_one_device(run):
     res, _ = run
-    one, two = (res[f"describe_cpsd{n}"] for n in (1, 2))
-    assert one["rc"] == two["rc"] == 0
+    runs = {n: res[f"describe_cpsd{n}"] for n in (1, 2, 4)}
+    assert all(r["rc"] == 0 for r in runs.values()), {n: r["err"][-500:] for n, r in runs.items()}
+    a = json.loads(runs[1]["out"])["pore"]
+    for n in (2, 4):
+        b = json.loads(runs[n]["out"])["pore"]
+        assert b.pop("volume_fraction") == pytest.approx(a["volume_fraction"], rel=2**-23, abs=0)
+        # the same integer counts over the same float32 count: the curve and r_max exactly
+        assert b["cpsd"] == a["cpsd"] and b["r_max"] == a["r_max"] and b["radii_bounded"] is True, n
+        assert "no sharded implementation" not in runs[n]["err"], runs[n]["err"]
+    r_nm = np.asarray(a["cpsd"]["r_nm"])
+    assert np.allclose(np.diff(r_nm), 40.0) and r_nm[0] == 80.0  # the 0.5-voxel grid from 1 voxel [nm]
+    frac = np.asarray(a["cpsd"]["fraction"])
+    assert frac[0] > 0.5 and np.all(np.diff(frac) <= 0) and frac[-1] < 0.5 and a["r_max"] > 80.0
+
+
+def test_describe_gathers_only_r_min_and_constrictivity(run):
+    res, _ = run
+    one, two = (res[f"describe_con{n}"] for n in (1, 2))
+    assert one["rc"] == two["rc"] == 0, two["err"][-500:]
     a, b = json.loads(one["out"])["pore"], json.loads(two["out"])["pore"]
-    assert b.pop("volume_fraction") == pytest.approx(a.pop("volume_fraction"), rel=2**-23, abs=0)
-    assert b == a  # the CPSD and r_max of the gathered volume: the single-device numbers
-    assert two["err"].count("no sharded implementation yet for cpsd") == 1
+    assert b == a  # sharded CPSD, r_max; gathered r_min, beta = (r_min / r_max)^2: the single-device numbers
+    assert 0 < a["r_min"] <= a["r_max"] and a["constrictivity"] == pytest.approx((a["r_min"] / a["r_max"]) ** 2,
+                                                                               rel=1e-6)
+    note = [ln for ln in two["err"].splitlines() if "no sharded implementation" in ln]
+    assert len(note) == 1 and "for r_min, constrictivity:" in note[0], two["err"]
+    assert "cpsd" not in note[0] and "r_max" not in note[0]
     assert "no sharded implementation" not in one["err"]
-    assert b["cpsd"]["fraction"][0] > 0.5 and b["r_max"] > 0
 
 
 def test_bad_input_exits_2_before_any_work(run):
@@ -184,6 +212,8 @@ def test_bad_input_exits_2_before_any_work(run):
     assert "allowed: z" in bad["shard_x"]["err"]
     assert "--devices" in bad["zero"]["err"]
     assert "thinner than the halo of 2 planes" in bad["halo"]["err"]
+    assert "for the CPSD of pore" in bad["cpsd_halo"]["err"] and "thinner than the halo of 5 planes" in \
+        bad["cpsd_halo"]["err"], bad["cpsd_halo"]["err"]
     assert "must divide the z axis" in bad["tortuosity_divide"]["err"]
     assert "split axis z only" in bad["tortuosity_axis"]["err"]
     assert "allowed: multigrid, jacobi" in bad["tortuosity_none"]["err"]
