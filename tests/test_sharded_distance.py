@@ -11,12 +11,12 @@ in-process tests (one device) compare the sharded CPSD with a brute-force openin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import host_devices_env
 
 DEVICES = (1, 2, 4)
 
@@ -157,7 +157,7 @@ def _worker() -> dict:  # runs in the subprocess
 
 @pytest.fixture(scope="module")
 def run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = host_devices_env(4)
     r = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -19,11 +19,11 @@ single-device code computed in that same subprocess:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from helpers import host_devices_env
 
 DEVICES = (1, 2, 4)
 #: slabs of 48, 24 and 12 planes: the gathered level K is the coarsest on 1 and 2 devices, the
@@ -95,6 +95,10 @@ def _worker() -> dict:  # runs in the subprocess
                     "it_ref": int(r0.iterations), "converged": bool(r.converged)}
     r = S.effective_conductivity((lab == 0).astype(np.float32), mesh=4, rtol=1e-6, preconditioner="jacobi")
     out["jacobi"] = {"M": float(r.m_factor), "it": int(r.iterations), "converged": bool(r.converged)}
+    # the options object of the single-device solver, as there (the same settings as the keywords)
+    r = S.effective_conductivity((lab == 0).astype(np.float32), mesh=4,
+                                 options=T.SolverOptions(rtol=1e-6, preconditioner="jacobi"))
+    out["jacobi_options"] = {"M": float(r.m_factor), "it": int(r.iterations)}
 
     # --- bad input: a ValueError before the solver program runs
     calls = []
@@ -116,6 +120,9 @@ def _worker() -> dict:  # runs in the subprocess
         "label_divide": error(lambda: S.label_conductivity(np.zeros((18, 8, 8), np.uint8), {0: 1.0}, mesh=4)),
         "preconditioner": error(lambda: S.effective_conductivity(np.ones((8, 8, 8), np.float32), mesh=4,
                                                                  preconditioner="none")),
+        "initial_guess": error(lambda: S.effective_conductivity(np.ones((8, 8, 8), np.float32), mesh=4,
+                                                                initial_guess="zero")),
+        "unknown_option": error(lambda: S.effective_conductivity(np.ones((8, 8, 8), np.float32), mesh=4, tol=1e-3)),
     }
     out["program_calls"] = len(calls)
     ST._solve_program = real
@@ -124,7 +131,7 @@ def _worker() -> dict:  # runs in the subprocess
 
 @pytest.fixture(scope="module")
 def run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = host_devices_env(4)
     r = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -171,6 +178,7 @@ def test_label_path_and_jacobi(run):
     pore = next(r for r in run["solve"] if r["phase"] == "pore" and r["n"] == 4)
     assert jac["converged"] and abs(jac["M"] / pore["M_ref"] - 1) <= 1e-5, jac
     assert jac["it"] > 3 * pore["it"], (jac, pore)  # what the V-cycle saves
+    assert run["jacobi_options"] == {"M": jac["M"], "it": jac["it"]}  # options= is the keywords' solve
 
 
 @pytest.mark.slow  # one subprocess of ~1.5 min CPU, mostly XLA compiling the sharded solver 4 times
@@ -180,6 +188,8 @@ def test_bad_input_before_any_work(run):
     assert "must divide the z axis" in e["fewer_planes"] and "(2 voxels)" in e["fewer_planes"], e
     assert "must divide the z axis" in e["label_divide"] and "18" in e["label_divide"], e
     assert "preconditioner must be one of" in e["preconditioner"] and "'none'" in e["preconditioner"], e
+    assert "initial_guess must be 'linear'" in e["initial_guess"], e
+    assert "unknown solver option(s) 'tol'" in e["unknown_option"], e
     assert run["program_calls"] == 0
 
 

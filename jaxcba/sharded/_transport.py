@@ -37,7 +37,7 @@ from jax.sharding import PartitionSpec as P
 from jaxcba.transport import multigrid as mg
 from jaxcba.transport import stencil as sten
 from jaxcba.transport.result import TransportResult
-from jaxcba.transport.solver import CPU_COMPILER_OPTIONS
+from jaxcba.transport.solver import CPU_COMPILER_OPTIONS, _options
 from jaxcba.transport.stencil import BOUNDARIES
 from jaxcba.sharded import _mesh as M
 from jaxcba.sharded import _multigrid as SM
@@ -242,9 +242,8 @@ def _solve(sigma, sigma_ref, rtol, flux_tol, max_iter, *, mesh, boundary, shape,
 _solve_program = _Program(_solve, static_argnames=("mesh", "boundary", "shape", "preconditioner"))
 
 
-def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, rtol: float = 1e-5, flux_tol: float = 1e-2,
-                           max_iter: int = 5000, boundary: str = "half_voxel", preconditioner: str = "multigrid",
-                           dtype=jnp.float32) -> TransportResult:
+def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, options=None, dtype=jnp.float32,
+                           **option_kw) -> TransportResult:
     """:func:`jaxcba.transport.effective_conductivity` of a z-sharded field, transport along z.
 
     Args:
@@ -252,23 +251,26 @@ def effective_conductivity(sigma, axis="z", *, mesh=None, sigma_ref=None, rtol: 
             or a host array sharded over ``mesh``.
         axis: must be ``'z'`` / ``0`` (the sharded axis); transpose the volume for another.
         sigma_ref: reference conductivity for ``M`` (default: the largest value).
-        rtol, flux_tol, max_iter, boundary: as in ``jaxcba.transport.SolverOptions``.
-        preconditioner: ``"multigrid"`` (default: the single-device V-cycle, distributed, so
-            the single-device iteration count for any device count) or ``"jacobi"``.
+        options: a ``jaxcba.transport.SolverOptions``, or its fields as keywords (``rtol=1e-6``),
+            as for one device. ``preconditioner``: ``"multigrid"`` (default: the single-device
+            V-cycle, distributed, so the single-device iteration count for any device count) or
+            ``"jacobi"``; ``initial_guess="linear"`` and ``sweeps=1`` only.
     Returns:
         ``TransportResult`` (``m_factor`` = M, ``tau_eff`` = eps / M, Eq. 27).
     """
-    from jaxcba._checks import check_int, check_number
+    from jaxcba._checks import check_number
 
+    options = _options(options, option_kw)  # checks rtol, flux_tol, max_iter, boundary
     if axis not in ("z", 0):
         raise ValueError(f"axis must be 'z' (0), the sharded axis, for a sharded solve, got {axis!r}")
-    if boundary not in BOUNDARIES:
-        raise ValueError(f"boundary must be one of {tuple(BOUNDARIES)}, got {boundary!r}")
-    if preconditioner not in PRECONDITIONERS:
-        raise ValueError(f"preconditioner must be one of {PRECONDITIONERS} for a sharded solve, got {preconditioner!r}")
-    rtol = check_number(rtol, "rtol", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    flux_tol = check_number(flux_tol, "flux_tol", lo=0.0, hi=1.0, lo_open=True)
-    max_iter = check_int(max_iter, "max_iter", lo=1)
+    if options.preconditioner not in PRECONDITIONERS:
+        raise ValueError(f"preconditioner must be one of {PRECONDITIONERS} for a sharded solve, "
+                         f"got {options.preconditioner!r}")
+    if options.initial_guess != "linear" or options.sweeps != 1:
+        raise ValueError("a sharded solve starts from the linear profile with one smoothing sweep: "
+                         f"initial_guess must be 'linear' and sweeps 1, got {options.initial_guess!r} and {options.sweeps}")
+    rtol, flux_tol, max_iter = options.rtol, options.flux_tol, int(options.max_iter)
+    boundary, preconditioner = options.boundary, options.preconditioner
     sigma = _sharded(sigma, mesh, 1, "the conductivity field")
     mesh = M.mesh_of(sigma)
     if sigma.dtype != dtype:
