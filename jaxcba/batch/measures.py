@@ -29,11 +29,15 @@ PHASES = ("solid", "pore")
 MAX_RADIUS_NM = 1500.0
 
 
-def _radii_vox(shape, voxel_nm: float) -> tuple[float, ...]:
-    """Static CPSD radius grid [voxels]: 1, 1.5, ..., up to a quarter of the smallest side or
-    :data:`MAX_RADIUS_NM`, whichever is smaller (at least 2)."""
+def _radii_vox(shape, voxel_nm: float, max_radius_vox: float | None = None) -> tuple[float, ...]:
+    """Static CPSD radius grid [voxels]: 1, 1.5, ..., up to ``max_radius_vox`` when given (e.g. the
+    largest distance to the boundary of the phases measured, as ``describe``'s grid; at least 2),
+    else up to a quarter of the smallest side or :data:`MAX_RADIUS_NM`, whichever is smaller (at
+    least 2: sized for the CBA phase, so at µm voxels it stops at 2 voxels)."""
     from jaxcba.descriptors.pore_size import radius_grid
 
+    if max_radius_vox is not None:
+        return tuple(float(r) for r in radius_grid(max(2.0, float(max_radius_vox))))
     return tuple(float(r) for r in radius_grid(max(2.0, min(min(shape) / 4.0, MAX_RADIUS_NM / voxel_nm))))
 
 
@@ -72,10 +76,10 @@ def two_point(labels, voxel_nm):
     return per_phase(labels, PHASES, one)
 
 
-def cpsd(labels, voxel_nm):
+def cpsd(labels, voxel_nm, max_radius_vox=None):
     from jaxcba.descriptors.pore_size import cpsd as _cpsd
 
-    radii = _radii_vox(labels.shape, voxel_nm)
+    radii = _radii_vox(labels.shape, voxel_nm, max_radius_vox)
 
     def one(_, m):
         c = _cpsd(m, voxel_nm, radii)
@@ -86,10 +90,10 @@ def cpsd(labels, voxel_nm):
     return per_phase(labels, PHASES, one)
 
 
-def constrictivity(labels, voxel_nm):
+def constrictivity(labels, voxel_nm, max_radius_vox=None):
     from jaxcba.descriptors.pore_size import constrictivity as _beta
 
-    radii = _radii_vox(labels.shape, voxel_nm)
+    radii = _radii_vox(labels.shape, voxel_nm, max_radius_vox)
 
     def one(_, m):
         c = _beta(m, voxel_nm, radii, axis=0)
@@ -137,12 +141,22 @@ BYTES_PER_VOXEL = {"fractions": 4, "surface_density": 12, "two_point": 12, "cpsd
                    "geodesic_tortuosity": 9, "m_factor_pore": 30, "m_factor_solid": 30}
 
 
+#: The measures on the CPSD radius grid (they take ``max_radius_vox``).
+RADIUS_MEASURES = ("cpsd", "constrictivity")
+
+
 @lru_cache(maxsize=None)
-def _compiled(name: str, voxel_nm: float):
-    return jax.jit(jax.vmap(partial(MEASURES[name], voxel_nm=voxel_nm)))
+def _compiled(name: str, voxel_nm: float, max_radius_vox: float | None = None):
+    kw = {"max_radius_vox": max_radius_vox} if max_radius_vox is not None else {}
+    return jax.jit(jax.vmap(partial(MEASURES[name], voxel_nm=voxel_nm, **kw)))
 
 
-def measure_batch(name: str, labels, voxel_nm: float) -> dict:
-    """``name``'s values for a ``(B, z, y, x)`` batch (possibly sharded): nested dict of NumPy ``(B, ...)``."""
-    out = _compiled(name, float(voxel_nm))(labels)
+def measure_batch(name: str, labels, voxel_nm: float, max_radius_vox: float | None = None) -> dict:
+    """``name``'s values for a ``(B, z, y, x)`` batch (possibly sharded): nested dict of NumPy ``(B, ...)``.
+    ``max_radius_vox`` [voxels]: the end of the CPSD radius grid of :data:`RADIUS_MEASURES`
+    (default: :func:`_radii_vox`'s, capped at :data:`MAX_RADIUS_NM`); ignored by the others."""
+    if max_radius_vox is not None and name in RADIUS_MEASURES:
+        out = _compiled(name, float(voxel_nm), float(max_radius_vox))(labels)
+    else:
+        out = _compiled(name, float(voxel_nm))(labels)
     return jax.tree_util.tree_map(np.asarray, out)

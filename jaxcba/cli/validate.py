@@ -55,7 +55,8 @@ def print_table(result) -> None:
     head = f"{'voxel':>7}  {'descriptor':<20} {'phase':<9} {'image':>10} {'mean':>10} {'min':>10} {'max':>10} {'z':>7}  verdict"
     print(head)
     for r in result.rows:
-        verdict = "in range" if r.in_range else ("consistent" if r.consistent else "OUTSIDE")
+        verdict = ("not compared (not measured)" if not r.comparable else "in range" if r.in_range
+                   else "consistent" if r.consistent else "OUTSIDE")
         print(f"{r.voxel_nm:>5g}nm  {r.descriptor:<20} {r.phase:<9} {_fmt(r.image):>10} {_fmt(r.mean):>10} "
               f"{_fmt(r.min):>10} {_fmt(r.max):>10} {_fmt(r.z):>7}  {verdict}")
     for note in result.notes:

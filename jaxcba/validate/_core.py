@@ -33,8 +33,14 @@ The verdict of a descriptor (:class:`DescriptorRow`):
   model does not describe is flagged by the descriptors it gets wrong.
 
 A phase that does not connect the faces along z has no ``r_min``, ``beta`` or tortuosity
-(``NaN``, ``null`` in JSON); the image's missing value is consistent when at least one
-realization does not percolate either.
+(``NaN``, ``null`` in JSON): a legitimate outcome, compared as such - the image's missing value
+is consistent when at least one realization does not percolate either. A value that was *not
+measured* is another matter: the CPSD radius grid of each resolution reaches the largest
+distance to the boundary of either phase in the image and the realizations (as ``describe``'s
+grid, at most half the smallest side), so ``r_max``, ``r_min`` and ``beta`` are measured unless a
+phase has no boundary within that grid (its CPSD does not fall below 0.5); a row where the
+image or a realization was not measured is ``comparable = False``: counted apart, never as
+consistent.
 """
 
 from __future__ import annotations
@@ -101,12 +107,39 @@ def curve_values(row: dict) -> dict:
             "centred_C": c - c[0] ** 2}
 
 
-def measure_volume(labels, voxel_nm: float) -> dict:
-    """The :data:`MEASURES` of one labelled ``(z, y, x)`` volume [voxel side ``voxel_nm`` nm], as a batch row."""
+def unmeasured(row: dict) -> set:
+    """The ``(name, phase)`` of the :data:`SCALARS` that one measured volume ``row`` could not
+    measure: ``r_max``, ``r_min`` and ``constrictivity`` of a phase whose CPSD stays at or above
+    0.5 to the end of the radius grid (``radii_bounded`` false)."""
+    out = set()
+    for ph in ("solid", "pore"):
+        if not bool(np.asarray(row["constrictivity"][ph]["radii_bounded"])):
+            out |= {("r_max", ph), ("r_min", ph), ("constrictivity", ph)}
+    return out
+
+
+def radius_grid_end(volumes) -> float:
+    """End of the CPSD radius grid [voxels] for ``volumes`` (labelled, one shape): one step past
+    the largest distance to the boundary of either phase in any of them (``describe``'s grid), at
+    most half the smallest side."""
+    from jaxcba.descriptors.pore_size import default_radii_vox
+
+    vols = [np.asarray(v) for v in volumes]
+    end = 2.0
+    for phase in (lambda v: v == 0, lambda v: v > 0):
+        masks = np.stack([phase(v) for v in vols])
+        if masks.any():
+            end = max(end, float(default_radii_vox(masks)[-1]) + 1.0)
+    return min(end, max(2.0, min(vols[0].shape) / 2.0))
+
+
+def measure_volume(labels, voxel_nm: float, max_radius_vox: float | None = None) -> dict:
+    """The :data:`MEASURES` of one labelled ``(z, y, x)`` volume [voxel side ``voxel_nm`` nm], as a batch
+    row; ``max_radius_vox``: end of the CPSD radius grid [voxels] (default the batch engine's)."""
     from jaxcba.batch.measures import measure_batch
 
     batch = np.ascontiguousarray(np.asarray(labels, dtype=np.uint8)[None])
-    return {name: _first(measure_batch(name, batch, float(voxel_nm))) for name in MEASURES}
+    return {name: _first(measure_batch(name, batch, float(voxel_nm), max_radius_vox)) for name in MEASURES}
 
 
 def _first(tree):
@@ -131,7 +164,8 @@ class DescriptorRow(Result):
     values of ``n``; ``in_range``, ``z``, the 95 % prediction interval ``pi_low``, ``pi_high``
     and ``consistent`` (module docstring), with the descriptor's ``resolution`` (same unit; 0
     where none applies). ``kind``: ``"value"`` or ``"distance"`` (a curve's distance to the
-    model's mean curve: only large is bad)."""
+    model's mean curve: only large is bad). ``comparable``: False where the image or a
+    realization was not measured (off the radius grid): then neither in range nor consistent."""
 
     descriptor: str
     phase: str
@@ -152,6 +186,7 @@ class DescriptorRow(Result):
     consistent: bool
     kind: str = "value"
     resolution: float = 0.0
+    comparable: bool = True
 
     @property
     def name(self) -> str:
@@ -177,8 +212,12 @@ def resolution_of(descriptor: str, voxel_nm: float, means: dict | None = None) -
     return 0.0
 
 
-def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value", resolution=0.0) -> DescriptorRow:
-    """:class:`DescriptorRow` of one ``image`` value against the realizations' ``model`` values."""
+def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value", resolution=0.0,
+            measured=True) -> DescriptorRow:
+    """:class:`DescriptorRow` of one ``image`` value against the realizations' ``model`` values;
+    ``measured``: False, or one bool per realization with the image's first, where a value is
+    missing because it was not measured (not comparable), rather than because the phase does not
+    percolate (``NaN`` in ``image`` / ``model``, compared as such)."""
     vals = np.asarray(model, dtype=float)
     fin = vals[np.isfinite(vals)]
     n, k = int(vals.size), int(fin.size)
@@ -205,9 +244,13 @@ def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value
             z = nan
         close = k >= 1 and (image - mean <= resolution if kind == "distance" else abs(image - mean) <= resolution)
         consistent = bool(in_range or close or (k >= 2 and pi_low <= image <= pi_high))
+    comparable = bool(np.all(measured))
+    if not comparable:
+        in_range = consistent = False
+        z = nan
     return DescriptorRow(descriptor, phase, unit, int(factor), float(voxel_nm), float(image), mean, std, lo, hi, n, k,
                          bool(in_range), float(z), float(pi_low), float(pi_high), bool(consistent), kind,
-                         float(resolution))
+                         float(resolution), comparable)
 
 
 def _distance(name, x, y, grid) -> float:
@@ -269,29 +312,40 @@ class ValidationResult(Result):
 
     @property
     def counts(self) -> dict:
-        """``total``, ``in_range``, ``consistent`` and the expected in-range share of a twin."""
+        """``total``, ``in_range``, ``consistent``, ``not_comparable`` (not measured: neither of the
+        others) and the expected in-range share of a twin."""
         return {"total": len(self.rows), "in_range": sum(r.in_range for r in self.rows),
                 "consistent": sum(r.consistent for r in self.rows),
+                "not_comparable": sum(not r.comparable for r in self.rows),
                 "expected_in_range_twin": (self.n - 1) / (self.n + 1)}
 
     @property
     def outside(self) -> tuple[DescriptorRow, ...]:
-        """The rows whose image value is not consistent with the model."""
-        return tuple(r for r in self.rows if not r.consistent)
+        """The compared rows whose image value is not consistent with the model."""
+        return tuple(r for r in self.rows if r.comparable and not r.consistent)
+
+    @property
+    def not_compared(self) -> tuple[DescriptorRow, ...]:
+        """The rows not compared: the image or a realization was not measured (off the radius grid)."""
+        return tuple(r for r in self.rows if not r.comparable)
 
     @property
     def summary(self) -> str:
         c = self.counts
         out = self.outside
         names = "; ".join(f"{r.name} (z = {r.z:+.1f})" for r in out) if out else "none"
-        return (f"{c['consistent']} of {c['total']} descriptors consistent with the model "
+        text = (f"{c['consistent']} of {c['total']} descriptors consistent with the model "
                 f"({c['in_range']} inside the realizations' [min, max]; a twin is expected inside for "
                 f"{100 * c['expected_in_range_twin']:.0f} % with n = {self.n}); not consistent: {names}")
+        if c["not_comparable"]:
+            text += (f"; not compared ({c['not_comparable']}, not measured on the radius grid): "
+                     + "; ".join(r.name for r in self.not_compared))
+        return text
 
     def table(self) -> list[dict]:
         """The rows as flat dicts (the columns of ``validation.csv``)."""
         keys = ("factor", "voxel_nm", "phase", "descriptor", "unit", "image", "mean", "std", "min", "max", "n",
-                "n_finite", "in_range", "z", "pi_low", "pi_high", "resolution", "consistent", "kind")
+                "n_finite", "in_range", "z", "pi_low", "pi_high", "resolution", "consistent", "kind", "comparable")
         return [{k: getattr(r, k) for k in keys} for r in self.rows]
 
     def save(self, out_dir, *, figures: bool = True) -> list[Path]:
@@ -487,30 +541,37 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
 
     all_f = (1,) + factors
     img_rows, model_rows = {}, {f: [] for f in all_f}
-    example = None
-    with meter(n + 1, "jaxcba validate", "volume", enabled=progress) as bar:
-        for f in all_f:
-            img_rows[f] = measure_volume(lab[::f, ::f, ::f], voxel_nm * f)
-        bar.update(1)
-        for i in range(n):
-            vol = np.asarray(simulate(fit, lab.shape, voxel_nm, keys[i], check_memory=not force))
-            if i == 0:
-                example = vol
-            for f in all_f:
-                model_rows[f].append(measure_volume(vol[::f, ::f, ::f], voxel_nm * f))
+    with meter(2 * n + 1, "jaxcba validate", "volume", enabled=progress) as bar:
+        vols = []
+        for i in range(n):  # all first: the radius grid reaches the largest distance in any of them
+            vols.append(np.asarray(simulate(fit, lab.shape, voxel_nm, keys[i], check_memory=not force)))
             bar.update(1)
+        grid_end = {f: radius_grid_end([lab[::f, ::f, ::f]] + [v[::f, ::f, ::f] for v in vols]) for f in all_f}
+        for f in all_f:
+            img_rows[f] = measure_volume(lab[::f, ::f, ::f], voxel_nm * f, grid_end[f])
+        bar.update(1)
+        for vol in vols:
+            for f in all_f:
+                model_rows[f].append(measure_volume(vol[::f, ::f, ::f], voxel_nm * f, grid_end[f]))
+            bar.update(1)
+    example = vols[0]
+    notes.append("CPSD radius grid (0.5 voxel steps) up to " + ", ".join(
+        f"{grid_end[f] * voxel_nm * f:g} nm at {voxel_nm * f:g} nm" for f in all_f)
+        + ": the largest distance to the boundary of either phase in the image and the realizations")
 
     rows, curves = [], {}
     for f in all_f:
         vox = voxel_nm * f
         img_s = scalar_values(img_rows[f])
         mod_s = [scalar_values(r) for r in model_rows[f]]
+        missing = [unmeasured(r) for r in [img_rows[f]] + model_rows[f]]
         for name, phase, unit in SCALARS:
             model = [m[(name, phase)] for m in mod_s]
             means = ({r: _nanmean([m[(r, phase)] for m in mod_s]) for r in ("r_min", "r_max")}
                      if name == "constrictivity" else None)
             rows.append(verdict(name, phase, unit, f, vox, img_s[(name, phase)], model,
-                                resolution=resolution_of(name, vox, means)))
+                                resolution=resolution_of(name, vox, means),
+                                measured=[(name, phase) not in m for m in missing]))
         img_c = curve_values(img_rows[f])
         mod_c = [curve_values(r) for r in model_rows[f]]
         rows.extend(_curve_rows(f, vox, img_c, mod_c))
