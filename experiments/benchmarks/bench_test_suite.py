@@ -3,8 +3,8 @@
 Usage:  python experiments/benchmarks/bench_test_suite.py [TEST_FILE_OR_ID ...] [--repeat 1]
 
 Each case runs ``python -m pytest -q -p no:cacheprovider FILES`` in a fresh process, once with
-tests/conftest.py's ``TEST_XLA_FLAGS`` (LLVM optimisation off: the default of the test suite) and
-once with ``JAXCBA_TEST_XLA_DEFAULTS=1`` (XLA's defaults), and reports the CPU time (user + system
+tests/conftest.py's ``TEST_XLA_FLAGS`` (LLVM optimisation off, ``JAXCBA_TEST_FAST_COMPILE=1``)
+and once with XLA's defaults (the suite's default), and reports the CPU time (user + system
 of the process and its children, so that CLI subprocesses count) and the wall time. The CPU time
 is the figure to compare on a shared machine; the wall time only where nothing else runs.
 The peer here is XLA's default compilation pipeline: the ratio is defaults / test flags.
@@ -29,9 +29,9 @@ def run(files: list[str], defaults: bool) -> dict:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     if defaults:
-        env["JAXCBA_TEST_XLA_DEFAULTS"] = "1"
+        env.pop("JAXCBA_TEST_FAST_COMPILE", None)
     else:
-        env.pop("JAXCBA_TEST_XLA_DEFAULTS", None)
+        env["JAXCBA_TEST_FAST_COMPILE"] = "1"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files], cwd=ROOT, env=env,
