@@ -7,8 +7,11 @@ structures below); ``twin`` uses ``jaxcba.simulate`` and caches per arguments.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -129,3 +132,11 @@ def host_devices_env(n: int) -> dict:
     ``--xla_force_host_platform_device_count=n`` and ``JAX_PLATFORMS=cpu``."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
     return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+
+
+def run_on_host_devices(script: str, n: int = 4, timeout: float = 900) -> dict:
+    """Run the test file ``script`` as a program on ``n`` host devices; the JSON of its last stdout line."""
+    r = subprocess.run([sys.executable, script], env=host_devices_env(n), capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])

@@ -10,12 +10,10 @@ exactly, curves to 1e-6, M to 1e-5 relative.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import host_devices_env
+from helpers import run_on_host_devices
 
 DEVICES = (1, 2, 4)
 
@@ -147,10 +145,7 @@ def _worker() -> dict:  # runs in the subprocess
 
 @pytest.fixture(scope="module")
 def run():
-    env = host_devices_env(4)
-    r = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_on_host_devices(__file__)
 
 
 def test_four_host_devices(run):

@@ -19,11 +19,9 @@ single-device code computed in that same subprocess:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from helpers import host_devices_env
+from helpers import run_on_host_devices
 
 DEVICES = (1, 2, 4)
 #: slabs of 48, 24 and 12 planes: the gathered level K is the coarsest on 1 and 2 devices, the
@@ -131,10 +129,7 @@ def _worker() -> dict:  # runs in the subprocess
 
 @pytest.fixture(scope="module")
 def run():
-    env = host_devices_env(4)
-    r = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_on_host_devices(__file__)
 
 
 @pytest.mark.slow  # one subprocess of ~1.5 min CPU, mostly XLA compiling the sharded solver 4 times
