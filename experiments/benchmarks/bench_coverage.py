@@ -12,13 +12,21 @@ already there (resumable; the bootstrap's twins are resumable too, in ``--bootst
     nice -n 10 flock /tmp/jaxcba-heavy.lock python experiments/benchmarks/bench_coverage.py \
         --n 200 --voxel-nm 40 --seeds 0,1,2,3,4 --out experiments/benchmarks/coverage_200.jsonl
     python experiments/benchmarks/bench_coverage.py --summary --out experiments/benchmarks/coverage_200.jsonl
+
+``--two-phase``: the pore/solid twins of the same sets with ``lambda_x = 0`` (no graphite; the
+labels are 0 pore / 1 solid), which ``calibrate`` fits with the sub-model without graphite
+(stages 2 and 3); the summary adds, per key, the relative errors of the fractions V2, V3, V
+and of 1/eta, 1/theta, and whether each method's interval holds the truth (issue #17's
+acceptance: fractions within 5 %, 1/eta and 1/theta within 15 % on most keys):
+
+    nice -n 10 flock /tmp/jaxcba-heavy.lock python experiments/benchmarks/bench_coverage.py --two-phase \
+        --sets paper --n 200 --voxel-nm 40 --seeds 0,1,2,3,4 --out experiments/benchmarks/coverage_two_phase_200.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import sys
@@ -38,12 +46,16 @@ from jaxcba.calibrate import Bootstrap, calibrate, derived_values  # noqa: E402
 from jaxcba.model import simulate  # noqa: E402
 
 
-def run_key(name: str, seed: int, n: int, voxel_nm: float, bootstrap: int, boot_dir: str | None) -> dict:
+def run_key(name: str, seed: int, n: int, voxel_nm: float, bootstrap: int, boot_dir: str | None,
+            two_phase: bool = False) -> dict:
     truth = twin_params(name)
+    if two_phase:
+        truth = truth.replace(lambda_x=0.0)
     vol = np.asarray(simulate(truth, (n, n, n), voxel_nm, jax.random.PRNGKey(seed)))
     unc = True
     if bootstrap:
-        unc = Bootstrap(bootstrap, folder=str(Path(boot_dir) / f"{name}-{n}-{voxel_nm:g}-{seed}"))
+        tag = "two-phase-" if two_phase else ""
+        unc = Bootstrap(bootstrap, folder=str(Path(boot_dir) / f"{tag}{name}-{n}-{voxel_nm:g}-{seed}"))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -57,7 +69,7 @@ def run_key(name: str, seed: int, n: int, voxel_nm: float, bootstrap: int, boot_
             q = quantities.setdefault(i.name, {"truth": true_vals[i.name], "fit": i.value, "unit": i.unit})
             q[s.method] = {"se": i.se, "lo": i.lo, "hi": i.hi, "covers": i.covers(true_vals[i.name]),
                            "state": i.method}
-    return {"set": name, "seed": seed, "n": n, "voxel_nm": voxel_nm, "seconds": seconds,
+    return {"set": name, "seed": seed, "n": n, "voxel_nm": voxel_nm, "two_phase": two_phase, "seconds": seconds,
             "seconds_by_stage": res.seconds_by_stage, "converged": res.converged, "image": image,
             "quantities": quantities, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -114,6 +126,43 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+#: The quantities of a pore/solid twin's acceptance (issue #17) and their relative-error bounds.
+TWO_PHASE_BOUNDS = {"V2": 0.05, "V3": 0.05, "V": 0.05, "1/eta": 0.15, "1/theta": 0.15}
+
+
+def two_phase_summary(rows: list[dict]) -> str:
+    """Markdown: per pore/solid key the relative errors fit / truth - 1 of :data:`TWO_PHASE_BOUNDS`'
+    quantities (``*``: beyond the bound), each method's interval holding the truth (``y`` / ``n``;
+    ``-``: no interval), and per quantity the keys within the bound and the keys covered."""
+    methods = sorted({m for r in rows for q in r["quantities"].values() for m in q if m in ("delta", "bootstrap")})
+    names = list(TWO_PHASE_BOUNDS)
+    head = "| set | seed | " + " | ".join(f"{q}: fit/truth-1 ({', '.join(methods)} covers)" for q in names) + " |"
+    out = [head, "|---|---|" + "---|" * len(names)]
+
+    def mark(q, m):
+        e = q.get(m, {})
+        return "-" if e.get("state") != m else ("y" if e["covers"] else "n")
+
+    for r in rows:
+        cells = []
+        for name in names:
+            q = r["quantities"][name]
+            err = q["fit"] / q["truth"] - 1.0
+            star = "*" if abs(err) > TWO_PHASE_BOUNDS[name] else ""
+            cells.append(f"{100 * err:+.1f} %{star} ({' '.join(mark(q, m) for m in methods)})")
+        out.append(f"| {r['set']} | {r['seed']} | " + " | ".join(cells) + " |")
+    out.append("")
+    for name in names:
+        errs = [abs(r["quantities"][name]["fit"] / r["quantities"][name]["truth"] - 1.0) for r in rows]
+        within = sum(e <= TWO_PHASE_BOUNDS[name] for e in errs)
+        cov = "; ".join(
+            f"{m} covers {sum(r['quantities'][name].get(m, {}).get('covers', False) for r in rows)}/"
+            f"{sum(r['quantities'][name].get(m, {}).get('state') == m for r in rows)}" for m in methods)
+        out.append(f"- {name}: within {100 * TWO_PHASE_BOUNDS[name]:g} % on {within}/{len(rows)} keys "
+                   f"(median |error| {100 * float(np.median(errs)):.1f} %); {cov}")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200)
@@ -124,19 +173,23 @@ def main() -> None:
     ap.add_argument("--bootstrap-dir", default="experiments/benchmarks/coverage_bootstrap")
     ap.add_argument("--out", default="experiments/benchmarks/coverage_200.jsonl")
     ap.add_argument("--summary", action="store_true", help="print the summary of --out and exit")
+    ap.add_argument("--two-phase", action="store_true", help="pore/solid twins: the sets with lambda_x = 0")
     args = ap.parse_args()
     out = Path(args.out)
     if args.summary:
         print(summary(_done(out)))
+        if any(r.get("two_phase") for r in _done(out)):
+            print()
+            print(two_phase_summary([r for r in _done(out) if r.get("two_phase")]))
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     sets = args.sets.split(",")
-    done = {(r["set"], r["seed"], r["n"], r["voxel_nm"]) for r in _done(out)}
+    done = {(r["set"], r["seed"], r["n"], r["voxel_nm"], r.get("two_phase", False)) for r in _done(out)}
     for seed in seeds:  # seeds outermost: a partial run covers every set
         for name in sets:
-            if (name, seed, args.n, args.voxel_nm) in done:
+            if (name, seed, args.n, args.voxel_nm, args.two_phase) in done:
                 continue
-            row = run_key(name, seed, args.n, args.voxel_nm, args.bootstrap, args.bootstrap_dir)
+            row = run_key(name, seed, args.n, args.voxel_nm, args.bootstrap, args.bootstrap_dir, args.two_phase)
             _append(out, row)
             q = row["quantities"]
             print(f"{name} seed {seed}: {row['seconds']:.0f} s; 1/theta fit {q['1/theta']['fit']:.4g} truth "
@@ -145,6 +198,9 @@ def main() -> None:
                   f"{sum(v['delta']['covers'] for v in q.values() if v['delta']['state'] == 'delta')}/"
                   f"{sum(v['delta']['state'] == 'delta' for v in q.values())}", flush=True)
     print(summary(_done(out)))
+    if args.two_phase:
+        print()
+        print(two_phase_summary([r for r in _done(out) if r.get("two_phase")]))
 
 
 if __name__ == "__main__":
