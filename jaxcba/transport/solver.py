@@ -59,6 +59,8 @@ class SolverOptions:
             TauFactor ``MultiPhaseSolver``).
         initial_guess: ``"linear"`` (the straight-channel profile) or ``"zero"``.
         sweeps: Jacobi sweeps before and after each coarse correction.
+        chunk: CG iterations between two calls of a solve's ``progress`` callback (the
+            single-device solves; unused without ``progress``).
     """
 
     rtol: float = 1e-5
@@ -68,6 +70,7 @@ class SolverOptions:
     boundary: str = "half_voxel"
     initial_guess: str = "linear"
     sweeps: int = 1
+    chunk: int = 25
 
     def __post_init__(self):
         if not (0 < self.rtol < 1):
@@ -84,6 +87,8 @@ class SolverOptions:
             raise ValueError(f"initial_guess must be 'linear' or 'zero', got {self.initial_guess!r}")
         if int(self.sweeps) < 1:
             raise ValueError(f"sweeps must be >= 1, got {self.sweeps}")
+        if int(self.chunk) < 1:
+            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
 
 
 def axis_index(axis: int | str) -> int:
@@ -231,8 +236,8 @@ def _solve_labels(labels, values, sigma_ref, tols, codes: tuple, opts: SolverOpt
 
 
 def _static(opts: SolverOptions) -> SolverOptions:
-    """The options with the traced fields reset, so that they do not key the jit cache."""
-    return dataclasses.replace(opts, rtol=0.5, flux_tol=1.0, max_iter=1)
+    """The options with the traced and host-only fields reset, so that they do not key the jit cache."""
+    return dataclasses.replace(opts, rtol=0.5, flux_tol=1.0, max_iter=1, chunk=1)
 
 
 def _tols(opts: SolverOptions, dtype):
@@ -291,7 +296,7 @@ def _advance_chunked(prob, state, tols, max_iter: int, progress, chunk: int) -> 
 
 
 #: Keywords of the solve besides the ``SolverOptions`` fields.
-CALL_OPTIONS = ("progress", "chunk", "dtype")
+CALL_OPTIONS = ("progress", "dtype")
 
 
 def _options(options, option_kw) -> SolverOptions:
@@ -379,7 +384,6 @@ def effective_conductivity(
     sigma_ref: float | jax.Array | None = None,
     options: SolverOptions | None = None,
     progress: Callable[[cg.State], None] | None = None,
-    chunk: int = 25,
     dtype=jnp.float32,
     **option_kw,
 ) -> TransportResult:
@@ -393,9 +397,9 @@ def effective_conductivity(
             ``jax.grad`` the result is differentiable in ``sigma`` (implicit, see module doc).
         axis: transport direction, ``'z'|'y'|'x'`` or ``0|1|2``.
         sigma_ref: intrinsic reference conductivity for ``M`` (default: ``max(sigma)``).
-        options: a ``SolverOptions``; or pass its fields as keywords (``rtol=1e-6``).
-        progress: optional ``callback(state)`` run between chunks of ``chunk`` CG iterations
-            (for progress bars; this path is not jittable / vmappable / differentiable).
+        options: a ``SolverOptions``; or pass its fields as keywords (``rtol=1e-6``, ``chunk=5``).
+        progress: optional ``callback(state)`` run between chunks of ``options.chunk`` CG
+            iterations (for progress bars; this path is not jittable / vmappable / differentiable).
         dtype: floating dtype of the volume-sized arrays (default float32).
 
     Returns:
@@ -432,7 +436,7 @@ def effective_conductivity(
     if progress is None:
         return _unscale(_solve_jit(sigma, sigma_ref, tols, static), scale, ref)
     prob, state, cluster, percolates = _prepare_jit(sigma, tols[0], static)
-    state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk)
+    state = _advance_chunked(prob, state, tols, options.max_iter, progress, options.chunk)
     del prob
     return _unscale(_finish_jit(sigma, sigma_ref, cluster, percolates, state, static), scale, ref)
 
@@ -445,7 +449,6 @@ def label_conductivity(
     sigma_ref: float | None = None,
     options: SolverOptions | None = None,
     progress: Callable[[cg.State], None] | None = None,
-    chunk: int = 25,
     dtype=jnp.float32,
     **option_kw,
 ) -> TransportResult:
@@ -462,7 +465,7 @@ def label_conductivity(
         conductivity: ``{label: sigma}``, finite ``sigma >= 0``, at least one ``> 0``; labels
             not listed insulate. Only ratios matter: the values are solved divided by the largest.
         sigma_ref: reference for ``M`` (default: the largest value).
-        progress, chunk, options, dtype, **option_kw: as for :func:`effective_conductivity`
+        progress, options, dtype, **option_kw: as for :func:`effective_conductivity`
             (the state handed to ``progress`` is valid only during the call).
     """
     options = _options(options, option_kw)
@@ -502,6 +505,7 @@ def label_conductivity(
     prob = _label_problem_jit(cls, values, static, dtype)
     del cls
     state = _initial_jit(prob, tols[0], percolates, static, dtype)
+    chunk = options.chunk
     if progress is None:
         progress, chunk = (lambda s: None), options.max_iter
     state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk)
