@@ -12,7 +12,7 @@ The public API, listed once here (the modules are private):
 * Stage 3 (:func:`fit_pores`, :class:`FromStage2`): theta by CPSD matching (Eq. 26), lambda_Y by Eq. 25.
 * Joint mode (:func:`fit_joint`): all eight parameters through soft realizations.
 * Optimisers: :func:`minimize` with :class:`LBFGS`, :class:`Adam`, :class:`NelderMead`;
-  :func:`minimize_host`; :class:`OptimResult`, :class:`Status`.
+  :func:`minimize_host` (:class:`Refresh`); :class:`OptimResult`, :class:`Status`.
 * Uncertainty (every calibration, ``CalibrationResult.uncertainty``): :func:`delta_uncertainty`
   (:class:`StageFits`, :class:`Delta`: implicit derivatives of the stage losses, block covariance
   of the descriptors) and
@@ -30,6 +30,7 @@ from jaxcba.calibrate._optimize import (
     Adam,
     NelderMead,
     OptimResult,
+    Refresh,
     Status,
     evaluations_to_reach,
     make_solver,
@@ -109,7 +110,7 @@ __all__ = [
     "calibrate", "Strategies", "CalibrationResult", "CalibrationWarning", "DescriptorRow", "parse_stages",
     "stage1_strategy", "Eq17", "Contact", "Masked", "Cutout", "Pores", "ScanBrent", "Grid", "Realizations",
     "Joint", "fit_graphite", "fit_graphite_contact", "fit_excursion", "refit_given_theta", "fit_pores", "FromStage2",
-    "fit_joint", "held_out_comparison", "minimize", "minimize_host", "LBFGS", "Adam", "NelderMead",
+    "fit_joint", "held_out_comparison", "minimize", "minimize_host", "Refresh", "LBFGS", "Adam", "NelderMead",
     "OptimResult", "Status", "Result", "Box", "contact_distribution", "ContactDistribution", "default_starts",
     "eq17_loss", "eq17_weights", "evaluations_to_reach", "ExcursionGivenTheta", "find_cutout",
     "graphite_densities_of_image", "GraphiteTargets", "HeldOut", "JointResult", "lambda_y_for",

@@ -59,7 +59,7 @@ from scipy import ndimage
 
 from jaxcba._checks import check_voxel_nm
 from jaxcba.calibrate._measure import checked_labels
-from jaxcba.calibrate._optimize import Adam, LBFGS, OptimResult, make_solver, minimize_host
+from jaxcba.calibrate._optimize import Adam, LBFGS, OptimResult, Refresh, make_solver, minimize_host
 from jaxcba.calibrate._result import Result
 from jaxcba.descriptors import constrictivity, geodesic_tortuosity
 from jaxcba.descriptors.pore_size import radius_grid
@@ -482,9 +482,11 @@ def _optimise(soft: SoftLoss, options: Joint, progress: bool):
     compile_s = time.perf_counter() - tc
     offset0 = soft.anchor(x0, d_soft0) if options.bias_correction else zero
     (l0, (terms0, _)), g0 = vg(x0, offset0)
-    refresh = (lambda x, aux: soft.anchor(x, aux[1])) if options.bias_correction else None
+    refresh = None
+    if options.bias_correction and options.reanchor:
+        refresh = Refresh(lambda x, aux: soft.anchor(x, aux[1]), options.reanchor)
     opt, offset = minimize_host(vg, x0, options.solver, offset0, start=(l0, g0), refresh=refresh,
-                                every=options.reanchor, progress=progress, desc=f"joint ({options.solver.method})")
+                                progress=progress, desc=f"joint ({options.solver.method})")
     opt = dataclasses.replace(opt, compile_seconds=compile_s, seconds=opt.seconds + compile_s)
     (l1, (terms1, d1)), _ = vg(jnp.asarray(opt.x, jnp.float32), offset)
     d0 = jax.tree_util.tree_map(jnp.add, d_soft0, offset0)

@@ -483,17 +483,31 @@ class _Best(NamedTuple):
     state: Any
 
 
+@dataclasses.dataclass(frozen=True)
+class Refresh:
+    """Re-linearisation of a host loop's loss (:func:`minimize_host` with :class:`Adam`):
+    every ``every`` steps (an integer >= 1) ``state = fn(x, aux)``."""
+
+    fn: Callable
+    every: int
+
+    def __post_init__(self):
+        if not callable(self.fn):
+            raise ValueError(f"Refresh.fn must be callable, got {self.fn!r}")
+        _check_positive(self, "every", integer=True)
+
+
 def minimize_host(value_and_grad: Callable, x0, solver: "LBFGS | Adam", state: Any = None, *, start=None,
-                  refresh: Callable | None = None, every: int = 0, progress: bool = False,
+                  refresh: Refresh | None = None, progress: bool = False,
                   desc: str = "host") -> tuple[OptimResult, Any]:
     """Minimise from a Python loop over one compiled ``value_and_grad(x, state) -> ((loss, aux), grad)``.
 
     For losses that cost seconds per evaluation (a host round-trip per step is then free and the
     loss is compiled once). :class:`Adam`: optax steps; converged when the gradient norm is
     ``<= gtol`` or the best loss improved by less than ``ftol`` (relative) over the last
-    ``patience`` steps; every ``every`` steps ``state = refresh(x, aux)`` re-linearises the loss
-    (a ``ValueError`` from ``refresh`` keeps the old state), after which losses are compared only
-    within the new segment. :class:`LBFGS`: scipy L-BFGS-B (``maxiter=max_steps``,
+    ``patience`` steps; with ``refresh`` (:class:`Refresh`), every ``refresh.every`` steps
+    ``state = refresh.fn(x, aux)`` re-linearises the loss (a ``ValueError`` from it keeps the old
+    state), after which losses are compared only within the new segment. :class:`LBFGS`: scipy L-BFGS-B (``maxiter=max_steps``,
     ``maxfun=2 max_steps``, its ``ftol`` is ``solver.ftol / 100``), ``state`` fixed.
 
     ``start``: ``(loss, grad)`` at ``x0`` when already evaluated.
@@ -512,7 +526,7 @@ def minimize_host(value_and_grad: Callable, x0, solver: "LBFGS | Adam", state: A
     t0 = time.perf_counter()
     best = _Best(l0, np.asarray(x0, float), float(np.max(np.abs(g0))), state)
     if isinstance(solver, Adam):
-        out = _host_adam(value_and_grad, x0, g0, solver, best, refresh, every, bar)
+        out = _host_adam(value_and_grad, x0, g0, solver, best, refresh, bar)
     else:
         out = _host_lbfgsb(value_and_grad, x0, solver, best, bar)
     bar.close()
@@ -531,7 +545,7 @@ def _tick(bar, val):
     bar.set_postfix_str(f"loss={val:.4g}")
 
 
-def _host_adam(value_and_grad, x0, g0, solver: Adam, best: _Best, refresh, every, bar):
+def _host_adam(value_and_grad, x0, g0, solver: Adam, best: _Best, refresh: Refresh | None, bar):
     opt = optax.adam(solver.learning_rate)
     x = jnp.asarray(x0)
     opt_state, g, state = opt.init(x), jnp.asarray(g0, x.dtype), best.state
@@ -541,10 +555,10 @@ def _host_adam(value_and_grad, x0, g0, solver: Adam, best: _Best, refresh, every
     for n in range(1, solver.max_steps + 1):
         upd, opt_state = opt.update(g, opt_state, x)
         x = optax.apply_updates(x, upd)
-        if refresh is not None and every and n % every == 0 and n < solver.max_steps:
+        if refresh is not None and n % refresh.every == 0 and n < solver.max_steps:
             (_, aux), _ = value_and_grad(x, state)
             try:
-                state = refresh(x, aux)
+                state = refresh.fn(x, aux)
                 since = len(history)  # a new loss from here on: compare only later values
                 best = best._replace(loss=float("inf"))
                 anchors.append(n)

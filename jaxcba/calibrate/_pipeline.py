@@ -190,7 +190,9 @@ class Strategies:
     :func:`stage1_strategy`); ``stage2``: :class:`Masked` (default, ``"masked"``) or :class:`Cutout`
     (``"cutout"``: the box found automatically); ``stage3``: :class:`Pores` (default ``Pores()``);
     ``joint``: :class:`Joint` to refine all eight parameters after stages 1-3 (``stages="joint"``
-    alone uses ``Joint()``; its seed defaults to stage 3's), or ``None``.
+    alone uses ``Joint()``; its seed defaults to stage 3's), or ``None``; ``uncertainty``:
+    ``True`` (default): standard errors and 95 % intervals by the delta method, a
+    :class:`Bootstrap`: the parametric bootstrap as well, ``False``: none.
     ``calibrate(..., stage1=X)`` is ``calibrate(..., strategies=Strategies(stage1=X))``.
     """
 
@@ -198,6 +200,7 @@ class Strategies:
     stage2: object = "masked"
     stage3: Pores | None = None
     joint: Joint | None = None
+    uncertainty: "bool | Bootstrap" = True
 
     def __post_init__(self):
         if not (isinstance(self.stage1, (Eq17, Contact)) or self.stage1 in ("auto", "eq17", "contact")):
@@ -208,9 +211,17 @@ class Strategies:
             raise ValueError(f"stage3 must be Pores(...) or None, got {self.stage3!r}")
         if self.joint is not None and not isinstance(self.joint, Joint):
             raise ValueError(f"joint must be Joint(...) or None, got {self.joint!r}")
+        if not isinstance(self.uncertainty, (bool, Bootstrap)):
+            raise ValueError(f"uncertainty must be True, False or Bootstrap(n, ...), got {self.uncertainty!r}")
+
+    def stages_repr(self) -> str:
+        """``Strategies(stage1=.., stage2=.., stage3=.., joint=..)``: the four stage strategies
+        (what identifies a bootstrap's calibration of its twins)."""
+        return f"Strategies({', '.join(f'{k}={getattr(self, k)!r}' for k in _STAGE_FIELDS)})"
 
 
-_STRATEGY_FIELDS = ("stage1", "stage2", "stage3", "joint")
+_STAGE_FIELDS = ("stage1", "stage2", "stage3", "joint")
+_STRATEGY_FIELDS = _STAGE_FIELDS + ("uncertainty",)
 
 
 def _strategies_from(strategies: Strategies | None, keywords: dict) -> Strategies:
@@ -238,7 +249,8 @@ class _Plan:
         unknown = set(kw) - set(_LEGACY)
         if unknown:
             raise TypeError(f"calibrate() got unexpected keyword argument(s) {sorted(unknown)}")
-        stage1, stage2, stage3, joint = (getattr(chosen, k) for k in _STRATEGY_FIELDS)
+        stage1, stage2, stage3, joint = (getattr(chosen, k) for k in _STAGE_FIELDS)
+        self.uncertainty = chosen.uncertainty
         self.stage1 = _stage1_from(stage1, voxel_nm, min(vol.shape), method, kw.pop("stage1_starts", 4),
                                    kw.pop("graphite_targets", None), kw.pop("stage1_options", None),
                                    kw.pop("stage1_descriptor", None))
@@ -308,7 +320,7 @@ def _joint_from(joint, stages, method, joint_options) -> Joint | None:
 
 def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", *,
               strategies: Strategies | None = None, initial: CBAParams | None = None, progress: bool = False,
-              uncertainty: "bool | Bootstrap" = True, **keywords) -> CalibrationResult:
+              **keywords) -> CalibrationResult:
     """Calibrate the eight parameters to a labelled image (paper Section 3.2).
 
     Args:
@@ -318,15 +330,15 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
             the joint mode with ``joint`` or its defaults).
         method: optimiser of stages 1 and 2 (and stage 3's profile re-fits): ``"lbfgs"``,
             ``"adam"`` or ``"nelder-mead"``, or a solver object; a strategy's own ``solver`` wins.
-        strategies: :class:`Strategies` (``stage1``, ``stage2``, ``stage3``, ``joint``); default
-            ``Strategies()``.
+        strategies: :class:`Strategies` (``stage1``, ``stage2``, ``stage3``, ``joint``,
+            ``uncertainty``); default ``Strategies()``.
         initial: parameters of the stages not run (default: Table 2).
         progress: tqdm bars on stderr.
-        uncertainty: ``True`` (default): standard errors and 95 % intervals by the delta method
-            (``CalibrationResult.uncertainty``, :mod:`jaxcba.calibrate._uncertainty`); a
-            :class:`Bootstrap`: the parametric bootstrap as well; ``False``: none.
         **keywords: the fields of :class:`Strategies` as keywords (``stage1=Eq17(...)``,
-            ``stage2=``, ``stage3=``, ``joint=``; not together with ``strategies``), or the
+            ``stage2=``, ``stage3=``, ``joint=``, ``uncertainty=``: ``True`` (default), the delta
+            method's standard errors and 95 % intervals in ``CalibrationResult.uncertainty``; a
+            :class:`Bootstrap`: the parametric bootstrap as well; ``False``: none; not together
+            with ``strategies``), or the
             older keyword form of the strategies: ``graphite_targets``, ``stage1_starts``,
             ``stage1_options``, ``stage1_descriptor``, ``stage2_estimator``, ``cutout``,
             ``theta_search``, ``stage3_profile``, ``n_realizations``, ``window``, ``seed``,
@@ -341,9 +353,8 @@ def calibrate(labels, voxel_nm: float, stages=(1, 2, 3), method: str = "lbfgs", 
     if isinstance(method, str) and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     vol = checked_labels(labels)
-    if not (isinstance(uncertainty, (bool, Bootstrap))):
-        raise ValueError(f"uncertainty must be True, False or Bootstrap(n, ...), got {uncertainty!r}")
     plan = _Plan(vol, voxel_nm, stages, method, strategies, keywords)
+    uncertainty = plan.uncertainty
     run = _Run(vol, voxel_nm, method, progress, (initial or CBAParams.paper()).validate().to_dict())
     run.sensitivity = uncertainty is not False
     notes = _two_phase(vol, plan, run)
@@ -394,14 +405,15 @@ def _uncertainty(run: "_Run", plan: _Plan, params: CBAParams, results, uncertain
     delta = delta_uncertainty(run.vol, run.voxel_nm, params, fits)
     boot = None
     if isinstance(uncertainty, Bootstrap):
-        strategies = Strategies(stage1=plan.stage1, stage2=plan.stage2, stage3=plan.stage3, joint=plan.joint)
+        strategies = Strategies(stage1=plan.stage1, stage2=plan.stage2, stage3=plan.stage3, joint=plan.joint,
+                                uncertainty=False)
         twin_stages = (1, 2, 3) if plan.joint is not None else stages
 
         def recalibrate(twin):
-            return calibrate(twin, run.voxel_nm, twin_stages, run.method, strategies=strategies, initial=initial,
-                             uncertainty=False)
+            return calibrate(twin, run.voxel_nm, twin_stages, run.method, strategies=strategies, initial=initial)
 
-        settings = {"stages": _stages_encode(twin_stages), "method": str(run.method), "strategies": repr(strategies),
+        settings = {"stages": _stages_encode(twin_stages), "method": str(run.method),
+                    "strategies": strategies.stages_repr(),
                     "initial": (initial or CBAParams.paper()).to_dict()}
         fixed = {i.name: "fixed" for i in delta.parameters if i.method == "fixed"}
         boot = bootstrap_uncertainty(params, run.vol.shape, run.voxel_nm, recalibrate, uncertainty, settings=settings,

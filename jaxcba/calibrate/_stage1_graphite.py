@@ -338,23 +338,27 @@ def _bounds_dict(bounds) -> dict:
     return {k: tuple(float(b) for b in v) for k, v in (DEFAULT_BOUNDS | dict(bounds or {})).items()}
 
 
+#: The fields of :class:`Eq17` that :func:`fit_graphite` takes as keywords.
+_EQ17_KEYWORDS = ("weight_nm", "term_weights", "bounds")
+
+
 def fit_graphite(targets: GraphiteTargets | dict | Sequence[float], voxel_nm: float = 20.0, *,
                  method: "str | Solver" = "lbfgs", starts: int | Sequence[dict | CBAParams] = 4,
-                 weight_nm: float | None = None, term_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
-                 bounds: dict | None = None, progress: bool = False, **optimizer_options) -> Stage1Result:
+                 progress: bool = False, **options) -> Stage1Result:
     """Fit (lambda_X, alpha1, alpha2, gamma) to graphite densities by minimising Eq. 17
     (``Eq17(starts, weight_nm, term_weights, bounds).fit(targets, voxel_nm, method)``, :class:`Eq17`).
 
     ``targets``: :class:`GraphiteTargets` or a dict/sequence ``(V, S [nm^-1], K [nm^-2], N [nm^-3])``;
     ``voxel_nm``: the half-axis convention's voxel [nm]; ``method``: a method name or solver object;
-    ``**optimizer_options``: solver options over :func:`stage1_solver`'s defaults (e.g. ``max_steps``).
+    ``**options``: the :class:`Eq17` fields ``weight_nm`` [nm], ``term_weights`` and ``bounds``, and
+    solver options over :func:`stage1_solver`'s defaults (e.g. ``max_steps``).
 
     Returns the :class:`Stage1Result` of the best start (the lowest Eq. 17 loss; among runs within
     1 % of it, a converged one); all runs kept.
     """
-    solver = stage1_solver(method, adam_rate=0.02, **optimizer_options)
-    strategy = Eq17(starts=starts, weight_nm=weight_nm, term_weights=term_weights, bounds=bounds, solver=solver)
-    return strategy.fit(targets, voxel_nm, progress=progress)
+    fields = {k: options.pop(k) for k in _EQ17_KEYWORDS if k in options}
+    solver = stage1_solver(method, adam_rate=0.02, **options)
+    return Eq17(starts=starts, solver=solver, **fields).fit(targets, voxel_nm, progress=progress)
 
 
 def graphite_values(p) -> list[float]:
