@@ -46,31 +46,31 @@ def test_verdict_prediction_interval_and_z():
     model = [1.0, 2.0, 3.0]  # mean 2, std 1
     t975_2dof = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5 % (tables)
     half = t975_2dof * math.sqrt(1 + 1 / 3)
-    r = verdict("x", "solid", "1", 1, 40.0, 2.5, model)
+    r = verdict(("x", "solid", "1"), 1, 40.0, 2.5, model)
     assert (r.mean, r.std, r.min, r.max, r.n, r.n_finite) == (2.0, 1.0, 1.0, 3.0, 3, 3)
     assert r.in_range and r.consistent and r.z == pytest.approx(0.5)
     assert (r.pi_low, r.pi_high) == (pytest.approx(2 - half), pytest.approx(2 + half))
-    inside = verdict("x", "solid", "1", 1, 40.0, 2 + 0.99 * half, model)
+    inside = verdict(("x", "solid", "1"), 1, 40.0, 2 + 0.99 * half, model)
     assert not inside.in_range and inside.consistent and inside.z == pytest.approx(0.99 * half)
-    outside = verdict("x", "solid", "1", 1, 40.0, 2 - 1.01 * half, model)
+    outside = verdict(("x", "solid", "1"), 1, 40.0, 2 - 1.01 * half, model)
     assert not outside.in_range and not outside.consistent
     # distances are one-sided: a small distance is never a mismatch
-    d = verdict("d", "pore", "nm", 1, 40.0, 0.0, model, kind="distance")
+    d = verdict(("d", "pore", "nm"), 1, 40.0, 0.0, model, kind="distance")
     assert d.in_range and d.consistent and d.pi_low == -math.inf
-    assert not verdict("d", "pore", "nm", 1, 40.0, 2 + 1.01 * half, model, kind="distance").consistent
+    assert not verdict(("d", "pore", "nm"), 1, 40.0, 2 + 1.01 * half, model, kind="distance").consistent
 
 
 def test_verdict_not_percolating_and_degenerate():
     nan = float("nan")
     # the image's phase does not percolate: consistent iff some realization does not either
-    assert verdict("tau", "pore", "1", 1, 40.0, nan, [1.1, nan, 1.2]).consistent
-    assert not verdict("tau", "pore", "1", 1, 40.0, nan, [1.1, 1.3, 1.2]).consistent
+    assert verdict(("tau", "pore", "1"), 1, 40.0, nan, [1.1, nan, 1.2]).consistent
+    assert not verdict(("tau", "pore", "1"), 1, 40.0, nan, [1.1, 1.3, 1.2]).consistent
     # the model never percolates but the image does
-    r = verdict("tau", "pore", "1", 1, 40.0, 1.1, [nan, nan, nan])
+    r = verdict(("tau", "pore", "1"), 1, 40.0, 1.1, [nan, nan, nan])
     assert not r.consistent and math.isnan(r.z)
     # all realizations equal: z is 0 at that value, infinite elsewhere (null in JSON)
-    assert verdict("r", "pore", "nm", 1, 40.0, 5.0, [5.0, 5.0, 5.0]).z == 0.0
-    off = verdict("r", "pore", "nm", 1, 40.0, 6.0, [5.0, 5.0, 5.0])
+    assert verdict(("r", "pore", "nm"), 1, 40.0, 5.0, [5.0, 5.0, 5.0]).z == 0.0
+    off = verdict(("r", "pore", "nm"), 1, 40.0, 6.0, [5.0, 5.0, 5.0])
     assert off.z == math.inf and not off.consistent and off.to_dict()["z"] is None
 
 
@@ -82,7 +82,7 @@ def test_verdict_coverage_of_exchangeable_draws(n):
     rng = np.random.default_rng(n)
     trials = 4000
     draws = rng.normal(3.0, 0.7, (trials, n + 1))
-    rows = [verdict("x", "solid", "1", 1, 40.0, d[0], d[1:]) for d in draws]
+    rows = [verdict(("x", "solid", "1"), 1, 40.0, d[0], d[1:]) for d in draws]
     in_range = np.mean([r.in_range for r in rows])
     consistent = np.mean([r.consistent for r in rows])
     sd = math.sqrt(0.25 / trials)

@@ -45,15 +45,15 @@ def test_grid_reaches_the_ball_and_measures_its_r_max():
 def test_not_measured_is_never_consistent_and_not_percolating_is_compared():
     nan = math.nan
     # both null because not measured: not comparable, not consistent (was: consistent)
-    r = verdict("r_max", "solid", "nm", 1, VOXEL_NM, nan, [nan, 3.0, 4.0], measured=[False, False, True, True])
+    r = verdict(("r_max", "solid", "nm"), 1, VOXEL_NM, nan, [nan, 3.0, 4.0], measured=[False, False, True, True])
     assert not r.comparable and not r.consistent and not r.in_range
     # the image measured but one realization not: not comparable either
-    r = verdict("r_max", "solid", "nm", 1, VOXEL_NM, 3.5, [nan, 3.0, 4.0], measured=[True, False, True, True])
+    r = verdict(("r_max", "solid", "nm"), 1, VOXEL_NM, 3.5, [nan, 3.0, 4.0], measured=[True, False, True, True])
     assert not r.comparable and not r.consistent
     # null because the phase does not percolate (measured): consistent when a realization does not either
-    r = verdict("r_min", "pore", "nm", 1, VOXEL_NM, nan, [nan, 3.0, 4.0], measured=[True] * 4)
+    r = verdict(("r_min", "pore", "nm"), 1, VOXEL_NM, nan, [nan, 3.0, 4.0], measured=[True] * 4)
     assert r.comparable and r.consistent
-    assert not verdict("r_min", "pore", "nm", 1, VOXEL_NM, nan, [2.0, 3.0, 4.0]).consistent
+    assert not verdict(("r_min", "pore", "nm"), 1, VOXEL_NM, nan, [2.0, 3.0, 4.0]).consistent
 
 
 def test_validate_on_coarse_voxels_measures_r_max_and_counts_apart(monkeypatch):

@@ -212,12 +212,16 @@ def resolution_of(descriptor: str, voxel_nm: float, means: dict | None = None) -
     return 0.0
 
 
-def verdict(descriptor, phase, unit, factor, voxel_nm, image, model, kind="value", resolution=0.0,
-            measured=True) -> DescriptorRow:
-    """:class:`DescriptorRow` of one ``image`` value against the realizations' ``model`` values;
-    ``measured``: False, or one bool per realization with the image's first, where a value is
-    missing because it was not measured (not comparable), rather than because the phase does not
-    percolate (``NaN`` in ``image`` / ``model``, compared as such)."""
+def verdict(what, factor, voxel_nm, image, model, *, kind="value", resolution=0.0, measured=True) -> DescriptorRow:
+    """:class:`DescriptorRow` of one ``image`` value against the realizations' ``model`` values.
+
+    ``what``: the descriptor's ``(name, phase, unit)`` (an entry of :data:`SCALARS` or
+    :data:`CURVES`); ``factor`` and ``voxel_nm`` [nm]: the resolution compared; ``kind``,
+    ``resolution``: as in :class:`DescriptorRow`; ``measured``: False, or one bool per
+    realization with the image's first, where a value is missing because it was not measured
+    (not comparable), rather than because the phase does not percolate (``NaN`` in ``image`` /
+    ``model``, compared as such)."""
+    descriptor, phase, unit = what
     vals = np.asarray(model, dtype=float)
     fin = vals[np.isfinite(vals)]
     n, k = int(vals.size), int(fin.size)
@@ -262,14 +266,15 @@ def _distance(name, x, y, grid) -> float:
 
 def _curve_rows(factor, voxel_nm, img_curves, model_curves) -> list[DescriptorRow]:
     rows = []
-    for name, phase, unit in CURVES:
+    for what in CURVES:
+        name, phase, _ = what
         key, grid_key = (f"cpsd_{phase}", "cpsd_r_nm") if name == "cpsd_l1" else ("centred_C", "h_nm")
         grid = img_curves[grid_key]
         curves = np.stack([c[key] for c in model_curves])
         mean = curves.mean(axis=0)
         d_img = _distance(name, img_curves[key], mean, grid)
         d_loo = [_distance(name, curves[i], np.delete(curves, i, axis=0).mean(axis=0), grid) for i in range(len(curves))]
-        rows.append(verdict(name, phase, unit, factor, voxel_nm, d_img, d_loo, kind="distance"))
+        rows.append(verdict(what, factor, voxel_nm, d_img, d_loo, kind="distance"))
     return rows
 
 
@@ -500,9 +505,7 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
     import jax
 
     from jaxcba._checks import check_int, check_key, check_voxel_nm
-    from jaxcba._progress import meter
     from jaxcba.io import check_labels
-    from jaxcba.model import simulate
 
     lab = check_labels(labels, name="image")
     voxel_nm = check_voxel_nm(voxel_nm)
@@ -510,6 +513,30 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
     if min(lab.shape) < MIN_SIDE:
         raise ValueError(f"image: every axis needs at least {MIN_SIDE} voxels, got shape {lab.shape}")
     factors = check_downsample(downsample, lab.shape)
+    fit, meta = _fit_of(params, voxel_nm)
+    two_phase = bool(meta["two_phase"])
+    check_window_fits(fit, lab.shape, voxel_nm, two_phase, force=force)
+    _check_measure_memory(lab.shape, force)
+    seed_repr = key if isinstance(key, int) and not isinstance(key, bool) else None
+    keys = jax.random.split(check_key(key), n)
+
+    notes = _notes(lab, two_phase, meta)
+    all_f = (1,) + factors
+    img_rows, model_rows, grid_end, example = _measure_all(lab, voxel_nm, fit, keys, all_f, progress, force)
+    notes.append("CPSD radius grid (0.5 voxel steps) up to " + ", ".join(
+        f"{grid_end[f] * voxel_nm * f:g} nm at {voxel_nm * f:g} nm" for f in all_f)
+        + ": the largest distance to the boundary of either phase in the image and the realizations")
+    rows, curves = [], {}
+    for f in all_f:
+        rows.extend(_rows_at(f, voxel_nm * f, img_rows[f], model_rows[f]))
+        curves[str(f)] = _curves_at(voxel_nm * f, img_rows[f], model_rows[f])
+    values = meta.get("values") or fit.to_dict()
+    return ValidationResult(tuple(int(s) for s in lab.shape), voxel_nm, n, seed_repr, all_f, dict(values), two_phase,
+                            meta["uncertainty"], tuple(rows), _lists(curves), tuple(notes), lab, example)
+
+
+def _fit_of(params, voxel_nm: float) -> tuple[CBAParams, dict]:
+    """The fit and its :func:`load_fit` meta; ``ValueError`` when its stated voxel size is not ``voxel_nm``."""
     if isinstance(params, CBAParams):
         fit, meta = params, {"uncertainty": None, "voxel_nm": None, "ignored": [],
                              "two_phase": float(params.lambda_x) <= NO_GRAPHITE}
@@ -519,12 +546,11 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
         raise ValueError(f"the parameter file states voxel_nm = {meta['voxel_nm']:g} nm but the image's voxel_nm is "
                          f"{voxel_nm:g} nm; allowed: the same voxel size (parameters are in nm, but the gamma "
                          "half-axis convention ties alpha to the voxel size of the fit)")
-    two_phase = bool(meta["two_phase"])
-    check_window_fits(fit, lab.shape, voxel_nm, two_phase, force=force)
-    _check_measure_memory(lab.shape, force)
-    seed_repr = key if isinstance(key, int) and not isinstance(key, bool) else None
-    keys = jax.random.split(check_key(key), n)
+    return fit, meta
 
+
+def _notes(lab, two_phase: bool, meta: dict) -> list[str]:
+    """The notes on the fit and the image that precede the measurements."""
     notes = []
     has_graphite = bool(np.any(lab == 2))
     if two_phase:
@@ -538,8 +564,17 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
     if meta["ignored"]:
         notes.append(f"parameter file keys not used: {', '.join(meta['ignored'])}")
     notes.append("r_min and geodesic tortuosity along z (intrusion from the face z = 0); down-sampling by slice removal")
+    return notes
 
-    all_f = (1,) + factors
+
+def _measure_all(lab, voxel_nm: float, fit: CBAParams, keys, all_f, progress: bool, force: bool):
+    """Draw the realizations (``keys``), then measure the image and each realization at every
+    factor of ``all_f``; ``(image rows, model rows, radius grid end [voxels], first realization)``
+    with the rows and grid ends keyed by factor."""
+    from jaxcba._progress import meter
+    from jaxcba.model import simulate
+
+    n = len(keys)
     img_rows, model_rows = {}, {f: [] for f in all_f}
     with meter(2 * n + 1, "jaxcba validate", "volume", enabled=progress) as bar:
         vols = []
@@ -554,33 +589,33 @@ def validate(labels, voxel_nm: float, params, n: int = 5, downsample=(2, 4), key
             for f in all_f:
                 model_rows[f].append(measure_volume(vol[::f, ::f, ::f], voxel_nm * f, grid_end[f]))
             bar.update(1)
-    example = vols[0]
-    notes.append("CPSD radius grid (0.5 voxel steps) up to " + ", ".join(
-        f"{grid_end[f] * voxel_nm * f:g} nm at {voxel_nm * f:g} nm" for f in all_f)
-        + ": the largest distance to the boundary of either phase in the image and the realizations")
+    return img_rows, model_rows, grid_end, vols[0]
 
-    rows, curves = [], {}
-    for f in all_f:
-        vox = voxel_nm * f
-        img_s = scalar_values(img_rows[f])
-        mod_s = [scalar_values(r) for r in model_rows[f]]
-        missing = [unmeasured(r) for r in [img_rows[f]] + model_rows[f]]
-        for name, phase, unit in SCALARS:
-            model = [m[(name, phase)] for m in mod_s]
-            means = ({r: _nanmean([m[(r, phase)] for m in mod_s]) for r in ("r_min", "r_max")}
-                     if name == "constrictivity" else None)
-            rows.append(verdict(name, phase, unit, f, vox, img_s[(name, phase)], model,
-                                resolution=resolution_of(name, vox, means),
-                                measured=[(name, phase) not in m for m in missing]))
-        img_c = curve_values(img_rows[f])
-        mod_c = [curve_values(r) for r in model_rows[f]]
-        rows.extend(_curve_rows(f, vox, img_c, mod_c))
-        curves[str(f)] = {"voxel_nm": vox, "cpsd": {"r_nm": img_c["cpsd_r_nm"],
-                                                    **{ph: _band(img_c, mod_c, f"cpsd_{ph}") for ph in ("solid", "pore")}},
-                          "two_point": {"h_nm": img_c["h_nm"], **_band(img_c, mod_c, "centred_C")}}
-    values = meta.get("values") or fit.to_dict()
-    return ValidationResult(tuple(int(s) for s in lab.shape), voxel_nm, n, seed_repr, all_f, dict(values), two_phase,
-                            meta["uncertainty"], tuple(rows), _lists(curves), tuple(notes), lab, example)
+
+def _rows_at(f: int, vox: float, img_row: dict, model_rows: list) -> list[DescriptorRow]:
+    """The :class:`DescriptorRow` of every scalar and curve at factor ``f`` (voxel ``vox`` [nm])."""
+    rows = []
+    img_s = scalar_values(img_row)
+    mod_s = [scalar_values(r) for r in model_rows]
+    missing = [unmeasured(r) for r in [img_row] + model_rows]
+    for what in SCALARS:
+        name, phase, _ = what
+        model = [m[(name, phase)] for m in mod_s]
+        means = ({r: _nanmean([m[(r, phase)] for m in mod_s]) for r in ("r_min", "r_max")}
+                 if name == "constrictivity" else None)
+        rows.append(verdict(what, f, vox, img_s[(name, phase)], model, resolution=resolution_of(name, vox, means),
+                            measured=[(name, phase) not in m for m in missing]))
+    rows.extend(_curve_rows(f, vox, curve_values(img_row), [curve_values(r) for r in model_rows]))
+    return rows
+
+
+def _curves_at(vox: float, img_row: dict, model_rows: list) -> dict:
+    """The CPSD and ``C(h) - V^2`` curves of the image and the realizations' band at voxel ``vox`` [nm]."""
+    img_c = curve_values(img_row)
+    mod_c = [curve_values(r) for r in model_rows]
+    return {"voxel_nm": vox, "cpsd": {"r_nm": img_c["cpsd_r_nm"],
+                                      **{ph: _band(img_c, mod_c, f"cpsd_{ph}") for ph in ("solid", "pore")}},
+            "two_point": {"h_nm": img_c["h_nm"], **_band(img_c, mod_c, "centred_C")}}
 
 
 def _nanmean(values) -> float:
