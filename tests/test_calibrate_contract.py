@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import jaxcba
+import jaxcba.preprocess
 from helpers import SMALL_GRAPHITE, pore_twin, twin
 from jaxcba import calibrate as cal
 from jaxcba.calibrate._joint import HeldOut, JointResult
@@ -202,3 +203,75 @@ def test_strategies_object_is_the_keyword_form(image, results):
         cal.calibrate(image, VOXEL, [2], strategies=cal.Strategies(), stage2="masked")
     with pytest.raises(TypeError, match="unexpected keyword"):
         cal.calibrate(image, VOXEL, [2], stage4="x")
+
+
+# --------------------------------------------------------------------- newer option objects
+def _keep(x, aux):
+    return aux
+
+
+#: name -> (make, a bad replacement, the words its ValueError must name).
+OPTIONS = {
+    "Refresh": (lambda: cal.Refresh(_keep, 5), dict(every=0), r"Refresh\.every .* > 0"),
+    "Refresh (fn)": (lambda: cal.Refresh(_keep, 5), dict(fn=3), r"Refresh\.fn must be callable"),
+    "StageFits": (lambda: cal.StageFits(), dict(joint="yes"), r"StageFits\.joint must be True or False"),
+    "Delta": (lambda: cal.Delta(), dict(blocks=1), r"Delta\.blocks .* >= 2"),
+    "Delta (level)": (lambda: cal.Delta(), dict(level=1.5), r"Delta\.level .* \(0, 1\)"),
+    "Bootstrap": (lambda: cal.Bootstrap(2, seed=3), dict(n=1), r"Bootstrap\.n .* >= 2"),
+    "FromStage2": (lambda: cal.FromStage2(0.3, theta_hint=0.01), dict(v2=1.5), r"v2 must lie in \(0, 1\)"),
+    "FromStage2 (profile)": (lambda: cal.FromStage2(0.3), dict(profile=3), r"FromStage2\.profile must be a function"),
+    "Cleanup": (lambda: jaxcba.preprocess.Cleanup(closing_radius=2), dict(remove_components=False,
+                                                                            min_component_voxels=5),
+                r"min_component_voxels needs remove_components=True"),
+    "GraphiteFromGrey": (lambda: jaxcba.preprocess.GraphiteFromGrey(np.zeros((4, 4, 4)), quantile=0.5),
+                         dict(quantile=1.5), r"quantile .* \(0, 1\)"),
+    "SolverOptions": (lambda: jaxcba.transport.SolverOptions(chunk=5), dict(chunk=0), r"chunk must be >= 1"),
+    "Strategies (uncertainty)": (lambda: cal.Strategies(uncertainty=cal.Bootstrap(2)), dict(uncertainty="yes"),
+                                 r"uncertainty must be True, False or Bootstrap"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_option_object_is_frozen_checked_and_round_trips(name):
+    make, bad, words = OPTIONS[name]
+    s = make()
+    assert dataclasses.is_dataclass(s)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(s, dataclasses.fields(s)[0].name, None)
+    with pytest.raises(ValueError, match=words):
+        dataclasses.replace(s, **bad)
+    # round trip through its fields: the same object back (GraphiteFromGrey compares by identity:
+    # its fields instead, the grey volume by value)
+    back = type(s)(**{f.name: getattr(s, f.name) for f in dataclasses.fields(s)})
+    if type(s).__eq__ is object.__eq__:
+        for f in dataclasses.fields(s):
+            np.testing.assert_array_equal(getattr(back, f.name), getattr(s, f.name))
+    else:
+        assert back == s == make() and dataclasses.replace(s) == s
+
+
+def test_strategies_stage_repr_is_the_four_stage_strategies():
+    """A bootstrap folder's spec names the twins' strategies by the four stages (uncertainty left out)."""
+    s = cal.Strategies(stage2=cal.Masked(), uncertainty=False)
+    assert s.stages_repr() == "Strategies(stage1='auto', stage2=Masked(max_lag_nm=None, solver=None), stage3=None, joint=None)"
+    assert s.stages_repr() == cal.Strategies(stage2=cal.Masked(), uncertainty=cal.Bootstrap(2)).stages_repr()
+
+
+def test_minimize_host_refreshes_every_n_steps():
+    """Adam in a host loop: ``state = refresh.fn(x, aux)`` after steps every, 2 every, ... (never at the last)."""
+    calls = []
+
+    def value_and_grad(x, state):
+        return (jnp.sum((x - state) ** 2), x), 2.0 * (x - state)
+
+    def refresh(x, aux):
+        calls.append(float(aux[0]))
+        return jnp.asarray([1.0])
+
+    solver = cal.Adam(max_steps=12, learning_rate=0.1, patience=100)
+    x0 = jnp.asarray([3.0])
+    res, state = cal.minimize_host(value_and_grad, x0, solver, jnp.zeros(1), refresh=cal.Refresh(refresh, 5))
+    assert len(calls) == 2 and "re-anchored at steps [5, 10]" in res.message, res.message
+    assert float(state[0]) == 1.0
+    _, none = cal.minimize_host(value_and_grad, x0, solver, jnp.zeros(1))
+    assert float(none[0]) == 0.0
