@@ -21,19 +21,25 @@ crosses 0.5 (the grid radius itself where it stays >= 0.5 to the end). ``r_min =
 than half of the phase is connected to the inlet face at all.
 
 Algorithm (all exact, integer arithmetic): with ``t_i = ceil(r_i^2)``, every voxel gets a radius
-level ``L = 1 + #{i : dt^2 >= t_i}`` (0 off the phase; uint8), so the centres of radius ``r_i``
-are ``{L >= i + 2}``. Intrusion needs one widest-path transform ``W(x) = max over 6-paths from
-the face of min L`` (in-place plane sweeps until stable): the intruding centres are
-``{W >= i + 2}``, and the phase percolates iff ``W >= 1`` somewhere on the far face. The
-volume is then processed in z-slabs (``lax.map``) with a halo of the largest ball: for each
-radius, the squared distance to its centres on the slab (1D distance along z by scans, windowed
-min-plus along y and x, the window the smallest of ``_WINDOWS`` that holds the ball) is compared
-with ``t_i`` and the covered voxels are counted. A radius with no centre in reach of a slab, and
-intruding centres equal to all centres there, cost a test only. The opening of every radius is
-computed, not read off the local thickness: on the voxel grid the openings are not nested
-(a voxel can be covered at ``r`` and not at a smaller grid radius). Memory: the level arrays
-(1 byte a voxel each) plus one slab's work; cost per radius ``O(r)`` per voxel of the slabs
-that hold its centres.
+level ``L = 1 + #{i : dt^2 >= t_i}`` (0 off the phase; uint8, uint16 beyond 253 radii), so the
+centres of radius ``r_i`` are ``{L >= i + 2}``. Intrusion needs one widest-path transform
+``W(x) = max over 6-paths from the face of min L`` (in-place plane sweeps until stable; same
+dtype as ``L``): the intruding centres are ``{W >= i + 2}``, and the phase percolates iff
+``W >= 1`` somewhere on the far face. Then, one compiled program per window of ``_WINDOWS``
+(the smallest that holds the ball), z-slab by z-slab: for each radius, the 1D distance along z
+to its centres on the slab (two scans reading ``L`` or ``W`` plane by plane), then plane by plane
+the windowed min-plus passes along y and x, compared with ``t_i``, and the covered voxels
+counted. A radius with no centre within reach of a slab, and intruding centres equal to all
+centres there (from per-plane summaries of ``L`` and ``W``), cost a test only. The opening of
+every radius is computed, not read off the local thickness: on the voxel grid the openings are
+not nested (a voxel can be covered at ``r`` and not at a smaller grid radius). Cost per radius
+``O(r)`` per voxel of the slabs that hold its centres.
+
+Memory (one phase, ``N`` voxels): the level map ``L`` (1 byte a voxel) and, for intrusion, ``W``
+(1 byte a voxel), plus two slab-sized uint8 arrays (a slab is about ``max(2^23, N / 16)``
+voxels) and one plane's work; the mask's device copy (1 byte a voxel) lives only while ``L`` is
+computed. XLA's memory analysis at 400³ (63 radii): at most 3 bytes a voxel of arguments,
+results and temporaries in any of the compiled steps.
 
 Jittable and vmappable over a batch of equally shaped masks when ``radii_vox`` is given (it is
 static); without it the default grid needs the phase's largest ``dt`` on the host
@@ -239,14 +245,16 @@ def _min_plus(f, axis: int, w: int, lo: int, n: int):
     return out
 
 
-def _slab_dt2(mask, s, slab: int, w: int, cap: int):
-    """Squared distance [voxel^2] to the nearest non-phase voxel on planes ``[s slab, (s + 1) slab)``
-    of ``mask`` (planes outside it count as phase: the border is not a wall), capped at ``cap``; exact below ``min(cap, (w + 1)^2)`` (and everywhere below ``cap`` when ``w`` spans
-    the volume). The 1D distance along z by two scans over the slab and ``w`` planes each
-    side, then windowed min-plus passes along y and x (integers). Returns it and the slab's mask."""
+def _slab_dt2(mask, start, slab: int, w: int, cap: int):
+    """Squared distance [voxel^2] to the nearest non-phase voxel on planes ``[start, start + slab)``
+    of ``mask`` (planes outside it count as phase: the border is not a wall), capped at ``cap``;
+    exact below ``min(cap, (w + 1)^2)`` (and everywhere below ``cap`` when ``w`` spans the
+    volume). The 1D distance along z by two scans over the slab and ``w`` planes each side, then
+    windowed min-plus passes along y and x (integers). Returns it and the slab's mask (planes
+    outside the volume: True)."""
     nz, ny, nx = mask.shape
     dtype = _int_dtype(cap)
-    z = s * slab - w + jnp.arange(slab + 2 * w)  # the slab and w planes each side
+    z = start - w + jnp.arange(slab + 2 * w)  # the slab and w planes each side
     inside = ((z >= 0) & (z < nz))[:, None, None]
     m = jnp.where(inside, jnp.take(mask, jnp.clip(z, 0, nz - 1), axis=0), True)
     d1 = _scan_distance_1d(~m, w + 1)[w : w + slab].astype(dtype)  # w + 1: no site within w planes
@@ -260,28 +268,60 @@ def _slab_dt2(mask, s, slab: int, w: int, cap: int):
     return f, m[w : w + slab]
 
 
-def _levels(mask, thresholds, halo: int, slab: int, n_slabs: int):
-    """Radius level of every voxel, z-padded: ``(n_slabs * slab + 2 halo, y, x)``.
-
-    ``level = 0`` off the phase (and in the padding), else ``1 + #{i : dt^2 >= t_i}``, from the
-    exact ``dt^2`` below ``(halo + 1)^2 >= max t_i`` (:func:`_slab_dt2`, slab by slab).
-    """
-    nz, ny, nx = mask.shape
-    w = halo
-    cap = (w + 1) ** 2
+def _level_table(thresholds, halo: int) -> np.ndarray:
+    """Radius level of every capped squared distance ``0 .. (halo + 1)^2``: ``1 + #{i : d^2 >= t_i}``."""
+    cap = (halo + 1) ** 2
     ldt = _level_dtype(len(thresholds) + 1)
-    table = jnp.asarray(1 + np.searchsorted(thresholds, np.arange(cap + 1), side="right"), ldt)  # level of dt^2
+    return (1 + np.searchsorted(thresholds, np.arange(cap + 1), side="right")).astype(ldt)
 
-    def one(s):
-        f, m = _slab_dt2(mask, s, slab, w, cap)
-        lev = jnp.take(table, f.astype(jnp.int32), mode="clip")
-        inside = (s * slab + jnp.arange(slab) < nz)[:, None, None]
-        return jnp.where(m & inside, lev, jnp.zeros((), ldt))
+
+@partial(jax.jit, static_argnames=("halo", "slab", "n_slabs"))
+def _levels(mask, table, halo: int, slab: int, n_slabs: int):
+    """Radius level of every voxel ``(z, y, x)`` (``table``'s dtype, uint8 or uint16) and the phase's voxel count (int32).
+
+    ``level = 0`` off the phase, else ``table[dt^2]`` with the exact ``dt^2`` below
+    ``(halo + 1)^2 >= max t_i``: slab by slab (slab ``s`` starts at plane ``min(s slab, nz - slab)``;
+    the last one overlaps its neighbour and writes the same levels there), the 1D distance along
+    z to the nearest voxel off the phase (:func:`_z_distance`, planes outside the volume are no
+    wall), then plane by plane the windowed min-plus passes along y and x, as
+    :func:`_slab_dt2`. Memory beside the mask and the levels: two slab-sized uint8 arrays and one
+    plane's work.
+    """
+    mask = jnp.asarray(mask, bool)
+    nz, ny, nx = mask.shape
+    cap = (halo + 1) ** 2
+    dtype = _int_dtype(cap)
+    capv = jnp.asarray(cap, dtype)
+    ldt = table.dtype
+
+    def wall(z):
+        zc = jnp.clip(z, 0, nz - 1)
+        return ~lax.dynamic_index_in_dim(mask, zc, 0, keepdims=False) & (z >= 0) & (z < nz)
 
     def put(s, lev):
-        return lax.dynamic_update_slice_in_dim(lev, one(s), w + s * slab, 0)
+        z0 = jnp.minimum(s * slab, nz - slab)
+        dz = _z_distance(wall, z0, slab, halo, (ny, nx))
 
-    return lax.fori_loop(0, n_slabs, put, jnp.zeros((n_slabs * slab + 2 * w, ny, nx), ldt))
+        def plane(q, lev):
+            d = lax.dynamic_index_in_dim(dz, q, 0, keepdims=False).astype(dtype)
+            f = jnp.where(d > halo, capv, jnp.minimum(d * d, capv))
+            for axis, n in ((0, ny), (1, nx)):
+                ww = min(halo, n - 1)
+                if ww > 0:
+                    pad = [(0, 0)] * 2
+                    pad[axis] = (ww, ww)
+                    f = jnp.minimum(_min_plus(jnp.pad(f, pad, constant_values=cap), axis, ww, ww, n), capv)
+            m = lax.dynamic_index_in_dim(mask, z0 + q, 0, keepdims=False)
+            one = jnp.where(m, jnp.take(table, f.astype(jnp.int32), mode="clip"), jnp.zeros((), ldt))
+            return lax.dynamic_update_index_in_dim(lev, one, z0 + q, 0)
+
+        return lax.fori_loop(0, slab, plane, lev)
+
+    def count(z, c):  # plane by plane: a whole-volume sum would convert the mask to int32 first
+        return c + jnp.sum(lax.dynamic_index_in_dim(mask, z, 0, keepdims=False), dtype=jnp.int32)
+
+    lev = lax.fori_loop(0, n_slabs, put, jnp.zeros(mask.shape, ldt))
+    return lev, lax.fori_loop(0, nz, count, jnp.int32(0))
 
 
 @partial(jax.jit, static_argnames=("window", "cap", "slab_planes"))
@@ -292,7 +332,7 @@ def _max_dt2(mask, window: int, cap: int, slab_planes=None):
     slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
 
     def one(s):
-        f, m = _slab_dt2(mask, s, slab, window, cap)
+        f, m = _slab_dt2(mask, s * slab, slab, window, cap)
         return jnp.max(jnp.where(m, f, 0))
 
     return jnp.max(lax.map(one, jnp.arange(n_slabs)))
@@ -315,39 +355,59 @@ def _line_max_min(w, cap, reverse: bool, lo: int = 0, hi: int | None = None, axi
     return lax.fori_loop(0, n, body, (w, jnp.zeros(shape, w.dtype)))[0]
 
 
-def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, z_range: tuple[int, int] | None = None):
+def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, slab_planes: int | None = None):
     """``w(x) = max over 6-connected paths from the plane ``face`` normal to ``axis`` to x of min cap
-    along the path`` (0 if none).
+    along the path`` (0 if none); same shape and dtype as ``cap`` ``(z, y, x)``.
 
     ``{w >= t}`` is the reconstruction of ``{cap >= t}`` from that face, for every threshold
     ``t`` at once (a bottleneck / widest-path transform): in-place plane-by-plane sweeps forwards
-    and backwards along z, then y, then x (on an ``(x, z, y)`` copy, each plane contiguous), until a
-    round changes nothing. ``w`` only grows, so a round changed something iff a row sum grew.
-    ``z_range``: the planes ``[lo, hi)`` that hold the volume (``cap = 0`` elsewhere).
+    and backwards along z, then y, then x, until a round changes nothing. The x sweeps run z-slab
+    by z-slab (:func:`_slab_layout`) on an ``(x, z, y)`` copy of the slab, each plane contiguous.
+    ``w`` only grows and never exceeds the transform, whose value is the least fixpoint of the
+    sweeps, so the order of the sweeps does not change the result; a round changed something iff
+    a row sum grew (row sums plane by plane: ``(z, y)`` int32). Memory: ``cap``, ``w`` and two
+    transposed slabs.
     """
-    lo, hi = (0, cap.shape[0]) if z_range is None else z_range
-    cap_x = jnp.transpose(cap, (2, 0, 1))  # (x, z, y)
+    nz, ny, nx = cap.shape
+    slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
     w0 = jnp.zeros_like(cap)
     w0 = lax.dynamic_update_index_in_dim(w0, lax.index_in_dim(cap, face, axis, keepdims=False), face, axis)
 
     def rows(w):
-        return jnp.sum(w, axis=2, dtype=jnp.int32)
+        def one(z, r):
+            plane = lax.dynamic_index_in_dim(w, z, 0, keepdims=False)
+            return lax.dynamic_update_index_in_dim(r, jnp.sum(plane, axis=1, dtype=jnp.int32), z, 0)
+
+        return lax.fori_loop(0, nz, one, jnp.zeros((nz, ny), jnp.int32))
+
+    def x_sweeps(s, w):
+        z0 = jnp.minimum(s * slab, nz - slab)
+        wx = jnp.transpose(lax.dynamic_slice_in_dim(w, z0, slab, 0), (2, 0, 1))  # (x, slab, y)
+        cx = jnp.transpose(lax.dynamic_slice_in_dim(cap, z0, slab, 0), (2, 0, 1))
+        for rev in (False, True):
+            wx = _line_max_min(wx, cx, rev)
+        return lax.dynamic_update_slice_in_dim(w, jnp.transpose(wx, (1, 2, 0)), z0, 0)
 
     def body(state):
         w, sums, _, k = state
         for rev in (False, True):
-            w = _line_max_min(w, cap, rev, lo, hi)
+            w = _line_max_min(w, cap, rev)
         for rev in (False, True):
             w = _line_max_min(w, cap, rev, axis=1)
-        wx = jnp.transpose(w, (2, 0, 1))
-        for rev in (False, True):
-            wx = _line_max_min(wx, cap_x, rev)
-        w = jnp.transpose(wx, (1, 2, 0))
+        w = lax.fori_loop(0, n_slabs, x_sweeps, w)
         new = rows(w)
         return w, new, jnp.any(new != sums), k + 1
 
     init = (w0, rows(w0), jnp.array(True), jnp.array(0, jnp.int32))
     return lax.while_loop(lambda s: s[2] & (s[3] < max_sweeps), body, init)[0]
+
+
+@partial(jax.jit, static_argnames=("axis", "slab_planes"))
+def _reach(lev, axis: int, slab_planes=None):
+    """Intrusion levels from the face ``index 0`` of ``axis`` (:func:`_widest_path` of the radius
+    levels ``(z, y, x)``) and whether the phase percolates (a level >= 1 on the far face)."""
+    w = _widest_path(lev, axis, 0, slab_planes=slab_planes)
+    return w, jnp.any(lax.index_in_dim(w, -1, axis, keepdims=False) > 0)
 
 
 def _covered(sub, level, t, wb: int, slab: int, ny: int, nx: int):
@@ -368,95 +428,206 @@ def _covered(sub, level, t, wb: int, slab: int, ny: int, nx: int):
     return f < t.astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("radii", "axis", "opening", "intrude", "thickness", "slab_planes"))
+def _z_distance(site, z0, slab: int, wb: int, plane_shape):
+    """Distance along z [planes] to the nearest plane ``z`` with ``site(z)`` true, capped at ``wb + 1``,
+    on the planes ``z0 .. z0 + slab - 1``: ``(slab, *plane_shape)`` (uint8, int16 for ``wb >= 254``).
+
+    Two scans reading ``site`` plane by plane (``wb`` planes of warm-up each side, only the slab's
+    planes stored); the same values as :func:`jaxcba.descriptors.distance._scan_distance_1d` over
+    the slab and ``wb`` planes each side."""
+    dtype = jnp.uint8 if wb + 1 < 255 else jnp.int16
+    capv = jnp.asarray(wb + 1, dtype)
+    full = jnp.full(plane_shape, wb + 1, dtype)
+
+    def step(c, z):
+        return jnp.where(site(z), jnp.zeros((), dtype), jnp.minimum(c + 1, capv))
+
+    def fwd(c, q):
+        c = step(c, z0 + q)
+        return c, c
+
+    def back(c, xs):
+        q, f = xs
+        c = step(c, z0 + q)
+        return c, jnp.minimum(c, f)
+
+    c = lax.fori_loop(0, wb, lambda q, c: step(c, z0 - wb + q), full)
+    _, f = lax.scan(fwd, c, jnp.arange(slab))
+    c = lax.fori_loop(0, wb, lambda q, c: step(c, z0 + slab + wb - 1 - q), full)
+    return lax.scan(back, c, (jnp.arange(slab), f), reverse=True)[1]
+
+
+@partial(jax.jit, static_argnames=("n_levels",))
+def _plane_stats(lev, reach, n_levels: int):
+    """Per z-plane summaries of the levels ``(z, y, x)`` for the tests of :func:`_bucket_counts`.
+
+    Returns the largest level of each plane ``(z,)``, the largest intrusion level ``(z,)`` and
+    ``differ`` bool ``(z, n_levels)``: whether some voxel of the plane has ``reach <= l < lev``
+    (its centre of a radius with level threshold ``l`` does not intrude; ``reach <= lev``
+    everywhere), from the largest ``lev`` per ``reach`` value of the plane (a scatter-max) and its
+    running maximum. ``reach`` None: ``(top, None, None)``."""
+    top = jnp.max(lev, axis=(1, 2))
+    if reach is None:
+        return top, None, None
+
+    def plane(z):
+        r = lax.dynamic_index_in_dim(reach, z, 0, keepdims=False).reshape(-1).astype(jnp.int32)
+        v = lax.dynamic_index_in_dim(lev, z, 0, keepdims=False).reshape(-1)
+        best = jnp.zeros((n_levels,), lev.dtype).at[r].max(v, mode="drop")
+        return lax.cummax(best) > jnp.arange(n_levels, dtype=lev.dtype)
+
+    return top, jnp.max(reach, axis=(1, 2)), lax.map(plane, jnp.arange(lev.shape[0]))
+
+
+@partial(jax.jit, static_argnames=("wb", "slab", "n_slabs", "opening", "intrude", "thickness"))
+def _bucket_counts(lev, reach, stats, lt, idx, t, wb: int, slab: int, n_slabs: int, opening: bool, intrude: bool,
+                   thickness: bool):
+    """Covered voxel counts of the radii ``idx`` ``(k,)`` (thresholds ``t`` ``(k,)``) of one window ``wb``.
+
+    ``lev``, ``reach``: radius levels and intrusion levels ``(z, y, x)`` (``reach`` None without
+    intrusion); the centres of radius ``i`` are ``{lev >= i + 2}``, its intruding centres
+    ``{reach >= i + 2}``; ``stats`` = :func:`_plane_stats`. Slab by slab (``fori_loop``; slab
+    ``s`` holds the planes ``[min(s slab, nz - slab), +slab)`` and counts those from ``s slab``
+    on), for every radius: the dilation of its centres by the open ball ``|k|^2 < t`` (the squared
+    distance, exact below ``(wb + 1)^2 >= t``: 1D distance along z read plane by plane from
+    ``lev``, then windowed min-plus along y and x plane by plane), and of its intruding centres
+    unless they equal the centres within ``wb`` planes of the slab; a radius with no centre
+    there costs a test. ``thickness``: ``lt`` ``(z, y, x)`` gets ``i + 1`` where radius ``i``
+    covers (radii in increasing order). Returns counts of the openings ``(k,)``, of the
+    intrusions ``(k,)`` (int32; zeros for the curve not asked) and ``lt``. Memory beside the
+    inputs: two slab-sized uint8 arrays and one plane's work.
+    """
+    nz, ny, nx = lev.shape
+    ldt = lev.dtype
+    k = idx.shape[0]
+    cap = (wb + 1) ** 2
+    dtype = _int_dtype(cap)
+    both = opening and intrude
+    top_plane, top_r_plane, differ = stats
+    zs = jnp.arange(nz)
+
+    def cover(level, tt, z0, j, inside):
+        """Coverage of the slab's planes by the balls ``|k|^2 < tt`` centred on ``{src > level}``,
+        ``src`` = ``lev`` (``j = 0``) or ``reach`` (``j = 1``; ``j`` may be traced): the count over
+        the planes marked ``inside`` (slab,) and, with ``thickness``, the bool ``(slab, ny, nx)``."""
+
+        def site(z):
+            zc = jnp.clip(z, 0, nz - 1)
+            if isinstance(j, int):
+                p = lax.dynamic_index_in_dim(lev if j == 0 else reach, zc, 0, keepdims=False)
+            else:
+                p = jnp.where(j == 0, lax.dynamic_index_in_dim(lev, zc, 0, keepdims=False),
+                              lax.dynamic_index_in_dim(reach, zc, 0, keepdims=False))
+            return (p > level) & (z >= 0) & (z < nz)
+
+        def plane(c, xs):
+            d, ins = xs
+            f = d.astype(dtype)
+            f = f * f
+            if wb > 0:
+                for axis, n in ((0, ny), (1, nx)):
+                    pad = [(0, 0)] * 2
+                    pad[axis] = (wb, wb)
+                    f = _min_plus(jnp.pad(f, pad, constant_values=cap), axis, wb, wb, n)
+            cov = f < tt.astype(dtype)
+            c = c + jnp.where(ins, jnp.sum(cov, dtype=jnp.int32), 0)
+            return c, (cov if thickness else None)
+
+        dz = _z_distance(site, z0, slab, wb, (ny, nx))
+        return lax.scan(plane, jnp.int32(0), (dz, inside))
+
+    def one_slab(s, carry):
+        co, ci, lt = carry
+        z0 = jnp.minimum(s * slab, nz - slab)
+        inside = z0 + jnp.arange(slab) >= s * slab
+        near = (zs >= z0 - wb) & (zs < z0 + slab + wb)  # the planes within reach of the slab
+        top = jnp.max(jnp.where(near, top_plane, 0))
+        top_r = jnp.max(jnp.where(near, top_r_plane, 0)) if intrude else None
+
+        def count(level, tt, j):
+            return cover(level, tt, z0, j, inside)[0]
+
+        def step(lt_s, xs):
+            i, tt = xs
+            level = (i + 1).astype(ldt)  # centres of radius i: level >= i + 2
+            if thickness:  # opening only
+                c, cov = lax.cond(top > level, lambda: cover(level, tt, z0, 0, inside),
+                                  lambda: (jnp.int32(0), jnp.zeros((slab, ny, nx), bool)))
+                return jnp.where(cov, level, lt_s), (c, jnp.int32(0))
+            if not both:
+                j, top_s = (0, top) if opening else (1, top_r)
+                c = lax.cond(top_s > level, lambda: count(level, tt, j), lambda: jnp.int32(0))
+                return lt_s, ((c, jnp.int32(0)) if opening else (jnp.int32(0), c))
+            # both curves: one compiled dilation, run for the centres and, unless they are the
+            # same within reach of the slab, for the intruding centres
+            same = ~jnp.any(near & lax.dynamic_index_in_dim(differ, level.astype(jnp.int32), 1, keepdims=False))
+            tops = jnp.stack([top, top_r])
+
+            def job(c_open, j):
+                reuse = (j == 1) & same
+                c = lax.cond((tops[j] > level) & ~reuse, lambda: count(level, tt, j), lambda: jnp.int32(0))
+                c = jnp.where(reuse, c_open, c)
+                return c, c
+
+            _, (c_o, c_i) = lax.scan(job, jnp.int32(0), jnp.arange(2))
+            return lt_s, (c_o, c_i)
+
+        lt_s = lax.dynamic_slice_in_dim(lt, z0, slab, 0) if thickness else jnp.zeros((), ldt)
+        lt_s, (o, c) = lax.scan(step, lt_s, (idx, t))
+        if thickness:
+            lt = lax.dynamic_update_slice_in_dim(lt, lt_s, z0, 0)
+        return co + o, ci + c, lt
+
+    zeros = jnp.zeros((k,), jnp.int32)
+    return lax.fori_loop(0, n_slabs, one_slab, (zeros, zeros, lt))
+
+
+@jax.jit
+def _fractions(o, c, n_phase, inv):
+    """Counts ``(R,)`` in bucket order -> fractions of the phase ``(R,)`` float32 in radius order."""
+    # the barrier keeps XLA from turning the division into a multiplication by 1 / n (not
+    # correctly rounded, and not the same with and without vmap)
+    denom = lax.optimization_barrier(jnp.broadcast_to(n_phase.astype(jnp.float32), o.shape))
+    frac_open = lax.div(o.astype(jnp.float32), denom)
+    frac_intr = lax.div(c.astype(jnp.float32), denom)
+    return frac_open[inv], frac_intr[inv]
+
+
 def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, slab_planes=None):
     """Opening / intrusion coverage fractions ``(R,)``, local thickness and percolation for a static radius grid.
 
-    Work per z-slab (``lax.map``): the slab's radius levels with a halo of the largest window,
-    then for every radius the dilation of its centres (and of its intruding centres) on the
-    slab, counted; a radius with no centre in reach of the slab costs a test only.
+    Three kinds of compiled steps, each its own program (so the mask's device copy is gone
+    before the intrusion starts, and each compilation stays small): the radius levels
+    (:func:`_levels`), the intrusion levels (:func:`_reach`, with ``intrude``) and their per-plane
+    summaries (:func:`_plane_stats`), then one call of
+    :func:`_bucket_counts` per window of :func:`_buckets`. Returns float32 fractions of the
+    openings and of the intrusions ``(R,)`` (zeros for a curve not asked), the local thickness
+    [voxels] ``(z, y, x)`` float32 (``thickness``; else a 0-d placeholder) and ``percolates``
+    (bool; True without ``intrude``). Traceable under ``jit`` / ``vmap``.
     """
-    mask = jnp.asarray(mask, dtype=bool)
     nz, ny, nx = mask.shape
     thresholds = _thresholds(radii)
     buckets = _buckets(thresholds)
     halo = max(w for w, _ in buckets)
     slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
-    lev = _levels(mask, thresholds, halo, slab, n_slabs)  # (n_slabs * slab + 2 halo, ny, nx)
-    n_phase = jnp.sum(mask, dtype=jnp.int32).astype(jnp.float32)
-    if intrude:
-        reach = _widest_path(lev[halo : halo + nz], axis, 0)
-        perc = jnp.any(lax.index_in_dim(reach, -1, axis, keepdims=False) > 0)  # level >= 1: the phase
-        reach = jnp.pad(reach, ((halo, lev.shape[0] - nz - halo), (0, 0), (0, 0)))
-    else:
-        reach, perc = None, jnp.array(True)
-    ldt = lev.dtype
-    hw = halo
-
-    def one(s):
-        region = lax.dynamic_slice_in_dim(lev, s * slab, slab + 2 * hw, 0)
-        region = jnp.pad(region, ((0, 0), (hw, hw), (hw, hw)))
-        region_r = None
-        if intrude:
-            region_r = jnp.pad(lax.dynamic_slice_in_dim(reach, s * slab, slab + 2 * hw, 0), ((0, 0), (hw, hw), (hw, hw)))
-        both = jnp.stack([region, region_r]) if (intrude and opening) else None
-        inside = (s * slab + jnp.arange(slab) < nz)[:, None, None]
-        lt = jnp.zeros((slab, ny, nx), ldt)
-        opens, intrs = [], []
-        for wb, ix in buckets:
-            cut = (slice(hw - wb, hw + slab + wb), slice(hw - wb, hw + ny + wb), slice(hw - wb, hw + nx + wb))
-            top = jnp.max(region[cut])
-            top_r = jnp.max(region_r[cut]) if intrude else None
-
-            def count(c):
-                return jnp.sum(c & inside, dtype=jnp.int32)
-
-            def step(lt, xs, top=top, top_r=top_r, wb=wb, cut=cut):
-                i, t = xs
-                sub = region[cut]
-                sub_r = region_r[cut] if intrude else None
-                level = (i + 1).astype(ldt)  # centres of radius i: level >= i + 2
-                cover = lambda src: _covered(src, level, t, wb, slab, ny, nx)  # noqa: E731
-                if thickness:  # opening only
-                    cov = lax.cond(top > level, lambda: cover(sub), lambda: jnp.zeros((slab, ny, nx), bool))
-                    return jnp.where(cov, level, lt), (count(cov), jnp.int32(0))
-                if not (opening and intrude):
-                    src, top_s = (sub, top) if opening else (sub_r, top_r)
-                    c = lax.cond(top_s > level, lambda: count(cover(src)), lambda: jnp.int32(0))
-                    return lt, ((c, jnp.int32(0)) if opening else (jnp.int32(0), c))
-                # both curves: one compiled dilation, run for the centres and, unless they are
-                # the same within reach of the slab, for the intruding centres
-                same = ~jnp.any((sub > level) & (sub_r <= level))
-                tops = jnp.stack([top, top_r])
-
-                def job(c_open, j):
-                    reuse = (j == 1) & same
-                    src = lambda: lax.dynamic_index_in_dim(both, j, 0, keepdims=False)[cut]  # noqa: E731
-                    c = lax.cond((tops[j] > level) & ~reuse, lambda: count(cover(src())), lambda: jnp.int32(0))
-                    c = jnp.where(reuse, c_open, c)
-                    return c, c
-
-                _, (co, ci) = lax.scan(job, jnp.int32(0), jnp.arange(2))
-                return lt, (co, ci)
-
-            xs = (jnp.asarray(ix, jnp.int32), jnp.asarray(thresholds[list(ix)], jnp.int32))
-            lt, (o, c) = lax.scan(step, lt, xs)
-            opens.append(o)
-            intrs.append(c)
-        return jnp.concatenate(opens), jnp.concatenate(intrs), (lt if thickness else jnp.zeros((), ldt))
-
-    o, c, lt = lax.map(one, jnp.arange(n_slabs))
-    # the barrier keeps XLA from turning the division into a multiplication by 1 / n (not
-    # correctly rounded, and not the same with and without vmap)
-    denom = lax.optimization_barrier(jnp.broadcast_to(n_phase, (len(radii),)))
-    frac_open = lax.div(jnp.sum(o, axis=0).astype(jnp.float32), denom)
-    frac_intr = lax.div(jnp.sum(c, axis=0).astype(jnp.float32), denom)
+    lev, n_phase = _levels(mask, _level_table(thresholds, halo), halo=halo, slab=slab, n_slabs=n_slabs)
+    reach, perc = _reach(lev, axis, slab_planes) if intrude else (None, jnp.array(True))
+    stats = _plane_stats(lev, reach, len(radii) + 2)  # levels 0 .. R + 1
+    lt = jnp.zeros(lev.shape, lev.dtype) if thickness else jnp.zeros((), lev.dtype)
+    opens, intrs = [], []
+    for wb, ix in buckets:
+        o, c, lt = _bucket_counts(lev, reach, stats, lt, np.asarray(ix, np.int32), np.asarray(thresholds[list(ix)], np.int32),
+                                  wb=wb, slab=slab, n_slabs=n_slabs, opening=opening or thickness, intrude=intrude,
+                                  thickness=thickness)
+        opens.append(o)
+        intrs.append(c)
+    del lev, reach
     order = np.concatenate([np.asarray(ix) for _, ix in buckets])  # bucket order -> radius order
-    inv = np.argsort(order)
-    frac_open, frac_intr = frac_open[inv], frac_intr[inv]
+    frac_open, frac_intr = _fractions(jnp.concatenate(opens), jnp.concatenate(intrs), n_phase,
+                                      np.argsort(order).astype(np.int32))
     if thickness:
         table = jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.asarray(radii, jnp.float32)])
-        lt = table[lt.reshape((n_slabs * slab, ny, nx))[:nz]]
+        lt = table[lt]
     return frac_open, frac_intr, lt, perc
 
 
