@@ -341,3 +341,60 @@ def test_bad_uncertainty_options():
         delta_uncertainty(np.zeros((8, 8, 8), np.uint8), 40.0, jaxcba.CBAParams.paper(), (None, None, None))
     with pytest.raises(ValueError, match="uncertainty"):
         calibrate(np.zeros((8, 8, 8), np.uint8), 40.0, uncertainty="yes")
+
+
+def _fake_recalibrate(p, raise_on):
+    """A recalibration that raises ``raise_on[b]`` on twin ``b`` and otherwise returns eta scaled by exp(0.1 (b - 2))."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def recalibrate(twin):
+        b = len(calls)
+        calls.append(b)
+        if b in raise_on:
+            raise raise_on[b]
+        return SimpleNamespace(params=p.replace(eta=p.eta * math.exp(0.1 * (b - 2))), converged=True)
+
+    return recalibrate, calls
+
+
+def test_a_failed_bootstrap_twin_is_recorded_and_the_others_go_on(tmp_path):
+    from jaxcba.calibrate import bootstrap_uncertainty
+
+    p = jaxcba.CBAParams.paper()
+    rec, calls = _fake_recalibrate(p, {1: FloatingPointError("overflow"), 4: RuntimeError("internal")})
+    boot = Bootstrap(6, folder=tmp_path / "b")
+    s = bootstrap_uncertainty(p, (8, 8, 8), 40.0, rec, boot, settings={"t": 1})
+    assert s.n == 4 and s.failed == 2 and len(calls) == 6
+    assert s.failures == ("seed 1: FloatingPointError: overflow", "seed 4: RuntimeError: internal")
+    assert any("2 of 6 twins failed" in n for n in s.notes)
+    logs = [0.1 * (b - 2) for b in (0, 2, 3, 5)]
+    assert s.get("eta").method == "bootstrap"
+    assert s.get("eta").se / p.eta == pytest.approx(np.std(logs, ddof=1), rel=1e-9)
+    assert "failed twin: seed 1" in Uncertainty(bootstrap=s).table()
+    assert UncertaintySet.from_json(s.to_json()).to_dict() == s.to_dict()
+    assert bootstrap_uncertainty(p, (8, 8, 8), 40.0, rec, boot, settings={"t": 1}).to_dict() == s.to_dict()
+    assert len(calls) == 6  # resumed: failed twins are not retried
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, MemoryError])
+def test_keyboard_interrupt_and_memory_error_end_the_bootstrap(tmp_path, exc):
+    from jaxcba.calibrate import bootstrap_uncertainty
+
+    p = jaxcba.CBAParams.paper()
+    rec, calls = _fake_recalibrate(p, {2: exc()})
+    with pytest.raises(exc):
+        bootstrap_uncertainty(p, (8, 8, 8), 40.0, rec, Bootstrap(4, folder=tmp_path / "b"), settings={})
+    assert len((tmp_path / "b" / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_more_than_half_of_the_twins_failed_gives_no_interval():
+    p = jaxcba.CBAParams.paper()
+    ok = {"params": p.to_dict(), "converged": True}
+    bad = {"params": None, "converged": False, "error": "RuntimeError: x", "error_type": "RuntimeError", "seed": 0}
+    s = bootstrap_set(p, 40.0, [ok, ok, bad, bad, bad])
+    assert {i.method for i in s.parameters + s.derived} == {"unavailable"}
+    assert "3 of 5 bootstrap twins failed (more than 50 %)" in s.get("eta").note
+    half = bootstrap_set(p, 40.0, [ok, ok, bad, bad])  # exactly half: intervals given
+    assert half.get("eta").method == "bootstrap" and half.failed == 2

@@ -80,3 +80,28 @@ def test_finite_variances_give_the_closed_form_intervals():
     assert v2.value == pytest.approx(v, rel=1e-9)
     assert (v2.lo, v2.hi) == pytest.approx(tuple(1 / (1 + math.exp(-(logit + s * Q * sd_logit))) for s in (-1, 1)),
                                            rel=1e-6)
+
+
+def test_twins_at_zero_and_two_phase_fixed_in_the_bootstrap():
+    """Twins with lambda_y = 0 (no large pores): lambda_y and V3 on the natural scale (t se about
+    the fit, cut at 0; V3 = 1 - exp(-8 pi lambda_y / theta^3), Eq. 24), no -inf; a two-phase fit
+    (lambda_x = 0) fixes the graphite parameters, V1 and the half-axes, with the reason."""
+    from jaxcba.calibrate import bootstrap_set
+
+    p = jaxcba.CBAParams.paper().replace(lambda_x=0.0)
+    lys = [0.0, 0.0, 0.0] + [p.lambda_y * math.exp(0.2 * k) for k in range(-3, 4)]
+    rows = [{"params": {**p.to_dict(), "lambda_y": ly}, "converged": True} for ly in lys]
+    s = bootstrap_set(p, 40.0, rows)
+    q = float(scipy.stats.t.ppf(0.975, 9))
+    ly = s.get("lambda_y")
+    se = np.std(lys, ddof=1)
+    assert ly.method == "bootstrap" and ly.scale == "identity" and "3 of 10 twins at 0" in ly.note
+    assert (ly.se, ly.lo, ly.hi) == pytest.approx((se, max(p.lambda_y - q * se, 0.0), p.lambda_y + q * se), rel=1e-9)
+    v3s = [1 - math.exp(-8 * math.pi * v / p.theta**3) for v in lys]
+    v3 = s.get("V3")
+    assert v3.scale == "identity" and v3.se == pytest.approx(np.std(v3s, ddof=1), rel=1e-6)
+    assert all(math.isfinite(i.lo) and math.isfinite(i.hi) for i in s.parameters + s.derived)
+    for name in ("lambda_x", "alpha1", "alpha2", "gamma", "alpha1/gamma"):
+        assert s.get(name).method == "fixed" and "two-phase" in s.get(name).note, name
+    assert s.get("V1").method == "fixed" and "no graphite" in s.get("V1").note
+

@@ -22,8 +22,20 @@ Two methods (docs/calibration.md, "Uncertainty"):
 * **bootstrap** (:func:`bootstrap_uncertainty`, ``--bootstrap B``): ``B`` twins simulated from
   the fitted parameters in the image's window and voxel size, each recalibrated with the same
   strategies; ``se`` = the twins' standard deviation on the same scales, intervals
-  ``estimate +- t_{B' - 1, 0.975} se`` (``B'`` finite twins). Resumable: one row per twin in a
-  results folder of the batch engine's format (:mod:`jaxcba.batch.store`), finished twins skipped.
+  ``estimate +- t_{B' - 1, 0.975} se`` (``B'`` twins calibrated). A quantity at the edge of its
+  scale in the fit or in a twin (``lambda_y = 0``: no large pores; ``V3 = 0``) has its interval on
+  the natural scale instead, ``estimate +- t se`` cut at the edge, with the number of twins
+  there in its note. A twin whose recalibration raises (any error but ``MemoryError`` and
+  ``KeyboardInterrupt``, which end the run) is a recorded failure (its row holds the error; the
+  set counts them in ``failed`` and lists them in ``failures``) and the other twins go on; when
+  more than :data:`MAX_FAILED` of the twins failed, no bootstrap interval is given. Resumable:
+  one row per twin in a results folder of the batch engine's format (:mod:`jaxcba.batch.store`),
+  finished and failed twins skipped.
+
+Quantities fixed by the model choice have no interval (``method`` ``fixed``, ``note`` the reason):
+on a two-phase image (``lambda_x = 0``) ``lambda_x``, ``alpha1``, ``alpha2``, ``gamma``, ``V1`` and
+the mean half-axes. A fitted parameter at 0 (log scale ``-inf``) has no delta interval (the delta
+method needs an interior optimum).
 """
 
 from __future__ import annotations
@@ -66,6 +78,23 @@ _DERIVED_OF = {"V1": _GRAPHITE, "V2": ("mu",), "V3": ("theta", "lambda_y"), "V":
                "1/theta": ("theta",)}
 #: Variance factor of stage 3's L1 estimator against its least-squares surrogate (module docstring).
 L1_FACTOR = math.pi / 2.0
+#: Largest fraction of failed bootstrap twins for which the bootstrap's intervals are given.
+MAX_FAILED = 0.5
+#: Why the graphite parameters of a two-phase image have no interval.
+TWO_PHASE_REASON = ("two-phase image: the sub-model without graphite fixes lambda_x = 0; alpha1, alpha2, gamma are "
+                    "unused placeholders (not estimated)")
+
+
+def fixed_state(reason: str = "") -> str:
+    """The state of a quantity fixed by the model choice (no interval), with the ``reason`` as its note."""
+    return f"fixed: {reason}" if reason else "fixed"
+
+
+def _is_fixed(state: str) -> bool:
+    return state == "fixed" or state.startswith("fixed: ")
+
+
+_TWO_PHASE = fixed_state(TWO_PHASE_REASON)
 
 
 # ----------------------------------------------------------------------------- options
@@ -173,7 +202,8 @@ def _encode_intervals(v) -> dict:
 class UncertaintySet(Result):
     """The intervals of one method: ``method`` (``delta`` or ``bootstrap``), ``how`` (one line),
     ``level``, ``quantile`` (the t quantile used), ``dof``, ``n`` (blocks or twins used),
-    ``parameters`` and ``derived`` (JSON: keyed by name), ``notes``."""
+    ``parameters`` and ``derived`` (JSON: keyed by name), ``notes``; bootstrap only: ``failed``
+    (twins whose recalibration raised) and ``failures`` (one ``"seed S: Error: message"`` each)."""
 
     method: str
     how: str
@@ -184,6 +214,8 @@ class UncertaintySet(Result):
     parameters: tuple[Interval, ...] = field(encode=_encode_intervals, decode=_decode_intervals)
     derived: tuple[Interval, ...] = field(encode=_encode_intervals, decode=_decode_intervals)
     notes: tuple[str, ...] = ()
+    failed: int = 0
+    failures: tuple[str, ...] = ()
 
     def get(self, name: str) -> Interval:
         """The interval of a parameter or derived quantity by name."""
@@ -220,6 +252,12 @@ class Uncertainty(Result):
         for s in self.sets():
             lines.append(f"{s.method}: {s.how}")
             lines.extend(f"  note: {n}" for n in s.notes)
+            fixed: dict[str, list[str]] = {}
+            for i in s.parameters + s.derived:
+                if i.method == "fixed":
+                    fixed.setdefault(i.note or "not fitted", []).append(i.name)
+            lines.extend(f"  fixed, no interval: {', '.join(names)} ({why})" for why, names in fixed.items())
+            lines.extend(f"  failed twin: {f}" for f in s.failures)
         return "\n".join(lines)
 
 
@@ -292,22 +330,30 @@ FLAT_TOL = 1e-2
 def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dict[str, str], quantile: float,
               method: str, flat: np.ndarray | None = None) -> tuple[tuple[Interval, ...], tuple[Interval, ...]]:
     """Intervals of the parameters and derived quantities from the covariance ``cov_w`` (8, 8) of the
-    working parameters; ``fitted``: parameter -> ``"fit"``, ``"fixed"`` or an unavailability note;
-    ``flat`` (8, f): flat directions of the stage losses (a quantity changing along one: unavailable)."""
+    working parameters; ``fitted``: parameter -> ``"fit"``, a fixed state (``"fixed"`` or
+    ``"fixed: reason"``, :func:`fixed_state`) or an unavailability note; ``flat`` (8, f): flat
+    directions of the stage losses (a quantity changing along one: unavailable). A fitted
+    parameter at 0 (log scale ``-inf``) and a fitted derived quantity at the edge of its scale get
+    no interval (a note says so)."""
     flat = np.zeros((8, 0)) if flat is None else np.asarray(flat, float)
     why_flat = "not identified: a stage loss is flat along a direction that changes it"
-    base, fitted = fitted, dict(fitted)
+    values = params.to_dict()
+    base = dict(fitted)
+    for k in FIELDS:  # log(0) = -inf: the optimum is on the boundary, not an interior one
+        if base[k] == "fit" and PARAM_SCALE[k] == "log" and values[k] == 0.0:
+            base[k] = (f"{k} = 0, on the boundary of its range (log scale -inf): no {method} interval"
+                       + ("; the parametric bootstrap gives one on the natural scale" if method == "delta" else ""))
+    fitted = dict(base)
     for i, k in enumerate(FIELDS):
         if fitted[k] == "fit" and flat.shape[1] and np.linalg.norm(flat[i]) > FLAT_TOL:
             fitted[k] = why_flat
     w = working(params)
-    two_phase = params.to_dict()["lambda_x"] == 0.0
-    values = params.to_dict()
+    two_phase = values["lambda_x"] == 0.0
     out_p = []
     for i, (k, unit) in enumerate(FIELDS.items()):
         out_p.append(_interval(k, unit, values[k], w[i], cov_w[i, i], PARAM_SCALE[k], fitted[k], quantile, method))
     with jax.enable_x64(True):
-        w64 = jnp.asarray(np.where(np.isfinite(w), w, 0.0), dtype=jnp.float64)
+        w64 = jnp.asarray(w, dtype=jnp.float64)  # -inf where a parameter is 0: exp(-inf) = 0 exactly
         ys = np.asarray(_derived_scaled(w64, voxel_nm, two_phase), dtype=float)
         G = np.asarray(jax.jacfwd(lambda v: _derived_scaled(v, voxel_nm, two_phase))(w64), dtype=float)
     g_ok = np.isfinite(G)
@@ -321,16 +367,18 @@ def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dic
     index = {k: i for i, k in enumerate(FIELDS)}
     out_d = []
     for j, (name, unit, scale) in enumerate(DERIVED):
-        names = [k for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
-        deps = [base[k] for k in names]
-        bad = [f"depends on {k}, which has no interval ({base[k]})" for k in names if base[k] not in ("fit", "fixed")]
-        fit = [index[k] for k in names if base[k] == "fit"]
-        bad += [f"depends on {k}, whose variance is not finite (no interval)" for k in names
-                if base[k] == "fit" and not np.all(cov_ok[index[k], fit])]
-        bad += [f"its derivative in {k} is not finite" for k in names if base[k] == "fit" and not g_ok[j, index[k]]]
-        state = "; ".join(bad) if bad else ("fit" if "fit" in deps else "fixed")
-        if name == "V1" and two_phase:
-            state = "fixed"
+        state, names = _derived_state(name, base, two_phase)
+        if not _is_fixed(state):
+            bad = [] if state == "fit" else [state]
+            fit = [index[k] for k in names if base[k] == "fit"]
+            bad += [f"depends on {k}, whose variance is not finite (no interval)" for k in names
+                    if base[k] == "fit" and not np.all(cov_ok[index[k], fit])]
+            if not math.isfinite(ys[j]):
+                bad.append(f"{name} = {nat[name]:.4g}, on the boundary of its {scale} scale: no {method} interval")
+            else:
+                bad += [f"its derivative in {k} is not finite" for k in names
+                        if base[k] == "fit" and not g_ok[j, index[k]]]
+            state = "; ".join(bad) if bad else "fit"
         g = G[j]
         if state == "fit" and flat.shape[1] and np.linalg.norm(g @ flat) > FLAT_TOL * max(np.linalg.norm(g), 1e-300):
             state = why_flat
@@ -338,10 +386,26 @@ def intervals(params: CBAParams, voxel_nm: float, cov_w: np.ndarray, fitted: dic
     return tuple(out_p), tuple(out_d)
 
 
+def _derived_state(name: str, base: dict, two_phase: bool) -> tuple[str, list[str]]:
+    """The state of the derived quantity ``name`` from its parameters' states ``base`` (``"fit"``, a
+    fixed state, or a note): a note naming each parameter without an interval, else ``"fit"`` if
+    one of them is fitted, else fixed; and the parameters it depends on."""
+    if two_phase and name == "V1":
+        return fixed_state("lambda_x = 0: two-phase image, no graphite"), []
+    names = [k for k in _DERIVED_OF[name] if not (two_phase and k in _GRAPHITE)]
+    if not names:  # the mean half-axes of a two-phase image
+        return _TWO_PHASE, []
+    bad = [f"depends on {k}, which has no interval ({base[k]})" for k in names
+           if base[k] != "fit" and not _is_fixed(base[k])]
+    if bad:
+        return "; ".join(bad), names
+    return ("fit" if any(base[k] == "fit" for k in names) else "fixed"), names
+
+
 def _interval(name, unit, value, y, var, scale, state, quantile, method) -> Interval:
-    if state == "fixed":
+    if _is_fixed(state):
         return Interval(name=name, value=value, unit=unit, se=0.0, lo=value, hi=value, scale=scale, method="fixed",
-                        note="not fitted")
+                        note=state[len("fixed: "):] if state != "fixed" else "not fitted")
     if state != "fit" or not (math.isfinite(var) and var >= 0):
         note = state if state != "fit" else "non-finite variance"
         return Interval(name=name, value=value, unit=unit, se=math.nan, lo=math.nan, hi=math.nan, scale=scale,
@@ -726,7 +790,7 @@ def delta_uncertainty(vol, voxel_nm: float, params: CBAParams, fits: StageFits =
         _stage3_parts(parts, s3, s2)
     cov_w = parts.covariance()
     if params.to_dict()["lambda_x"] == 0.0:
-        parts.fitted.update({k: "fixed" for k in _GRAPHITE})
+        parts.fitted.update({k: _TWO_PHASE for k in _GRAPHITE})
         parts.notes.append("two-phase image: lambda_x = 0 (no graphite), the graphite parameters are not fitted")
     p, d = intervals(params, voxel_nm, cov_w, parts.fitted, quantile, "delta", flat=parts.flat)
     how = (f"delta method: implicit derivatives of the stage losses, descriptor covariance by batch means over "
@@ -762,9 +826,13 @@ def bootstrap_uncertainty(params: CBAParams, shape, voxel_nm: float, recalibrate
     """The parametric bootstrap (module docstring): ``options.n`` twins of ``params`` in a ``shape``
     window [voxels] of ``voxel_nm`` [nm], seeds ``options.seed ..``, rows in ``options.folder``.
 
-    ``recalibrate(labels) -> CalibrationResult`` fits one twin; ``settings`` (JSON-serialisable)
-    identifies the calibration in ``folder/spec.json`` (a folder of another spec is refused);
-    ``fixed``: parameter -> state for the parameters not fitted (as in :func:`intervals`).
+    ``recalibrate(labels) -> CalibrationResult`` fits one twin; an error it raises (or non-finite
+    fitted parameters) makes that twin a failure, recorded in its row (``params`` null, ``error``
+    ``"Type: message"``, ``error_type``) while the other twins go on; ``MemoryError`` and
+    ``KeyboardInterrupt`` propagate (the finished twins' rows are kept). ``settings``
+    (JSON-serialisable) identifies the calibration in ``folder/spec.json`` (a folder of another
+    spec is refused); ``fixed``: parameter -> state for the parameters not fitted (as in
+    :func:`intervals`).
     """
     import tempfile
 
@@ -794,10 +862,16 @@ def bootstrap_uncertainty(params: CBAParams, shape, voxel_nm: float, recalibrate
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     res = recalibrate(twin)
-                row = {"job": job, "seed": seed, "params": res.params.to_dict(), "converged": bool(res.converged),
-                       "error": None}
-            except ValueError as exc:  # a twin the calibration refuses (e.g. no room for large pores)
-                row = {"job": job, "seed": seed, "params": None, "converged": False, "error": str(exc)}
+                fit = {k: float(v) for k, v in res.params.to_dict().items()}
+                bad = [k for k, v in fit.items() if not math.isfinite(v)]
+                if bad:
+                    raise FloatingPointError(f"non-finite fitted parameters: {', '.join(bad)}")
+                row = {"job": job, "seed": seed, "params": fit, "converged": bool(res.converged), "error": None}
+            except MemoryError:
+                raise
+            except Exception as exc:  # a failed twin (refused input, numerical error, ...): recorded, the others go on
+                row = {"job": job, "seed": seed, "params": None, "converged": False,
+                       "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__}
             row["seconds"] = time.perf_counter() - t0
             writer.write(row)
             rows.append(row)
@@ -807,43 +881,134 @@ def bootstrap_uncertainty(params: CBAParams, shape, voxel_nm: float, recalibrate
 
 
 def bootstrap_set(params: CBAParams, voxel_nm: float, rows: list[dict], *, level: float = LEVEL,
-                  fixed: dict | None = None, folder: str = "") -> UncertaintySet:
-    """Intervals from the twins' fitted parameters ``rows`` (each ``{"params": {...} | None, "converged": bool}``)."""
-    good = [CBAParams.from_dict(r["params"]) for r in rows if r.get("params") is not None]
-    n = len(good)
+                  fixed: dict | None = None, folder: str = "", max_failed: float = MAX_FAILED) -> UncertaintySet:
+    """Intervals from the twins' rows (each ``{"params": {...} | None, "converged": bool}``; a row
+    with ``params`` null is a failed twin, its ``error`` and ``seed`` listed in ``failures``).
+
+    Each fitted quantity's ``se`` is the twins' standard deviation on its scale (derived quantities
+    from the twins' own derived values, not linearised); a quantity at the edge of its scale in the
+    fit or in a twin (a parameter at 0, a fraction at 0 or 1) gets ``estimate +- t se`` on the
+    natural scale, cut at the edge, its note giving the number of twins at the edge. No interval
+    (a note says why) with fewer than two twins calibrated or more than ``max_failed`` of the rows
+    failed. ``fixed``: parameter -> fixed state (as in :func:`intervals`); ``lambda_x = 0`` in
+    ``params`` (two-phase) fixes the graphite parameters; twins fitted with ``lambda_x = 0`` when
+    ``params`` has graphite are left out of the intervals of ``alpha1``, ``alpha2``, ``gamma`` and
+    the mean half-axes (placeholders there). The rows' values are used as written (no range check:
+    a value of 0 is kept)."""
+    good = [r for r in rows if r.get("params") is not None]
+    failed = [r for r in rows if r.get("params") is None]
+    n, total = len(good), len(rows)
     two_phase = params.to_dict()["lambda_x"] == 0.0
     fitted = {k: "fit" for k in FIELDS}
     fitted.update(fixed or {})
     if two_phase:
-        fitted.update({k: "fixed" for k in _GRAPHITE})
-    quantile = float(scipy.stats.t.ppf(0.5 + level / 2.0, max(n - 1, 1)))
-    if n < 2:
-        fitted = {k: (v if v == "fixed" else f"only {n} twin(s) calibrated") for k, v in fitted.items()}
-        cov_w = np.zeros((8, 8))
-        sd_d = np.zeros(len(DERIVED))
-    else:
-        W = np.array([working(p) for p in good])
-        W = np.where(np.isfinite(W), W, 0.0)
-        cov_w = np.atleast_2d(np.cov(W.T, ddof=1))
-        with jax.enable_x64(True):
-            Y = np.array([np.asarray(_derived_scaled(jnp.asarray(w, jnp.float64), voxel_nm, two_phase)) for w in W])
-        sd_d = np.std(Y, axis=0, ddof=1)
-    p, d = intervals(params, voxel_nm, cov_w, fitted, quantile, "bootstrap")
-    # the derived quantities' spread from the twins' own derived values (not linearised)
-    w = working(params)
-    with jax.enable_x64(True):
-        ys = np.asarray(_derived_scaled(jnp.asarray(np.where(np.isfinite(w), w, 0.0), jnp.float64), voxel_nm,
-                                        two_phase), dtype=float)
-    d = tuple(_interval(i.name, i.unit, i.value, ys[j], float(sd_d[j]) ** 2, i.scale, "fit", quantile, "bootstrap")
-              if i.method == "bootstrap" else i for j, i in enumerate(d))
+        fitted.update({k: _TWO_PHASE for k in _GRAPHITE})
+    dof = max(n - 1, 1)
+    quantile = float(scipy.stats.t.ppf(0.5 + level / 2.0, dof))
     n_conv = sum(1 for r in rows if r.get("converged"))
-    notes = [f"{n} of {len(rows)} twins calibrated ({n_conv} converged)"]
+    notes = [f"{n} of {total} twins calibrated ({n_conv} converged)"]
+    failures = tuple(f"seed {r.get('seed')}: {r.get('error') or 'no parameters'}" for r in failed)
+    if failed:
+        kinds: dict[str, int] = {}
+        for r in failed:
+            kind = r.get("error_type") or str(r.get("error") or "no parameters").split(":")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        notes.append(f"{len(failed)} of {total} twins failed ({', '.join(f'{c} {k}' for k, c in kinds.items())}); "
+                     "the others went on (the errors: failures)")
+    why = None
+    if failed and len(failed) > max_failed * total:
+        why = (f"{len(failed)} of {total} bootstrap twins failed (more than {100 * max_failed:g} %): no bootstrap "
+               f"interval from the {n} left")
+    elif n < 2:
+        why = f"only {n} twin(s) calibrated"
+    if why is not None:
+        fitted = {k: (v if _is_fixed(v) else why) for k, v in fitted.items()}
+        notes.append(why)
+    values = params.to_dict()
+    with jax.enable_x64(True):
+        nat = derived_values(params, voxel_nm)
+    X = np.array([[float(r["params"][k]) for k in FIELDS] for r in good], dtype=float).reshape(n, len(FIELDS))
+    Y = _twins_derived(X, voxel_nm)
+    # a twin fitted without graphite (lambda_x = 0: no label 2 in its window) has placeholder shapes
+    shapes_of = np.ones(n, dtype=bool) if two_phase else X[:, 0] > 0.0
+    if not shapes_of.all() and any(fitted[k] == "fit" for k in _GRAPHITE[1:]):
+        notes.append(f"{int((~shapes_of).sum())} of {n} twins fitted without graphite (lambda_x = 0): left out of "
+                     "the intervals of alpha1, alpha2, gamma and the mean half-axes (their values are placeholders)")
+    shaped = set(_GRAPHITE[1:]) | {"alpha1/gamma", "alpha2/gamma"}
+    out_p = tuple(_spread_interval(k, unit, values[k], X[shapes_of if k in shaped else slice(None), i], PARAM_SCALE[k],
+                                   fitted[k], quantile, notes)
+                  for i, (k, unit) in enumerate(FIELDS.items()))
+    out_d = tuple(_spread_interval(name, unit, nat[name], Y[shapes_of if name in shaped else slice(None), j], scale,
+                                   _derived_state(name, fitted, two_phase)[0], quantile, notes)
+                  for j, (name, unit, scale) in enumerate(DERIVED))
     if folder:
         notes.append(f"twins' results: {folder}/results.jsonl (rerun to resume)")
-    how = (f"parametric bootstrap: {len(rows)} twins simulated from the fitted parameters in the image's window and "
-           f"voxel size, recalibrated; t quantile with {max(n - 1, 1)} degrees of freedom")
-    return UncertaintySet(method="bootstrap", how=how, level=level, quantile=quantile, dof=max(n - 1, 1), n=n,
-                          parameters=p, derived=d, notes=tuple(notes))
+    how = (f"parametric bootstrap: {total} twins simulated from the fitted parameters in the image's window and "
+           f"voxel size, recalibrated; t quantile with {dof} degrees of freedom")
+    return UncertaintySet(method="bootstrap", how=how, level=level, quantile=quantile, dof=dof, n=n,
+                          parameters=out_p, derived=out_d, notes=tuple(notes), failed=len(failed), failures=failures)
+
+
+def _twins_derived(X: np.ndarray, voxel_nm: float) -> np.ndarray:
+    """The derived quantities (:data:`DERIVED`, natural units) of the twins' parameters ``X`` (n, 8),
+    shape (n, len(DERIVED)); a parameter at 0 (``lambda_x = 0``; ``lambda_y = 0``: ``V3 = 0``) is used
+    as it is (float64, traced: no range check)."""
+    from jaxcba.theory import volume_fractions
+
+    def one(x):
+        p = CBAParams(**{k: x[i] for i, k in enumerate(FIELDS)})
+        vf = volume_fractions(p, voxel_nm)
+        vals = {"V1": vf.graphite, "V2": vf.excursion, "V3": vf.pores_removed, "V": vf.solid,
+                "alpha1/gamma": p.alpha1 / p.gamma, "alpha2/gamma": p.alpha2 / p.gamma, "1/eta": 1.0 / p.eta,
+                "1/theta": 1.0 / p.theta}
+        return jnp.stack([vals[name] for name, _, _ in DERIVED])
+
+    if not len(X):
+        return np.zeros((0, len(DERIVED)))
+    with jax.enable_x64(True):
+        return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(X, jnp.float64)), dtype=float)
+
+
+#: The open range of each interval scale; a value on its edge is handled on the natural scale.
+_RANGE = {"log": (0.0, math.inf), "logit": (0.0, 1.0), "identity": (-math.inf, math.inf)}
+
+
+def _np_scale(x, scale: str):
+    x = np.asarray(x, dtype=float)
+    if scale == "log":
+        return np.log(x)
+    if scale == "logit":
+        return np.log(x) - np.log1p(-x)
+    return x
+
+
+def _spread_interval(name, unit, value, xs, scale, state, quantile, notes: list) -> Interval:
+    """The bootstrap interval of one quantity from the twins' values ``xs`` (natural units): the
+    spread on ``scale`` if the fit and every twin lie inside its open range, else on the natural
+    scale cut at the range's edge (a note, and a line in ``notes``, say how many twins are there)."""
+    if state != "fit":
+        return _interval(name, unit, value, math.nan, math.nan, scale, state, quantile, "bootstrap")
+    xs = np.asarray(xs, dtype=float)
+    if len(xs) < 2:
+        return _interval(name, unit, value, math.nan, math.nan, scale, f"only {len(xs)} twin(s) with a value of it",
+                         quantile, "bootstrap")
+    if not np.all(np.isfinite(xs)) or not math.isfinite(value):
+        return _interval(name, unit, value, math.nan, math.nan, scale, "a twin's value is not finite", quantile,
+                         "bootstrap")
+    lo_r, hi_r = _RANGE[scale]
+    inside = (xs > lo_r) & (xs < hi_r)
+    if lo_r < value < hi_r and inside.all():
+        var = float(np.var(_np_scale(xs, scale), ddof=1))
+        return _interval(name, unit, value, float(_np_scale(value, scale)), var, scale, "fit", quantile, "bootstrap")
+    edge = "0" if scale == "log" else "0 or 1"
+    at = int((~inside).sum())
+    sd = float(np.std(xs, ddof=1))
+    fit_at = "" if lo_r < value < hi_r else f", the fit at {value:g}"
+    note = (f"{at} of {len(xs)} twins at {edge}{fit_at}: interval on the natural scale (estimate +- t se, cut at "
+            f"{edge})")
+    notes.append(f"{name}: {at} of {len(xs)} twins ({100 * at / len(xs):.0f} %) at {edge}{fit_at}")
+    return Interval(name=name, value=value, unit=unit, se=sd, lo=max(value - quantile * sd, lo_r),
+                    hi=min(value + quantile * sd, hi_r), scale="identity", method="bootstrap", note=note)
 
 
 def params_document(params: CBAParams, uncertainty: Uncertainty | None) -> dict:
