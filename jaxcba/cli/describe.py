@@ -145,13 +145,12 @@ def run(args) -> int:
     _devices.initialize("describe", args)
     halo = 2 if "intrinsic" in which else 1  # a 2x2x2 cell spans two z-planes
     mesh = _devices.device_mesh(args.devices, labels.shape[0], halo, f"the volume {'x'.join(map(str, labels.shape))}")
-    progress = labels.size > PROGRESS_VOXELS and not args.quiet
+    options = {"axis": args.axis, "max_lag_vox": args.max_lag_vox,
+               "progress": labels.size > PROGRESS_VOXELS and not args.quiet, "check_memory": not args.force}
     if mesh is None:
-        report = describe(labels, args.voxel_nm, phases=phases, which=which, axis=args.axis,
-                          max_lag_vox=args.max_lag_vox, progress=progress, check_memory=not args.force)
+        report = describe(labels, args.voxel_nm, phases=phases, which=which, **options)
     else:
-        report = describe_sharded(labels, args.voxel_nm, phases, which, mesh, axis=args.axis,
-                                  max_lag_vox=args.max_lag_vox, progress=progress, check_memory=not args.force)
+        report = describe_sharded(labels, args.voxel_nm, phases, which, mesh, **options)
     with _devices.main_process_output():
         _output(args, report)
     return 0
@@ -173,12 +172,17 @@ def _check_phases_present(labels, phases) -> None:
             raise ValueError(f"phase {p!r} is empty (no voxel of it in the volume)")
 
 
-def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_vox=None, progress=False,
-                     check_memory=True):
+#: The keyword options of :func:`jaxcba.descriptors.describe` that :func:`describe_sharded` takes.
+DESCRIBE_OPTIONS = {"axis": 0, "max_lag_vox": None, "progress": False, "check_memory": True}
+
+
+def describe_sharded(labels, voxel_nm, phases, which, mesh, **options):
     """:func:`jaxcba.descriptors.describe` with the :data:`SHARDED` descriptors computed on
     z-slabs over ``mesh`` (:mod:`jaxcba.sharded`) and the :data:`GATHERED` ones on the whole
     volume on one device (a note on stderr names them). Same :class:`Report`.
 
+    ``options``: describe's keyword options (:data:`DESCRIBE_OPTIONS`: ``axis``, ``max_lag_vox``,
+    ``progress``, ``check_memory``); another name is a ``TypeError``.
     The CPSD and r_max [nm] (with "cpsd" or "constrictivity") come from :func:`jaxcba.sharded.cpsd`
     on the single-device radius grid (:func:`jaxcba.sharded.default_radii_vox`, 0.5 voxel). Its
     opening needs slabs at least as thick as the window of the largest ball [planes], known once
@@ -187,18 +191,14 @@ def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_v
     (no wall: the grid reaches ``max(shape) - 1``) has its CPSD computed on the gathered mask.
     """
     import dataclasses
-    import sys
-
-    import numpy as np
 
     from jaxcba import sharded
-    from jaxcba.descriptors import pore_size
-    from jaxcba.descriptors.phases import phase_mask
-    from jaxcba.descriptors.report import PhaseReport, Report, _f, _list, describe
     from jaxcba.io import check_labels
-    from jaxcba.sharded._descriptors import _ball_halo
-    from jaxcba.sharded._mesh import check_split, mesh_of, size_of
 
+    unknown = sorted(set(options) - set(DESCRIBE_OPTIONS))
+    if unknown:
+        raise TypeError(f"describe_sharded() got unexpected keyword argument(s) {unknown}")
+    options = DESCRIBE_OPTIONS | options
     labels = check_labels(labels, name="labels")
     if min(labels.shape) < 2:
         raise ValueError(f"every axis needs at least 2 voxels, got shape {labels.shape}")
@@ -207,16 +207,44 @@ def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_v
     lo, hi = int(labels.min()), int(labels.max())
     fills = {"pore": hi == 0, "solid": lo > 0, "graphite": lo == 2, "cb": lo == hi == 1}
     opening = bool({"cpsd", "constrictivity"} & set(which))
-    radii = {}  # phase -> the radius grid [voxels] of its sharded opening
-    if opening:
-        shape = "x".join(map(str, labels.shape))
-        for p in phases:
-            if not fills[p]:
-                r = sharded.default_radii_vox(phase_mask(lab, p), mesh=mesh)
-                check_split(labels.shape[0], size_of(mesh_of(lab)), _ball_halo(tuple(float(x) for x in r)),
-                            f"the volume {shape} for the CPSD of {p} (largest ball r = {r[-1]:g} voxels; the halo "
-                            "is its window)")
-                radii[p] = r
+    radii = _opening_radii(lab, labels.shape, phases, fills, mesh) if opening else {}
+    base = _gathered(labels, voxel_nm, phases, which, fills, options)
+    if not set(which) & set(SHARDED) and not opening:
+        return base
+    out = []
+    for ph in base.phases:
+        fields = _sharded_fields(lab, labels, ph.phase, voxel_nm, which, mesh, radii, options["max_lag_vox"])
+        out.append(dataclasses.replace(ph, **fields))
+    return dataclasses.replace(base, phases=tuple(out), notes=tuple(_notes(base.notes, phases, which, fills)))
+
+
+def _opening_radii(lab, shape, phases, fills, mesh) -> dict:
+    """``{phase: radius grid [voxels]}`` of the sharded opening of each phase that does not fill
+    the window; ``ValueError`` when the slabs are thinner than the window of its largest ball."""
+    from jaxcba import sharded
+    from jaxcba.descriptors.phases import phase_mask
+    from jaxcba.sharded._descriptors import _ball_halo
+    from jaxcba.sharded._mesh import check_split, mesh_of, size_of
+
+    radii = {}
+    text = "x".join(map(str, shape))
+    for p in phases:
+        if not fills[p]:
+            r = sharded.default_radii_vox(phase_mask(lab, p), mesh=mesh)
+            check_split(shape[0], size_of(mesh_of(lab)), _ball_halo(tuple(float(x) for x in r)),
+                        f"the volume {text} for the CPSD of {p} (largest ball r = {r[-1]:g} voxels; the halo "
+                        "is its window)")
+            radii[p] = r
+    return radii
+
+
+def _gathered(labels, voxel_nm, phases, which, fills, options):
+    """The :data:`GATHERED` descriptors by :func:`jaxcba.descriptors.describe` on the whole volume
+    (an empty :class:`Report` when there are none); the note on stderr naming them."""
+    import sys
+
+    from jaxcba.descriptors.report import PhaseReport, Report, describe
+
     gathered = tuple(w for w in which if w in GATHERED)
     named = [{"constrictivity": "r_min, constrictivity"}.get(w, w) for w in gathered]
     named += [f"cpsd of {p} (it fills the window)" for p in phases if fills[p] and "cpsd" in which]
@@ -224,48 +252,60 @@ def describe_sharded(labels, voxel_nm, phases, which, mesh, *, axis=0, max_lag_v
         print(f"jaxcba describe: note: no sharded implementation yet for {', '.join(named)}: gathered to one "
               "device and computed on the whole volume (the other descriptors on the z-slabs)", file=sys.stderr)
     if gathered:
-        base = describe(labels, voxel_nm, phases=phases, which=gathered, axis=axis, max_lag_vox=max_lag_vox,
-                        progress=progress, check_memory=check_memory)
-    else:
-        base = Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in labels.shape), axis=axis,
-                      phases=tuple(PhaseReport(phase=p) for p in phases))
-    notes = list(base.notes)
-    if opening and "constrictivity" not in gathered:  # the notes of describe's CPSD, in its order
+        return describe(labels, voxel_nm, phases=phases, which=gathered, **options)
+    return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in labels.shape), axis=options["axis"],
+                  phases=tuple(PhaseReport(phase=p) for p in phases))
+
+
+def _notes(notes, phases, which, fills) -> list[str]:
+    """The gathered report's ``notes`` with those of describe's CPSD, in describe's order, when
+    the CPSD ran sharded only."""
+    notes = list(notes)
+    if {"cpsd", "constrictivity"} & set(which) and "constrictivity" not in which:
         cpsd_notes = ["r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel"]
         cpsd_notes += [f"{p} fills the window: no wall bounds its balls, so r_min, r_max and constrictivity "
                        "are not bounded within the window (null, radii_bounded false)" for p in phases if fills[p]]
-        at = 1 if "geodesic_tortuosity" in gathered else 0
+        at = 1 if "geodesic_tortuosity" in which else 0
         notes[at:at] = cpsd_notes
-    if not set(which) & set(SHARDED) and not opening:
-        return base
-    out = []
-    for ph in base.phases:
-        mask = phase_mask(lab, ph.phase)
-        fields = {}
-        if "intrinsic" in which:
-            d = sharded.intrinsic_densities(mask, voxel_nm, mesh=mesh)
-            fields["intrinsic"] = {k: float(np.asarray(v)) for k, v in dataclasses.asdict(d).items()}
-            fields["surface_density"] = fields["intrinsic"]["S_V"]
-        if "volume_fraction" in which:
-            # the exact count / the voxels (one device: a float32 mean, within a float32 ulp of it)
-            fields["volume_fraction"] = float(sharded.volume_fraction(mask, mesh=mesh))
-        if "two_point" in which:
-            tp = sharded.two_point_coverage(mask, voxel_nm, max_lag_vox, mesh=mesh)
-            fields["two_point"] = {k: np.asarray(getattr(tp, k), dtype=np.float64).tolist()
-                                   for k in ("h_nm", "C", "centered", "C_axes")}
-        if opening:
-            bounded = not fills[ph.phase]
-            if bounded:
-                c = sharded.cpsd(mask, voxel_nm, radii_vox=radii[ph.phase], mesh=mesh)
-            elif "cpsd" in which:  # a full phase: its grid outgrows the slabs
-                c = pore_size.cpsd(np.asarray(phase_mask(labels, ph.phase)), voxel_nm)
-            fields["radii_bounded"] = bounded
-            fields["r_max"] = _f(c.r_max_nm) if bounded else None
-            if "cpsd" in which:
-                fields["cpsd"] = {"r_nm": _list(c.r_nm), "fraction": _list(c.fraction)}
-        out.append(dataclasses.replace(ph, **fields))
-        del mask
-    return dataclasses.replace(base, phases=tuple(out), notes=tuple(notes))
+    return notes
+
+
+def _sharded_fields(lab, labels, phase, voxel_nm, which, mesh, radii, max_lag_vox) -> dict:
+    """The :data:`SHARDED` fields of one phase's :class:`PhaseReport` from the z-sharded labels ``lab``
+    (a phase that fills the window: its CPSD on the gathered ``labels``)."""
+    import dataclasses
+
+    import numpy as np
+
+    from jaxcba import sharded
+    from jaxcba.descriptors import pore_size
+    from jaxcba.descriptors.phases import phase_mask
+    from jaxcba.descriptors.report import _f, _list
+
+    mask = phase_mask(lab, phase)
+    fields = {}
+    if "intrinsic" in which:
+        d = sharded.intrinsic_densities(mask, voxel_nm, mesh=mesh)
+        fields["intrinsic"] = {k: float(np.asarray(v)) for k, v in dataclasses.asdict(d).items()}
+        fields["surface_density"] = fields["intrinsic"]["S_V"]
+    if "volume_fraction" in which:
+        # the exact count / the voxels (one device: a float32 mean, within a float32 ulp of it)
+        fields["volume_fraction"] = float(sharded.volume_fraction(mask, mesh=mesh))
+    if "two_point" in which:
+        tp = sharded.two_point_coverage(mask, voxel_nm, max_lag_vox, mesh=mesh)
+        fields["two_point"] = {k: np.asarray(getattr(tp, k), dtype=np.float64).tolist()
+                               for k in ("h_nm", "C", "centered", "C_axes")}
+    if {"cpsd", "constrictivity"} & set(which):
+        bounded = phase in radii
+        if bounded:
+            c = sharded.cpsd(mask, voxel_nm, radii_vox=radii[phase], mesh=mesh)
+        elif "cpsd" in which:  # a full phase: its grid outgrows the slabs
+            c = pore_size.cpsd(np.asarray(phase_mask(labels, phase)), voxel_nm)
+        fields["radii_bounded"] = bounded
+        fields["r_max"] = _f(c.r_max_nm) if bounded else None
+        if "cpsd" in which:
+            fields["cpsd"] = {"r_nm": _list(c.r_nm), "fraction": _list(c.fraction)}
+    return fields
 
 
 def _output(args, report) -> None:

@@ -24,23 +24,23 @@ from jax import lax
 __all__ = ["squared_distance_to", "edt", "edt_squared"]
 
 
-def _min_plus_pass(f: jax.Array, axis: int, window: int) -> jax.Array:
-    """``min_{|k| <= window} f(x + k e_axis) + k^2`` along one axis (outside the array: +inf)."""
-    if window <= 0:
-        return f
+def _min_plus_pass(f: jax.Array, axis: int, window: int, cap=None) -> jax.Array:
+    """``min_{|k| <= window} f(x + k e_axis) + k^2`` along one axis; outside the array ``+inf``
+    (``cap=None``, float ``f``), or ``cap`` with the result clamped to ``cap`` (integer ``f``)."""
     n = f.shape[axis]
     w = min(int(window), n - 1)
     if w <= 0:
         return f
     pad = [(0, 0)] * f.ndim
     pad[axis] = (w, w)
-    fp = jnp.pad(f, pad, constant_values=jnp.inf)
+    fill = jnp.inf if cap is None else jnp.asarray(cap, f.dtype)
+    fp = jnp.pad(f, pad, constant_values=fill)
     out = lax.slice_in_dim(fp, w, w + n, axis=axis)  # centre from the padded copy: one fused kernel per pass
     for k in range(1, w + 1):
         lo = lax.slice_in_dim(fp, w - k, w - k + n, axis=axis)
         hi = lax.slice_in_dim(fp, w + k, w + k + n, axis=axis)
-        out = jnp.minimum(out, jnp.minimum(lo, hi) + jnp.float32(k * k))
-    return out
+        out = jnp.minimum(out, jnp.minimum(lo, hi) + jnp.asarray(k * k, f.dtype))
+    return out if cap is None else jnp.minimum(out, fill)
 
 
 @partial(jax.jit, static_argnames=("window",))

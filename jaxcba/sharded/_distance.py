@@ -37,23 +37,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxcba._checks import check_int
 from jaxcba.descriptors.distance import _min_plus_pass
-from jaxcba.descriptors.pore_size import _int_dtype, _min_plus
+from jaxcba.descriptors.pore_size import _int_dtype
 from jaxcba.sharded import _mesh as M
 from jaxcba.sharded._fft import pad_axis, padded, transpose
-
-
-def _pass(f, axis: int, window: int, cap):
-    """One windowed min-plus pass along ``axis`` (float: +inf outside; int: ``cap`` outside, clamped)."""
-    if cap is None:
-        return _min_plus_pass(f, axis, window)
-    n = f.shape[axis]
-    w = min(int(window), n - 1)
-    if w <= 0:
-        return f
-    widths = [(0, 0)] * f.ndim
-    widths[axis] = (w, w)
-    capv = jnp.asarray(cap, f.dtype)
-    return jnp.minimum(_min_plus(jnp.pad(f, widths, constant_values=capv), axis, w, w, n), capv)
 
 
 def local_squared_distance(sites, axis_name: str, n: int, window: int, cap=None):
@@ -73,12 +59,12 @@ def local_squared_distance(sites, axis_name: str, n: int, window: int, cap=None)
     else:
         dtype = _int_dtype(int(cap))
         f = jnp.where(sites, jnp.zeros((), dtype), jnp.asarray(cap, dtype))
-    f = _pass(f, 2, window, cap)
-    f = _pass(f, 1, window, cap)
+    f = _min_plus_pass(f, 2, window, cap)
+    f = _min_plus_pass(f, 1, window, cap)
     if n == 1:
-        return _pass(f, 0, window, cap)
+        return _min_plus_pass(f, 0, window, cap)
     f = transpose(pad_axis(f, 1, padded(ny, n)), axis_name, 1, 0)  # (nz, ny_p / n, nx): whole z-columns
-    f = _pass(f, 0, window, cap)
+    f = _min_plus_pass(f, 0, window, cap)
     return transpose(f, axis_name, 0, 1)[:, :ny]  # back to z-slabs
 
 

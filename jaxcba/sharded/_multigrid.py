@@ -46,7 +46,6 @@ from jax import lax
 
 from jaxcba.transport import multigrid as mg
 from jaxcba.transport import stencil as sten
-from jaxcba.transport.stencil import harmonic_mean2
 
 #: Single-device hierarchy settings (``multigrid.build``'s defaults, as ``cg.make_problem`` uses).
 COARSE_SIZE, OMEGA, SCALE = 512, 0.8, 1.5
@@ -85,17 +84,9 @@ def local_stencil(s, ax: str, n: int, factor: float) -> sten.Stencil:
     """
     d = lax.axis_index(ax)
     sp = padded(s, ax, n)
-    g = []
-    for k in range(3):
-        m = sp.shape[k]
-        lo = lax.slice_in_dim(sp, 0, m - 1, axis=k)
-        hi = lax.slice_in_dim(sp, 1, m, axis=k)
-        widths = [(0, 0)] * 3
-        widths[k] = (1, 0)
-        gk = jnp.pad(harmonic_mean2(lo, hi), widths)
-        if k:  # faces across y / x in the halo planes belong to the neighbours (0, as on one device)
-            gk = gk.at[0].set(0).at[-1].set(0)
-        g.append(gk)
+    g = sten.harmonic_faces(sp)
+    for k in (1, 2):  # faces across y / x in the halo planes belong to the neighbours (0, as on one device)
+        g[k] = g[k].at[0].set(0).at[-1].set(0)
     lz = s.shape[0]
     g[0] = g[0].at[1].set(jnp.where(d == 0, factor * sp[1], g[0][1]))
     g[0] = g[0].at[lz + 1].set(jnp.where(d == n - 1, factor * sp[lz], g[0][lz + 1]))

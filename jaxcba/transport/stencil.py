@@ -167,10 +167,10 @@ class LabelStencil(eqx.Module):
         return jnp.pad(g, widths)
 
 
-def from_conductivity(sigma: jax.Array, boundary: str = "half_voxel") -> Stencil:
-    """Stencil of an interior conductivity field ``sigma`` ``(n0, n1, n2)`` (>= 0); differentiable."""
-    factor = BOUNDARIES[boundary]
-    sp = pad(sigma)
+def harmonic_faces(sp: jax.Array) -> list[jax.Array]:
+    """The three face arrays of a padded conductivity field ``sp`` ``(m0, m1, m2)``: ``g[k]`` at
+    index ``i`` along ``k`` (``i >= 1``) is the harmonic mean of ``sp`` at ``i - 1`` and ``i``
+    along ``k``, and 0 at ``i = 0``; each of shape ``sp.shape``."""
     g = []
     for k in range(3):
         n = sp.shape[k]
@@ -179,6 +179,14 @@ def from_conductivity(sigma: jax.Array, boundary: str = "half_voxel") -> Stencil
         widths = [(0, 0)] * 3
         widths[k] = (1, 0)
         g.append(jnp.pad(harmonic_mean2(lo, hi), widths))
+    return g
+
+
+def from_conductivity(sigma: jax.Array, boundary: str = "half_voxel") -> Stencil:
+    """Stencil of an interior conductivity field ``sigma`` ``(n0, n1, n2)`` (>= 0); differentiable."""
+    factor = BOUNDARIES[boundary]
+    sp = pad(sigma)
+    g = harmonic_faces(sp)
     n0 = sigma.shape[0]
     g[0] = g[0].at[1].set(factor * sp[1]).at[n0 + 1].set(factor * sp[n0])
     return Stencil(g=tuple(g))
