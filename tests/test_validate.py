@@ -6,7 +6,8 @@ with probability (n - 1) / (n + 1)); the whole command on twins simulated from t
 parameters with other seeds (must be consistent), on a twin with doubled eta and on porespy
 blobs (must be flagged, by named descriptors). Volumes 64^3 at 20 nm, n = 5 (the paper's), factors
 1, 2, 4 (39 descriptors). The first validation of the module compiles the batch kernels for three
-shapes (~2 min on 2 CPU cores); every later one takes seconds.
+shapes (~2 min on 2 CPU cores); a later one on images of the same shapes reuses them (~12 s:
+the radius grid is rounded to a power of two voxels).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from helpers import digital_ball
 
 import jaxcba
 from jaxcba.validate import _core, measure_volume, scalar_values, validate
-from jaxcba.validate._core import radius_grid_end, unmeasured, verdict
+from jaxcba.validate._core import radius_grid_end, tight_grid_end, unmeasured, verdict
 
 VOXEL_NM = 10000.0  # 10 µm voxels, as the snow micro-CT
 R = 4.0  # ball radius [voxels]
@@ -32,9 +32,12 @@ def test_grid_reaches_the_ball_and_measures_its_r_max():
     default = measure_volume(img, VOXEL_NM)  # the batch grid: max(2, 1500 nm / 10 µm) = 2 voxels
     assert not bool(default["constrictivity"]["solid"]["radii_bounded"])
     assert ("r_max", "solid") in unmeasured(default)
-    end = radius_grid_end([img])
+    tight = tight_grid_end([img])
     # one step past the pore's largest distance to the balls (sqrt(3) 6 - 4 = 6.4 voxels, on the 0.5 grid)
-    assert 6.0 + 1.0 <= end <= 6.5 + 1.0
+    assert 6.0 + 1.0 <= tight <= 6.5 + 1.0
+    end = radius_grid_end([img])
+    assert end == 8.0  # rounded up to a power of two (below the cap of 12 voxels)
+    assert radius_grid_end([img[:12, :12, :12]]) == 6.0  # the cap: half the smallest side
     row = measure_volume(img, VOXEL_NM, end)
     assert unmeasured(row) == set()
     r_max = scalar_values(row)[("r_max", "solid")]

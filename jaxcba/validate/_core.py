@@ -120,8 +120,22 @@ def unmeasured(row: dict) -> set:
 
 def radius_grid_end(volumes) -> float:
     """End of the CPSD radius grid [voxels] for ``volumes`` (labelled, one shape): one step past
-    the largest distance to the boundary of either phase in any of them (``describe``'s grid), at
-    most half the smallest side."""
+    the largest distance to the boundary of either phase in any of them (``describe``'s grid,
+    :func:`tight_grid_end`), rounded up to a power of two voxels and at most half the smallest side.
+
+    The rounding keeps the grid's length, a static shape of the CPSD and intrusion kernels, the same
+    for most images of one shape, so a second validation reuses the compiled kernels (at 64^3 one
+    call fell from ~55 s to ~12 s). Radii past the largest distance add points where both phases'
+    CPSD is 0: r_max, r_min, beta and the CPSD distance are unchanged."""
+    end = tight_grid_end(volumes)
+    bucket = 2.0 ** math.ceil(math.log2(max(end, 2.0)))
+    cap = max(2.0, min(np.shape(volumes[0])) / 2.0)
+    return min(bucket, cap)
+
+
+def tight_grid_end(volumes) -> float:
+    """One step past the largest distance to the boundary of either phase in any of ``volumes``
+    (labelled, one shape) [voxels], at least 2 and at most half the smallest side."""
     from jaxcba.descriptors.pore_size import default_radii_vox
 
     vols = [np.asarray(v) for v in volumes]
