@@ -8,9 +8,10 @@ lags up to ``max_lag``), divided for every lag vector ``h`` by the number of vox
 
 Memory: the 3D transform is done as 2D transforms of the z-slices, then 1D transforms along z
 over chunks of rows, keeping only the ``L + 1`` lag planes ``h_z = 0..L`` (``C(-h) = C(h)``);
-each plane is transformed back and binned on its own. The working set is about
-``(n0 + L) * (n1 + L) * (n2 + L) / 2`` complex64 values (:func:`two_point_bytes`), not the
-padded volume three times over. The default largest lag is ``min(shape) // 2`` capped at
+each plane is transformed back and binned on its own. The slice spectra are made in
+:data:`PASSES` passes, one share of the x frequencies each, so only a share is held at a time:
+the working set is about ``(n0 / PASSES + L) * (n1 + L) * (n2 + L) / 2`` complex64 values
+(:func:`two_point_bytes`), not the padded volume three times over. The default largest lag is ``min(shape) // 2`` capped at
 :data:`DEFAULT_MAX_LAG_VOX` = 100 voxels (2 µm at 20 nm); pass ``max_lag_vox`` for more.
 
 Reported along the three axes and radially averaged: radial bin ``k`` is the plain mean of
@@ -83,16 +84,24 @@ def _padded_shape(shape, L: int) -> tuple[int, ...]:
     return tuple(scipy.fft.next_fast_len(int(n) + L, real=True) for n in shape)
 
 
-def two_point_bytes(shape, max_lag_vox: int | None = None) -> int:
-    """Estimated peak working memory [bytes] of :func:`two_point_coverage` on a ``shape`` mask.
+#: Passes over the volume of :func:`_z_correlation_spectra`, each for a 1/PASSES share of the x
+#: frequencies: the slice spectra are held for one share at a time (their memory / PASSES), at the
+#: cost of PASSES real FFTs of every slice along x.
+PASSES = 4
 
-    The 2D half spectra of all z-slices (complex64, ``n0 x N1 x (N2/2 + 1)``) and the
-    z-correlations of the ``L + 1`` lag planes (same layout) are alive together.
+
+def two_point_bytes(shape, max_lag_vox: int | None = None) -> int:
+    """Estimated peak working memory [bytes] of :func:`two_point_coverage` on a ``shape`` mask (the
+    mask itself not counted).
+
+    The z-correlations of the ``L + 1`` lag planes (complex64, ``(L + 1) x N1 x (N2/2 + 1)``) and
+    one pass's slice spectra (``n0 x N1 x (N2/2 + 1) / PASSES``) are alive together, with a few
+    padded planes of temporaries.
     """
     L = _default_max_lag(shape) if max_lag_vox is None else int(max_lag_vox)
     _, N1, N2 = _padded_shape(shape, L)
     half = N1 * (N2 // 2 + 1) * 8
-    return int((int(shape[0]) + L + 1) * half + 4 * N1 * N2 * 8)
+    return int((L + 1) * half + int(shape[0]) * half / PASSES + 4 * N1 * N2 * 8)
 
 
 def _lag_indices(N: int, L: int) -> np.ndarray:
@@ -110,25 +119,44 @@ def _z_correlation_spectra(mask: jax.Array, L: int) -> jax.Array:
 
     ``F`` is zero-padded to ``(N1, N2) >= (n1 + L, n2 + L)`` and the z-correlation to
     ``N0 >= n0 + L`` (no wrap-around for lags up to ``L``). The inverse 2D FFT of ``Q[dz]``
-    is the plane ``h_z = dz`` of the autocorrelation. Returns ``(L + 1, N1, N2 // 2 + 1)``
-    complex64. Working set: the slice spectra ``(n0, N1, N2/2 + 1)`` and the result; the
-    z-transforms run over chunks of ``ky`` rows (``lax.scan``).
+    is the plane ``h_z = dz`` of the autocorrelation. Returns ``(L + 1, N1, K)`` complex64 with
+    ``K >= N2 // 2 + 1`` (columns past ``N2 // 2 + 1`` are padding, cropped by ``irfft2``).
+
+    Working set: the result and, in each of :data:`PASSES` passes over the slices, the spectra
+    ``F[z]`` of one share of the x frequencies ``(n0, N1, K / PASSES)``; the z-transforms run over
+    chunks of ``ky`` rows (``lax.scan``).
     """
     N0, N1, N2 = _padded_shape(mask.shape, L)
-    spectra = lax.map(lambda sl: jnp.fft.rfft2(sl.astype(jnp.float32), s=(N1, N2)), jnp.asarray(mask))
-    K2 = spectra.shape[-1]
-    target = max(1, 2**22 // max(N0 * K2, 1))  # ky rows per chunk: ~32 MB of complex64 per FFT
+    K2 = N2 // 2 + 1
+    cols = -(-K2 // PASSES)  # x frequencies per pass
+    target = max(1, 2**22 // max(N0 * cols, 1))  # ky rows per chunk: ~32 MB of complex64 per FFT
     rows = max(d for d in range(1, min(N1, target) + 1) if N1 % d == 0)
 
-    def chunk(out, j):
-        col = lax.dynamic_slice_in_dim(spectra, j * rows, rows, axis=1)
-        f = jnp.fft.fft(col, n=N0, axis=0)
-        q = jnp.fft.ifft(f.real**2 + f.imag**2, axis=0)[: L + 1].astype(jnp.complex64)
-        return lax.dynamic_update_slice_in_dim(out, q, j * rows, axis=1), None
+    def share(sl, j):  # the 2D half spectrum of one slice, x frequencies j * cols ... (j + 1) * cols - 1
+        f = jnp.fft.rfft(sl.astype(jnp.float32), n=N2, axis=1)
+        f = jnp.pad(f, ((0, 0), (0, cols * PASSES - K2)))
+        return jnp.fft.fft(lax.dynamic_slice_in_dim(f, j * cols, cols, axis=1), n=N1, axis=0)
 
-    out = jnp.zeros((L + 1, N1, K2), jnp.complex64)
-    out, _ = lax.scan(chunk, out, jnp.arange(N1 // rows))
+    def one_pass(out, j):
+        spectra = lax.map(lambda sl: share(sl, j), mask)  # (n0, N1, cols)
+
+        def chunk(out, i):
+            col = lax.dynamic_slice_in_dim(spectra, i * rows, rows, axis=1)
+            f = jnp.fft.fft(col, n=N0, axis=0)
+            q = jnp.fft.ifft(f.real**2 + f.imag**2, axis=0)[: L + 1].astype(jnp.complex64)
+            return lax.dynamic_update_slice(out, q, (0, i * rows, j * cols)), None
+
+        out, _ = lax.scan(chunk, out, jnp.arange(N1 // rows))
+        return out, None
+
+    out = jnp.zeros((L + 1, N1, cols * PASSES), jnp.complex64)
+    out, _ = lax.scan(one_pass, out, jnp.arange(PASSES))
     return out
+
+
+def _point_count(mask: jax.Array) -> jax.Array:
+    """Number of voxels in ``mask`` (int32 counts per slice: no whole-volume convert), as float32."""
+    return jnp.sum(lax.map(lambda sl: jnp.sum(sl, dtype=jnp.int32), mask)).astype(jnp.float32)
 
 
 def _lag_plane(q_dz: jax.Array, N1: int, N2: int, L: int) -> jax.Array:
@@ -189,7 +217,8 @@ def _coverage_sums(mask: jax.Array, L: int):
         return None, (weight * jax.ops.segment_sum(c.ravel(), k.ravel(), num_segments=L + 2), c[L, L], c[L:, L], c[L, L:])
 
     _, (sums, c_z, c_y, c_x) = lax.scan(bin_plane, None, jnp.arange(L + 1))
-    return jnp.sum(sums, axis=0)[: L + 1], jnp.stack([c_z, c_y[0], c_x[0]])
+    vf = _point_count(mask) / float(n0 * n1 * n2)
+    return jnp.sum(sums, axis=0)[: L + 1], jnp.stack([c_z, c_y[0], c_x[0]]), vf
 
 
 def checked_max_lag(shape, max_lag_vox) -> int:
@@ -214,8 +243,7 @@ def two_point_coverage(mask: jax.Array, voxel_nm: float = 1.0, max_lag_vox: int 
     if getattr(mask, "ndim", None) != 3:
         raise ValueError(f"expected a 3D (z, y, x) phase mask, got shape {getattr(mask, 'shape', None)}")
     L = checked_max_lag(mask.shape, max_lag_vox)
-    sums, axes = _coverage_sums(mask, L)
+    sums, axes, vf = _coverage_sums(mask, L)
     n_per, r_mean = _radial_geometry(L)
     h_nm = jnp.asarray(r_mean, jnp.float32) * jnp.asarray(voxel_nm, jnp.float32)
-    vf = jnp.mean(jnp.asarray(mask).astype(jnp.float32))
     return TwoPointCoverage(h_nm=h_nm, C=sums / jnp.asarray(n_per), C_axes=axes, volume_fraction=vf)
