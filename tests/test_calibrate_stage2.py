@@ -16,7 +16,7 @@ from scipy import integrate
 from scipy.stats import norm
 
 from helpers import synthetic_cba
-from jaxcba.calibrate import Box, Cutout, Masked, find_cutout, fit_excursion, largest_free_box
+from jaxcba.calibrate import Box, find_cutout, fit_excursion, largest_free_box
 from jaxcba.calibrate._stage2_excursion import ball_pair_survival
 
 

@@ -7,7 +7,6 @@ legitimate, comparable outcome."""
 import math
 
 import numpy as np
-import pytest
 from helpers import digital_ball
 
 import jaxcba

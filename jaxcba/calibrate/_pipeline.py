@@ -14,6 +14,7 @@ False: such a result is flagged, never a silent fit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -41,7 +42,7 @@ from jaxcba.calibrate._stage3_pores import FromStage2, Realizations, Stage3Resul
 from jaxcba.calibrate._targets import check_graphite_for_stage1
 from jaxcba.calibrate._uncertainty import (Bootstrap, StageFits, Uncertainty, bootstrap_uncertainty, delta_uncertainty,
                                            write_params)
-from jaxcba.model.params import FIELDS, CBAParams
+from jaxcba.model.params import CBAParams
 from jaxcba.theory import graphite_two_point, volume_fractions
 
 
@@ -459,8 +460,7 @@ def _stage3(run: _Run, plan: _Plan, s2: Stage2Result | None) -> Stage3Result:
     hint = s2.theta if (s2 is not None and math.isfinite(s2.theta)) else None
     profile = None
     if s2 is not None and s2.estimator == "masked" and plan.stage3.profile:
-        def profile(theta, s2=s2):
-            return refit_given_theta(s2, theta, method=run.method)
+        profile = functools.partial(refit_given_theta, s2, method=run.method)  # theta -> the re-fitted stage 2
 
     s3 = fit_pores(run.vol, run.voxel_nm, base, FromStage2(v2, theta_hint=hint, profile=profile),
                    search=plan.stage3.search, realizations=plan.stage3.realizations, progress=run.progress,

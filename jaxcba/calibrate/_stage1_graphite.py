@@ -38,7 +38,7 @@ import numpy as np
 from jaxcba._checks import check_positive, check_voxel_nm
 from jaxcba.calibrate._optimize import OptimResult, Solver, make_solver, run_starts
 from jaxcba.calibrate._result import Result, field
-from jaxcba.calibrate._targets import PAPER_TARGETS, TERMS, GraphiteTargets, as_targets
+from jaxcba.calibrate._targets import TERMS, GraphiteTargets, as_targets
 from jaxcba.model.params import CBAParams
 from jaxcba.theory import graphite_densities
 from jaxcba.theory.spheroid import spheroid_functionals

@@ -79,7 +79,7 @@ def run(args) -> int:
     x, y, z = (check_voxel_nm(v, "--voxel-nm") for v in args.voxel_nm)
     if args.to_voxel_nm is None and not x == y == z:
         raise ValueError(f"--voxel-nm {x:g},{y:g},{z:g} is not cubic; give --to-voxel-nm (the cubic output voxel side)")
-    out_path = output("preprocess", args.out, suffixes=WRITE_SUFFIXES, what="volume")
+    output("preprocess", args.out, suffixes=WRITE_SUFFIXES, what="volume")  # a bad --out refused before any work
     cleanup = Cleanup(args.closing_radius, not args.keep_components, args.min_component)
     mapping = None if args.labels is None else parse_mapping(args.labels)
     labels = read_volume(args.volume, mapping=mapping, shape=args.raw_shape, dtype=args.raw_dtype)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from jaxcba.cli import _devices
 from jaxcba.cli._common import (add_force_argument, add_params_argument, add_progress_argument, int_tuple, load_params,

@@ -40,7 +40,6 @@ Slabs of ``nz / n = 2^k m`` planes (``m`` odd) keep ``k`` levels local.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jax import lax
 

@@ -35,7 +35,7 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from jaxcba.model import germs as G
-from jaxcba.model.gaussian_field import _SLAB_ELEMS, _cosine_transform, _flip_k, _mirror, _safe_sqrt, _slab
+from jaxcba.model.gaussian_field import _cosine_transform, _flip_k, _mirror, _safe_sqrt, _slab
 from jaxcba.model.realization import (
     EPS,
     VoxelParams,
@@ -47,7 +47,7 @@ from jaxcba.model.realization import (
 )
 from jaxcba.model.window import check_window
 from jaxcba.sharded import _mesh as M
-from jaxcba.sharded._fft import irfftn_z, pad_axis, padded, transpose
+from jaxcba.sharded._fft import irfftn_z, padded, transpose
 
 
 # ------------------------------------------------------------------- the Gaussian field
