@@ -245,3 +245,20 @@ def test_many_radii_use_wide_levels():
     m = _blobs(20, 0.6, 13)
     radii = 1.0 + 0.02 * np.arange(300)
     np.testing.assert_allclose(np.asarray(cpsd(m, 1.0, radii_vox=radii).fraction), cpsd_scipy(m, radii), atol=1e-6)
+
+
+@pytest.mark.parametrize("nz, slab_planes", [(49, 16), (37, 10), (48, 16)])
+def test_largest_distance_slabs_do_not_reach_past_the_volume(nz, slab_planes):
+    """The largest squared distance by z-slabs equals scipy's EDT maximum, also where the slabs do
+    not divide the volume (49 = 4 x 13 - 3: the last slab used to cover 3 planes past the end,
+    counted as phase, and gave 9 instead of 1 for layers of one plane)."""
+    from jaxcba.descriptors import pore_size
+
+    layers = np.ones((nz, 12, 12), bool)
+    layers[::3] = False
+    layers[-1] = False
+    rng = np.random.default_rng(nz)
+    blobs = ndimage.gaussian_filter(rng.standard_normal((nz, 12, 12)), 1.5) > 0
+    for m in (layers, blobs):
+        ref = int(round(ndimage.distance_transform_edt(m).max() ** 2))
+        assert int(pore_size._max_dt2(m, 11, 12**2, slab_planes=slab_planes)) == min(ref, 12**2)

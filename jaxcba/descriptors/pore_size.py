@@ -326,13 +326,17 @@ def _levels(mask, table, halo: int, slab: int, n_slabs: int):
 
 @partial(jax.jit, static_argnames=("window", "cap", "slab_planes"))
 def _max_dt2(mask, window: int, cap: int, slab_planes=None):
-    """Largest ``min(dt^2, cap)`` over the phase [voxel^2] (exact below ``(window + 1)^2``), slab by slab."""
+    """Largest ``min(dt^2, cap)`` over the phase [voxel^2] (exact below ``(window + 1)^2``), slab by slab.
+
+    Slab ``s`` starts at plane ``min(s slab, nz - slab)``: the last one overlaps its neighbour
+    instead of reaching past the volume, whose planes :func:`_slab_dt2` counts as phase (their
+    distances, larger than any inside, made the maximum too large)."""
     mask = jnp.asarray(mask, bool)
     nz, ny, nx = mask.shape
     slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
 
     def one(s):
-        f, m = _slab_dt2(mask, s * slab, slab, window, cap)
+        f, m = _slab_dt2(mask, jnp.minimum(s * slab, nz - slab), slab, window, cap)
         return jnp.max(jnp.where(m, f, 0))
 
     return jnp.max(lax.map(one, jnp.arange(n_slabs)))
