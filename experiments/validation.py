@@ -7,8 +7,9 @@ S_V, constrictivity and mean geodesic tortuosity of solid and pore (Fig. 5), the
 pore space (Fig. 6) and the centred two-point coverage C(h) - V^2 (Fig. 7).
 The paper's image values exist only as bar charts, so the table reports the model side
 (mean, min, max) per resolution; the theory's solid fraction is printed beside it.
-Every resolution is one run of the batch engine (``OUT/runs/<voxel>nm``: results kept as each
-realization finishes; rerun the same command after an interruption and it resumes).
+Every resolution is one run of the batch engine (``OUT/runs/<voxel>nm``, the coarsest first:
+results kept as each realization finishes; rerun the same command after an interruption and it
+resumes).
 Writes ``OUT/validation.csv``, ``OUT/curves.json``, ``OUT/fig5.png``, ``OUT/fig6_7.png``.
 
 Usage:  python experiments/validation.py [--out results/validation] [--window-um 2.56] [--n 2]
@@ -61,10 +62,11 @@ def run(window_um: float, n: int, out: Path, seed0: int = 0):
     """Run (or resume) the three batches under ``out/runs`` and tabulate every case (mean, min, max)."""
     from jaxcba.batch import load_rows, run_batch
 
-    cases = {}
-    for vox, spec in specs(window_um, n, seed0).items():
+    cases, all_specs = {}, specs(window_um, n, seed0)
+    for vox in sorted(all_specs, reverse=True):  # coarsest first: the small windows finish before the 800^3 ones
+        run_batch(all_specs[vox], out / "runs" / f"{vox:g}nm")
+    for vox, spec in all_specs.items():
         folder = out / "runs" / f"{vox:g}nm"
-        run_batch(spec, folder)
         rows = sorted(load_rows(folder), key=lambda r: r["seed"])
         cases[f"simulated {vox:g} nm"] = rows
         for f in spec.get("downsample", []):
