@@ -613,10 +613,11 @@ class _Parts:
             for grp, r in groups.items():
                 J[names.index(k), self.slices[grp]] += r
         J = np.where(np.isfinite(J), J, 1e300)
-        cov_w = J @ _blocks.covariance(np.concatenate(self.X, axis=1)) @ J.T
-        if self.mc is not None:
-            t = np.array([self.t_col.get(k, 0.0) for k in names])
-            cov_w = cov_w + self.mc * np.outer(t, t)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf / nan: "non-finite variance", no interval
+            cov_w = J @ _blocks.covariance(np.concatenate(self.X, axis=1)) @ J.T
+            if self.mc is not None:
+                t = np.array([self.t_col.get(k, 0.0) for k in names])
+                cov_w = cov_w + self.mc * np.outer(t, t)
         return cov_w
 
 
@@ -702,7 +703,8 @@ def _theta_row(parts: _Parts, s3) -> dict[str, np.ndarray]:
     denom = float(np.sum(omega * g * g))
     dT = omega * g / denom if denom > 0 else np.full(len(g), np.inf)
     dT = dT * math.sqrt(L1_FACTOR)
-    parts.mc = float(dT @ _blocks.covariance(Xc) @ dT) / max(int(sens["n"]), 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a flat slope: inf / nan, no interval for theta
+        parts.mc = float(dT @ _blocks.covariance(Xc) @ dT) / max(int(sens["n"]), 1)
     parts.t_col = {"theta": 1.0}
     return {"stage3": np.concatenate([[0.0, 0.0], dT])}
 
