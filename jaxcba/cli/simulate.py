@@ -48,20 +48,11 @@ def add_parser(sub):
     return p
 
 
-def run(args) -> int:
-    import jax
-    import numpy as np
-
-    from jaxcba import io, theory
+def _theory(params, voxel_nm: float) -> dict:
+    """Theoretical volume fractions [1] of ``params`` at ``voxel_nm`` [nm] (``jaxcba.theory``), checked finite."""
+    from jaxcba import theory
     from jaxcba._checks import check_finite_result
-    from jaxcba.model.realization import simulate
-    from jaxcba.model.window import check_window
 
-    out = output("simulate", args.out, suffixes=io.WRITE_SUFFIXES, what="volume")
-    params = load_params(args.params)
-    shape, voxel_nm = check_window(args.shape, args.voxel_nm)
-    _devices.initialize("simulate", args)
-    mesh = _devices.device_mesh(args.devices, shape[0], 0, f"the window {'x'.join(map(str, shape))}")
     th = theory.volume_fractions(params, voxel_nm=voxel_nm)
     theo = {
         "graphite": float(th.graphite),
@@ -72,7 +63,23 @@ def run(args) -> int:
         "excursion": float(th.excursion),
     }
     check_finite_result(list(theo.values()), "the theoretical volume fractions")
-    progress = not args.quiet and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
+    return theo
+
+
+def _show_progress(args, shape) -> bool:
+    """Whether to draw the progress bar: text output to a terminal, at least 200^3 voxels."""
+    import numpy as np
+
+    return not args.quiet and not args.json and int(np.prod(shape)) >= 200**3 and sys.stderr.isatty()
+
+
+def _realize(args, params, shape, voxel_nm: float, mesh, progress: bool):
+    """``(vol, seconds)``: the uint8 ``(z, y, x)`` labels on the host (z-slabs on ``mesh`` unless
+    ``None``) and the wall time [s] it took."""
+    import jax
+    import numpy as np
+
+    from jaxcba.model.realization import simulate
 
     t0 = time.perf_counter()
     if mesh is None:
@@ -83,31 +90,60 @@ def run(args) -> int:
 
         vol = _devices.gather(sharded.simulate(params, shape, voxel_nm, jax.random.key(args.seed), mesh=mesh,
                                                progress=progress, check_memory=not args.force))
-    seconds = time.perf_counter() - t0
+    return vol, time.perf_counter() - t0
+
+
+def _fractions(vol) -> dict:
+    """Realized volume fractions [1] of the labels ``vol``: graphite, cb, pore, solid."""
+    import numpy as np
+
     counts = np.bincount(vol.ravel(), minlength=3).astype(float) / vol.size
-    fractions = {"graphite": counts[2], "cb": counts[1], "pore": counts[0]}
+    return {"graphite": counts[2], "cb": counts[1], "pore": counts[0], "solid": counts[1] + counts[2]}
+
+
+def _print_json(args, shape, voxel_nm: float, params, out, fractions: dict, theo: dict, seconds: float) -> None:
+    """The ``--json`` report: one JSON object on stdout."""
+    print_json(
+        {
+            "shape": list(shape),
+            "voxel_nm": voxel_nm,
+            "seed": args.seed,
+            "params": params.to_dict(),
+            "out": str(out),
+            "fractions": {k: float(v) for k, v in fractions.items()},
+            "theory": theo,
+            "seconds": seconds,
+            "devices": args.devices,
+        }
+    )
+
+
+def _print_text(args, shape, voxel_nm: float, out, fractions: dict, theo: dict, seconds: float) -> None:
+    """The text report: what was simulated, then the realized and theoretical fraction of each phase."""
+    on = f" on {args.devices} devices (z-slabs)" if args.devices > 1 else ""
+    print(f"simulated {'x'.join(map(str, shape))} voxels at {voxel_nm:g} nm (seed {args.seed}){on} in {seconds:.2f} s -> {out}")
+    print(f"{'phase':<10}{'realized':>10}{'theory':>10}")
+    for name in ("graphite", "cb", "pore", "solid"):
+        print(f"{name:<10}{fractions[name]:>10.4f}{theo[name]:>10.4f}")
+
+
+def run(args) -> int:
+    from jaxcba import io
+    from jaxcba.model.window import check_window
+
+    out = output("simulate", args.out, suffixes=io.WRITE_SUFFIXES, what="volume")
+    params = load_params(args.params)
+    shape, voxel_nm = check_window(args.shape, args.voxel_nm)
+    _devices.initialize("simulate", args)
+    mesh = _devices.device_mesh(args.devices, shape[0], 0, f"the window {'x'.join(map(str, shape))}")
+    theo = _theory(params, voxel_nm)
+    vol, seconds = _realize(args, params, shape, voxel_nm, mesh, _show_progress(args, shape))
+    fractions = _fractions(vol)
     if not _devices.is_main_process():
         return 0  # process 0 writes and reports
     io.save_volume(out, vol)
     if args.json:
-        print_json(
-            {
-                "shape": list(shape),
-                "voxel_nm": voxel_nm,
-                "seed": args.seed,
-                "params": params.to_dict(),
-                "out": str(out),
-                "fractions": {k: float(v) for k, v in fractions.items()} | {"solid": float(counts[1] + counts[2])},
-                "theory": theo,
-                "seconds": seconds,
-                "devices": args.devices,
-            }
-        )
-        return 0
-    on = f" on {args.devices} devices (z-slabs)" if args.devices > 1 else ""
-    print(f"simulated {'x'.join(map(str, shape))} voxels at {voxel_nm:g} nm (seed {args.seed}){on} in {seconds:.2f} s -> {out}")
-    print(f"{'phase':<10}{'realized':>10}{'theory':>10}")
-    for name in ("graphite", "cb", "pore"):
-        print(f"{name:<10}{fractions[name]:>10.4f}{theo[name]:>10.4f}")
-    print(f"{'solid':<10}{counts[1] + counts[2]:>10.4f}{theo['solid']:>10.4f}")
+        _print_json(args, shape, voxel_nm, params, out, fractions, theo, seconds)
+    else:
+        _print_text(args, shape, voxel_nm, out, fractions, theo, seconds)
     return 0

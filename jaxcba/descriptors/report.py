@@ -142,6 +142,145 @@ def _list(x) -> list:
     return np.asarray(x, dtype=np.float64).tolist()
 
 
+def _checked_arguments(labels, voxel_nm, phases, which, axis, max_lag_vox, check_memory) -> tuple:
+    """``(lab, voxel_nm, phases, which, axis, max_lag_vox)`` of :func:`describe`, checked and
+    normalised (``lab`` the labels as a ``(z, y, x)`` array); ``ValueError`` for invalid input
+    or, with ``check_memory``, a volume that does not fit in memory."""
+    from jaxcba.io import check_labels
+
+    lab = check_labels(labels, name="labels")
+    voxel_nm = check_voxel_nm(voxel_nm)
+    if isinstance(phases, str):
+        phases = (phases,)
+    phases = tuple(check_phase(p) for p in phases)
+    if not phases:
+        raise ValueError("phases must name at least one of solid, pore, graphite, cb")
+    which = tuple(which)
+    bad = [w for w in which if w not in DESCRIPTORS]
+    if bad:
+        raise ValueError(f"unknown descriptor(s) {bad}; allowed: {', '.join(DESCRIPTORS)}")
+    axis = parse_axis(axis)
+    if min(lab.shape) < 2:
+        raise ValueError(f"every axis needs at least 2 voxels, got shape {lab.shape}")
+    if max_lag_vox is not None:
+        max_lag_vox = check_int(max_lag_vox, "max_lag_vox", lo=1, hi=min(lab.shape) - 1)
+    if check_memory:
+        check_describe_memory(lab.shape, which, max_lag_vox)
+    return lab, voxel_nm, phases, which, axis, max_lag_vox
+
+
+def _label_range(lab, phases) -> tuple[int, int]:
+    """Smallest and largest label of ``lab``; ``ValueError`` when one of ``phases`` has no voxel."""
+    lo, hi = int(lab.min()), int(lab.max())
+    present = {"pore": lo == 0, "solid": hi > 0, "graphite": hi == 2}
+    for p in phases:
+        if not (present[p] if p in present else bool(np.any(lab == 1))):
+            raise ValueError(f"phase {p!r} is empty (no voxel of it in the volume)")
+    return lo, hi
+
+
+def _notes(phases, which, axis: int, lo: int, hi: int) -> tuple[str, ...]:
+    """The report's notes on the methods of ``which``, for labels in ``[lo, hi]``."""
+    notes: list[str] = []
+    if "geodesic_tortuosity" in which:
+        notes.append(f"geodesic tortuosity metric: {geodesic.METRIC}; thickness = (n - 1) voxels along axis {axis}")
+    if {"cpsd", "constrictivity"} & set(which):
+        notes.append("r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel")
+        fills = {"pore": hi == 0, "solid": lo > 0, "graphite": lo == 2, "cb": lo == hi == 1}
+        for p in phases:
+            if fills[p]:
+                notes.append(f"{p} fills the window: no wall bounds its balls, so r_min, r_max and constrictivity "
+                             "are not bounded within the window (null, radii_bounded false)")
+    if {"geodesic_tortuosity", "constrictivity"} & set(which):
+        notes.append("percolation: face-connected (6-neighbour) paths between the faces normal to the axis, "
+                     "as in the transport solver")
+    return tuple(notes)
+
+
+def _start(bar, p: str, w: str) -> None:
+    """Name phase ``p`` and descriptor ``w`` on the progress ``bar``."""
+    bar.set_description_str(f"describe {p}: {w}")
+
+
+def _finish(bar, ws) -> None:
+    """Advance the progress ``bar`` by the cost of the descriptors ``ws``."""
+    for w in ws:
+        bar.update(_COST[w])
+
+
+def _intrinsic_fields(jmask, voxel_nm: float, which) -> dict:
+    """``volume_fraction`` [1] and/or ``surface_density`` [nm^-1] and ``intrinsic``, as ``which`` asks."""
+    d = _cheap(jmask, float(voxel_nm))
+    fields: dict[str, Any] = {}
+    if "volume_fraction" in which:
+        fields["volume_fraction"] = _f(d.V_V)
+    if "intrinsic" in which:
+        fields["surface_density"] = _f(d.S_V)
+        fields["intrinsic"] = {k: _f(v) for k, v in dataclasses.asdict(d).items()}
+    return fields
+
+
+def _two_point_fields(jmask, voxel_nm: float, max_lag_vox: int | None) -> dict:
+    """``two_point``: the coverage C(h) at lags ``h_nm`` [nm], centered and per axis."""
+    tp = _two_point(jmask, float(voxel_nm), max_lag_vox)
+    return {"two_point": {"h_nm": _list(tp.h_nm), "C": _list(tp.C), "centered": _list(tp.centered),
+                          "C_axes": _list(tp.C_axes)}}
+
+
+def _pore_size_fields(mask: np.ndarray, voxel_nm: float, which, axis: int) -> dict:
+    """``radii_bounded``, ``r_max`` [nm] and, as ``which`` asks, ``cpsd`` and ``r_min`` [nm] and
+    ``constrictivity`` [1] of the phase ``mask`` (bool, ``(z, y, x)``), percolating along ``axis``."""
+    radii = pore_size.default_radii_vox(mask)
+    bounded = not bool(mask.all())  # a phase filling the window has no wall to bound its balls
+    fields: dict[str, Any] = {"radii_bounded": bounded}
+    if "constrictivity" in which:
+        con = pore_size.constrictivity(mask, voxel_nm, radii_vox=radii, axis=axis)
+        r_nm, frac, r_max = con.r_nm, con.cpsd, con.r_max_nm
+        perc = bool(np.asarray(con.percolates))
+        fields["r_min"] = (_f(con.r_min_nm) if bounded else None) if perc else NOT_PERCOLATING
+        fields["constrictivity"] = (_f(con.beta) if bounded else None) if perc else NOT_PERCOLATING
+    else:
+        c = pore_size.cpsd(mask, voxel_nm, radii_vox=radii)
+        r_nm, frac, r_max = c.r_nm, c.fraction, c.r_max_nm
+    fields["r_max"] = _f(r_max) if bounded else None
+    if "cpsd" in which:
+        fields["cpsd"] = {"r_nm": _list(r_nm), "fraction": _list(frac)}
+    return fields
+
+
+def _geodesic_fields(mask: np.ndarray, axis: int) -> dict:
+    """``geodesic_tortuosity`` [1] of the phase ``mask`` (bool, ``(z, y, x)``) along ``axis``."""
+    t = geodesic.geodesic_tortuosity(mask, axis=axis)
+    perc = bool(np.asarray(t.percolates))
+    return {"geodesic_tortuosity": _f(t.mean) if perc else NOT_PERCOLATING}
+
+
+def _phase_report(p: str, jmask, which, voxel_nm: float, axis: int, max_lag_vox: int | None, bar) -> PhaseReport:
+    """The descriptors ``which`` of phase ``p`` from its ``jmask`` (bool, ``(z, y, x)``), one at a
+    time, cheapest first; the path-based ones share one host copy of the mask."""
+    fields: dict[str, Any] = {"phase": p}
+    if {"volume_fraction", "intrinsic"} & set(which):
+        _start(bar, p, "intrinsic" if "intrinsic" in which else "volume_fraction")
+        fields |= _intrinsic_fields(jmask, voxel_nm, which)
+        _finish(bar, {"volume_fraction", "intrinsic"} & set(which))
+    if "two_point" in which:
+        _start(bar, p, "two_point")
+        fields |= _two_point_fields(jmask, voxel_nm, max_lag_vox)
+        _finish(bar, ["two_point"])
+    mask = None
+    if {"cpsd", "constrictivity", "geodesic_tortuosity"} & set(which):
+        mask = np.asarray(jmask)
+    if {"cpsd", "constrictivity"} & set(which):
+        _start(bar, p, "constrictivity" if "constrictivity" in which else "cpsd")
+        fields |= _pore_size_fields(mask, voxel_nm, which, axis)
+        _finish(bar, {"cpsd", "constrictivity"} & set(which))
+    if "geodesic_tortuosity" in which:
+        _start(bar, p, "geodesic_tortuosity")
+        fields |= _geodesic_fields(mask, axis)
+        _finish(bar, ["geodesic_tortuosity"])
+    return PhaseReport(**fields)
+
+
 def describe(
     labels,
     voxel_nm: float,
@@ -166,108 +305,17 @@ def describe(
     whose estimated need (:func:`describe_bytes`) exceeds the available memory. Raises
     ``ValueError`` for invalid input, before any work.
     """
-    from jaxcba.io import check_labels
-
-    lab = check_labels(labels, name="labels")
-    voxel_nm = check_voxel_nm(voxel_nm)
-    if isinstance(phases, str):
-        phases = (phases,)
-    phases = tuple(check_phase(p) for p in phases)
-    if not phases:
-        raise ValueError("phases must name at least one of solid, pore, graphite, cb")
-    which = tuple(which)
-    bad = [w for w in which if w not in DESCRIPTORS]
-    if bad:
-        raise ValueError(f"unknown descriptor(s) {bad}; allowed: {', '.join(DESCRIPTORS)}")
-    axis = parse_axis(axis)
-    if min(lab.shape) < 2:
-        raise ValueError(f"every axis needs at least 2 voxels, got shape {lab.shape}")
-    if max_lag_vox is not None:
-        max_lag_vox = check_int(max_lag_vox, "max_lag_vox", lo=1, hi=min(lab.shape) - 1)
-    if check_memory:
-        check_describe_memory(lab.shape, which, max_lag_vox)
-    lo, hi = int(lab.min()), int(lab.max())
-    present = {"pore": lo == 0, "solid": hi > 0, "graphite": hi == 2}
-    for p in phases:
-        if not (present[p] if p in present else bool(np.any(lab == 1))):
-            raise ValueError(f"phase {p!r} is empty (no voxel of it in the volume)")
-
-    notes: list[str] = []
-    if "geodesic_tortuosity" in which:
-        notes.append(f"geodesic tortuosity metric: {geodesic.METRIC}; thickness = (n - 1) voxels along axis {axis}")
-    if {"cpsd", "constrictivity"} & set(which):
-        notes.append("r_min by intrusion through the face index 0 of the axis; radii grid 0.5 voxel")
-        fills = {"pore": hi == 0, "solid": lo > 0, "graphite": lo == 2, "cb": lo == hi == 1}
-        for p in phases:
-            if fills[p]:
-                notes.append(f"{p} fills the window: no wall bounds its balls, so r_min, r_max and constrictivity "
-                             "are not bounded within the window (null, radii_bounded false)")
-    if {"geodesic_tortuosity", "constrictivity"} & set(which):
-        notes.append("percolation: face-connected (6-neighbour) paths between the faces normal to the axis, "
-                     "as in the transport solver")
-
+    lab, voxel_nm, phases, which, axis, max_lag_vox = _checked_arguments(
+        labels, voxel_nm, phases, which, axis, max_lag_vox, check_memory)
+    lo, hi = _label_range(lab, phases)
+    notes = _notes(phases, which, axis, lo, hi)
     jlab = jax.numpy.asarray(lab)
     bar = meter(len(phases) * sum(_COST[w] for w in which), "describe", enabled=progress,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
-    def step(p, w):
-        bar.set_description_str(f"describe {p}: {w}")
-
-    def done(w):
-        bar.update(_COST[w])
-
     def one(p, jmask) -> PhaseReport:
-        fields: dict[str, Any] = {"phase": p}
-        if {"volume_fraction", "intrinsic"} & set(which):
-            step(p, "intrinsic" if "intrinsic" in which else "volume_fraction")
-            d = _cheap(jmask, float(voxel_nm))
-            if "volume_fraction" in which:
-                fields["volume_fraction"] = _f(d.V_V)
-            if "intrinsic" in which:
-                fields["surface_density"] = _f(d.S_V)
-                fields["intrinsic"] = {k: _f(v) for k, v in dataclasses.asdict(d).items()}
-            for w in {"volume_fraction", "intrinsic"} & set(which):
-                done(w)
-        if "two_point" in which:
-            step(p, "two_point")
-            tp = _two_point(jmask, float(voxel_nm), max_lag_vox)
-            fields["two_point"] = {
-                "h_nm": _list(tp.h_nm),
-                "C": _list(tp.C),
-                "centered": _list(tp.centered),
-                "C_axes": _list(tp.C_axes),
-            }
-            done("two_point")
-        mask = None
-        if {"cpsd", "constrictivity", "geodesic_tortuosity"} & set(which):
-            mask = np.asarray(jmask)
-        if {"cpsd", "constrictivity"} & set(which):
-            step(p, "constrictivity" if "constrictivity" in which else "cpsd")
-            radii = pore_size.default_radii_vox(mask)
-            bounded = not bool(mask.all())  # a phase filling the window has no wall to bound its balls
-            fields["radii_bounded"] = bounded
-            if "constrictivity" in which:
-                con = pore_size.constrictivity(mask, voxel_nm, radii_vox=radii, axis=axis)
-                r_nm, frac, r_max = con.r_nm, con.cpsd, con.r_max_nm
-                perc = bool(np.asarray(con.percolates))
-                fields["r_min"] = (_f(con.r_min_nm) if bounded else None) if perc else NOT_PERCOLATING
-                fields["constrictivity"] = (_f(con.beta) if bounded else None) if perc else NOT_PERCOLATING
-            else:
-                c = pore_size.cpsd(mask, voxel_nm, radii_vox=radii)
-                r_nm, frac, r_max = c.r_nm, c.fraction, c.r_max_nm
-            fields["r_max"] = _f(r_max) if bounded else None
-            if "cpsd" in which:
-                fields["cpsd"] = {"r_nm": _list(r_nm), "fraction": _list(frac)}
-            for w in {"cpsd", "constrictivity"} & set(which):
-                done(w)
-        if "geodesic_tortuosity" in which:
-            step(p, "geodesic_tortuosity")
-            t = geodesic.geodesic_tortuosity(mask, axis=axis)
-            perc = bool(np.asarray(t.percolates))
-            fields["geodesic_tortuosity"] = _f(t.mean) if perc else NOT_PERCOLATING
-            done("geodesic_tortuosity")
-        return PhaseReport(**fields)
+        return _phase_report(p, jmask, which, voxel_nm, axis, max_lag_vox, bar)
 
     with bar:
         out = list(per_phase(jlab, phases, one).values())
-    return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in lab.shape), axis=axis, phases=tuple(out), notes=tuple(notes))
+    return Report(voxel_nm=float(voxel_nm), shape=tuple(int(s) for s in lab.shape), axis=axis, phases=tuple(out), notes=notes)
