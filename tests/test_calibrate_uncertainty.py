@@ -299,7 +299,28 @@ def test_bootstrap_set_from_rows_is_the_twins_spread():
     eta = s.get("eta")
     assert eta.se / p.eta == pytest.approx(np.std(np.log(etas), ddof=1), rel=1e-9)
     assert s.get("1/eta").se * p.eta == pytest.approx(np.std(np.log(1 / etas), ddof=1), rel=1e-9)
-    assert s.get("theta").se < 1e-12 * p.theta  # no spread across the twins (rounding only)
+    theta = s.get("theta")  # every twin at the same theta: no spread, so no interval (not a zero width)
+    assert theta.method == "unavailable" and "did not spread" in theta.note and math.isnan(theta.lo)
+
+
+def test_bootstrap_flags_a_biased_recalibration():
+    """Twins whose mean 1/eta lies far below the fit (all five at 20-23 against 45: a biased
+    recalibration): the interval spans the fit and the bias-corrected estimate 2 log(fit) -
+    mean(log twins), and the note and the set's notes say so."""
+    import scipy.stats
+
+    p = jaxcba.CBAParams.paper().replace(eta=1 / 45.1)
+    inv = np.array([20.2, 21.0, 21.9, 22.5, 23.1])
+    rows = [{"params": p.replace(eta=float(1 / v)).to_dict(), "converged": True} for v in inv]
+    s = bootstrap_set(p, 40.0, rows)
+    iv = s.get("1/eta")
+    q = float(scipy.stats.t.ppf(0.975, 4))
+    ys = np.log(inv)
+    sd, corrected = np.std(ys, ddof=1), 2 * np.log(45.1) - ys.mean()
+    assert iv.method == "bootstrap" and "biased" in iv.note and "below the fit" in iv.note
+    assert (iv.lo, iv.hi) == pytest.approx((45.1 * math.exp(-q * sd), math.exp(corrected + q * sd)), rel=1e-9)
+    assert iv.covers(45.1) and iv.covers(math.exp(corrected))
+    assert any(n.startswith("1/eta: biased") for n in s.notes)
 
 
 def test_delta_options_change_what_they_say(small_result):
@@ -396,5 +417,6 @@ def test_more_than_half_of_the_twins_failed_gives_no_interval():
     s = bootstrap_set(p, 40.0, [ok, ok, bad, bad, bad])
     assert {i.method for i in s.parameters + s.derived} == {"unavailable"}
     assert "3 of 5 bootstrap twins failed (more than 50 %)" in s.get("eta").note
-    half = bootstrap_set(p, 40.0, [ok, ok, bad, bad])  # exactly half: intervals given
+    ok2 = {"params": p.replace(eta=1.1 * p.eta).to_dict(), "converged": True}
+    half = bootstrap_set(p, 40.0, [ok, ok2, bad, bad])  # exactly half: intervals given
     assert half.get("eta").method == "bootstrap" and half.failed == 2

@@ -85,7 +85,8 @@ def test_finite_variances_give_the_closed_form_intervals():
 def test_twins_at_zero_and_two_phase_fixed_in_the_bootstrap():
     """Twins with lambda_y = 0 (no large pores): lambda_y and V3 on the natural scale (t se about
     the fit, cut at 0; V3 = 1 - exp(-8 pi lambda_y / theta^3), Eq. 24), no -inf; a two-phase fit
-    (lambda_x = 0) fixes the graphite parameters, V1 and the half-axes, with the reason."""
+    (lambda_x = 0) fixes the graphite parameters, V1 and the half-axes, with the reason; the
+    quantities equal in every twin get no interval."""
     from jaxcba.calibrate import bootstrap_set
 
     p = jaxcba.CBAParams.paper().replace(lambda_x=0.0)
@@ -100,7 +101,12 @@ def test_twins_at_zero_and_two_phase_fixed_in_the_bootstrap():
     v3s = [1 - math.exp(-8 * math.pi * v / p.theta**3) for v in lys]
     v3 = s.get("V3")
     assert v3.scale == "identity" and v3.se == pytest.approx(np.std(v3s, ddof=1), rel=1e-6)
-    assert all(math.isfinite(i.lo) and math.isfinite(i.hi) for i in s.parameters + s.derived)
+    given = [i for i in s.parameters + s.derived if i.method == "bootstrap"]
+    assert all(math.isfinite(i.lo) and math.isfinite(i.hi) for i in given)
+    # the quantities the twins share (only lambda_y varies) did not spread: no interval, not a zero width
+    same = {i.name for i in s.parameters + s.derived if i.method == "unavailable"}
+    assert same == {"mu", "eta", "theta", "V2", "1/eta", "1/theta"}
+    assert all("did not spread" in s.get(k).note for k in same)
     for name in ("lambda_x", "alpha1", "alpha2", "gamma", "alpha1/gamma"):
         assert s.get(name).method == "fixed" and "two-phase" in s.get(name).note, name
     assert s.get("V1").method == "fixed" and "no graphite" in s.get("V1").note

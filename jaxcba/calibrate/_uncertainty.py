@@ -22,7 +22,11 @@ Two methods (docs/calibration.md, "Uncertainty"):
 * **bootstrap** (:func:`bootstrap_uncertainty`, ``--bootstrap B``): ``B`` twins simulated from
   the fitted parameters in the image's window and voxel size, each recalibrated with the same
   strategies; ``se`` = the twins' standard deviation on the same scales, intervals
-  ``estimate +- t_{B' - 1, 0.975} se`` (``B'`` twins calibrated). A quantity at the edge of its
+  ``estimate +- t_{B' - 1, 0.975} se`` (``B'`` twins calibrated). Where the twins' mean lies
+  significantly off the estimate (``|bias| > t se / sqrt(B')`` on the scale: the recalibration is
+  biased there) the interval also spans the bias-corrected ``estimate - bias +- t se``, and says
+  so; where the twins did not spread at all (e.g. every one at the same edge of a scan) there is
+  no interval rather than one of zero width. A quantity at the edge of its
   scale in the fit or in a twin (``lambda_y = 0``: no large pores; ``V3 = 0``) has its interval on
   the natural scale instead, ``estimate +- t se`` cut at the edge, with the number of twins
   there in its note. A twin whose recalibration raises (any error but ``MemoryError`` and
@@ -888,7 +892,9 @@ def bootstrap_set(params: CBAParams, voxel_nm: float, rows: list[dict], *, level
     with ``params`` null is a failed twin, its ``error`` and ``seed`` listed in ``failures``).
 
     Each fitted quantity's ``se`` is the twins' standard deviation on its scale (derived quantities
-    from the twins' own derived values, not linearised); a quantity at the edge of its scale in the
+    from the twins' own derived values, not linearised); a significant bias of the twins' mean
+    widens the interval to the bias-corrected estimate; twins without spread give no interval
+    (module docstring); a quantity at the edge of its scale in the
     fit or in a twin (a parameter at 0, a fraction at 0 or 1) gets ``estimate +- t se`` on the
     natural scale, cut at the edge, its note giving the number of twins at the edge. No interval
     (a note says why) with fewer than two twins calibrated or more than ``max_failed`` of the rows
@@ -997,11 +1003,19 @@ def _spread_interval(name, unit, value, xs, scale, state, quantile, notes: list)
     if not np.all(np.isfinite(xs)) or not math.isfinite(value):
         return _interval(name, unit, value, math.nan, math.nan, scale, "a twin's value is not finite", quantile,
                          "bootstrap")
+    if np.ptp(xs) == 0.0:  # e.g. every twin at the same edge of a scan: a zero width would claim certainty
+        return _interval(name, unit, value, math.nan, math.nan, scale,
+                         f"the twins did not spread (all {len(xs)} at {xs[0]:.4g}): no bootstrap interval", quantile,
+                         "bootstrap")
     lo_r, hi_r = _RANGE[scale]
     inside = (xs > lo_r) & (xs < hi_r)
     if lo_r < value < hi_r and inside.all():
-        var = float(np.var(_np_scale(xs, scale), ddof=1))
-        return _interval(name, unit, value, float(_np_scale(value, scale)), var, scale, "fit", quantile, "bootstrap")
+        ys, y = _np_scale(xs, scale), float(_np_scale(value, scale))
+        sd = float(np.std(ys, ddof=1))
+        bias = float(np.mean(ys)) - y
+        if abs(bias) <= quantile * sd / math.sqrt(len(ys)):
+            return _interval(name, unit, value, y, sd * sd, scale, "fit", quantile, "bootstrap")
+        return _biased_interval(name, unit, value, y, sd, bias, scale, quantile, len(ys), notes)
     edge = "0" if scale == "log" else "0 or 1"
     at = int((~inside).sum())
     sd = float(np.std(xs, ddof=1))
@@ -1011,6 +1025,21 @@ def _spread_interval(name, unit, value, xs, scale, state, quantile, notes: list)
     notes.append(f"{name}: {at} of {len(xs)} twins ({100 * at / len(xs):.0f} %) at {edge}{fit_at}")
     return Interval(name=name, value=value, unit=unit, se=sd, lo=max(value - quantile * sd, lo_r),
                     hi=min(value + quantile * sd, hi_r), scale="identity", method="bootstrap", note=note)
+
+
+def _biased_interval(name, unit, value, y, sd, bias, scale, quantile, n, notes: list) -> Interval:
+    """The bootstrap interval of a quantity whose twins' mean on ``scale`` lies significantly off the
+    fit ``y`` (``|bias| > t se / sqrt(n)``): the recalibration is biased here, so the interval spans
+    both ``y +- t se`` and the bias-corrected ``y - bias +- t se``, and its note says so."""
+    corrected = _from_scale(y - bias, scale)
+    lo = _from_scale(min(y, y - bias) - quantile * sd, scale)
+    hi = _from_scale(max(y, y - bias) + quantile * sd, scale)
+    shift = f"{abs(bias) / sd:.1f} se" if sd > 0 else "its whole spread"
+    note = (f"biased: the twins' mean lies {shift} {'above' if bias > 0 else 'below'} the fit on the {scale} scale; "
+            f"the interval spans the fit and the bias-corrected estimate {corrected:.4g}")
+    notes.append(f"{name}: {note}")
+    return Interval(name=name, value=value, unit=unit, se=abs(_natural_slope(value, scale)) * sd, lo=lo, hi=hi,
+                    scale=scale, method="bootstrap", note=note)
 
 
 def params_document(params: CBAParams, uncertainty: Uncertainty | None) -> dict:
