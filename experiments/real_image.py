@@ -23,8 +23,9 @@ Steps (each a subprocess of the ``jaxcba`` command line, as a user would type th
    stages 2 and 3); intervals by the delta method (and by ``--bootstrap B`` if given);
 5. ``jaxcba validate`` with ``--n`` realizations, down-sampled x2 and x4 (paper Section 3.3);
 6. r_max, r_min and constrictivity at full resolution for the image and validate's own
-   realizations, through ``describe``'s radius grid (:func:`full_resolution_radii`): validate's
-   batch grid stops at 1.5 um or 2 voxels, below the ice grains' sizes at micro-CT voxels.
+   realizations, through ``describe``'s radius grid (:func:`full_resolution_radii`): a cross-check
+   of validate's rows at the image's resolution (validate's grid is the data's own too, rounded up
+   to a power of two voxels; the two agree digit for digit).
 
 Writes under ``--out``: ``segmented.tif``, ``labels.tif``, ``params.json``,
 ``calibrate_report.json``, ``val/`` (validate's files), the logs of the three commands, and
@@ -175,7 +176,7 @@ def full_resolution_radii(labels, voxel_nm: float, params_path, n: int, seed: in
     boundary),
     for the image and for the same ``n`` realizations ``jaxcba validate`` draws
     (``jax.random.split(jax.random.key(seed), n)[i]``, the fit loaded by ``load_fit``).
-    validate's batch grid stops at 1.5 um (or 2 voxels), too short for micro-CT voxels.
+    A cross-check of validate's rows at the image's resolution.
     Returns ``{"image": {phase: {...}}, "model": [{phase: {...}}, ...]}`` [nm]."""
     import jax
 

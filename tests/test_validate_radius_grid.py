@@ -7,6 +7,7 @@ legitimate, comparable outcome."""
 import math
 
 import numpy as np
+import pytest
 from helpers import digital_ball
 
 import jaxcba
@@ -81,3 +82,25 @@ def test_validate_on_coarse_voxels_measures_r_max_and_counts_apart(monkeypatch):
     assert all(not r.consistent for r in old.not_compared)
     assert old.counts["consistent"] + old.counts["not_comparable"] + len(old.outside) == old.counts["total"]
     assert "not compared" in old.summary and "r_max (solid)" in old.summary
+
+
+def test_resolution_closeness_and_a_resolution_as_wide_as_the_range():
+    """Within the resolution of the mean is consistent (r_max: half a voxel); beta's propagated
+    resolution 2 beta sqrt((d / r_min)^2 + (d / r_max)^2) at radii of one or two voxels exceeds
+    its whole range [0, 1], resolves nothing and is not used: the row is judged by the range and
+    the prediction interval alone (the snow image's ice at 40 µm: resolution 1.04)."""
+    from jaxcba.validate._core import resolution_of
+
+    model = [3.0, 3.0, 3.0, 3.0, 3.0]  # coarse realizations agreeing to the step: std 0
+    near = verdict(("r_max", "solid", "nm"), 1, 10.0, 3.0 + 4.9, model, resolution=resolution_of("r_max", 10.0))
+    assert near.resolution == 5.0 and near.consistent and not near.in_range
+    assert not verdict(("r_max", "solid", "nm"), 1, 10.0, 3.0 + 5.1, model, resolution=5.0).consistent
+    means = {"r_min": 0.7 * VOXEL_NM, "r_max": 0.9 * VOXEL_NM}  # radii below one voxel: beta 0.60
+    res = resolution_of("constrictivity", VOXEL_NM, means)
+    beta = (0.7 / 0.9) ** 2
+    assert res == pytest.approx(2 * beta * math.sqrt((0.5 / 0.7) ** 2 + (0.5 / 0.9) ** 2), rel=1e-9) and res > 1
+    model = [0.55, 0.6, 0.65, 0.58, 0.62]
+    far = verdict(("constrictivity", "solid", "1"), 1, VOXEL_NM, 0.05, model, resolution=res)
+    assert abs(0.05 - far.mean) < res and not far.consistent  # once consistent by the resolution alone
+    assert far.resolution == res  # reported as it is
+    assert verdict(("constrictivity", "solid", "1"), 1, VOXEL_NM, 0.6, model, resolution=res).consistent

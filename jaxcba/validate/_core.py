@@ -28,7 +28,9 @@ The verdict of a descriptor (:class:`DescriptorRow`):
   within the descriptor's ``resolution`` of the mean: one step of the radius grid (0.5 voxel)
   for ``r_max`` and ``r_min``, and what that step makes of ``beta = (r_min / r_max)^2``
   (differences below them are not resolved; at a few voxels per pore the realizations of a
-  coarse volume often agree to within the step, with a near-zero ``std``). A twin is
+  coarse volume often agree to within the step, with a near-zero ``std``); a resolution as wide
+  as the descriptor's whole range (``beta`` in [0, 1] with radii of one or two voxels) resolves
+  nothing and is not used, so such a row is judged by the range and the interval alone. A twin is
   consistent for ~95 % of the descriptors (when they are roughly normal); a structure the
   model does not describe is flagged by the descriptors it gets wrong.
 
@@ -226,6 +228,10 @@ def resolution_of(descriptor: str, voxel_nm: float, means: dict | None = None) -
     return 0.0
 
 
+#: Width of the range of a bounded descriptor: a ``resolution`` this wide is not used by :func:`verdict`.
+RANGE_WIDTH = {"constrictivity": 1.0}
+
+
 def verdict(what, factor, voxel_nm, image, model, *, kind="value", resolution=0.0, measured=True) -> DescriptorRow:
     """:class:`DescriptorRow` of one ``image`` value against the realizations' ``model`` values.
 
@@ -260,7 +266,9 @@ def verdict(what, factor, voxel_nm, image, model, *, kind="value", resolution=0.
             z = 0.0 if image == mean else math.copysign(math.inf, image - mean)
         else:
             z = nan
-        close = k >= 1 and (image - mean <= resolution if kind == "distance" else abs(image - mean) <= resolution)
+        usable = resolution < RANGE_WIDTH.get(descriptor, math.inf)
+        close = usable and k >= 1 and (image - mean <= resolution if kind == "distance"
+                                       else abs(image - mean) <= resolution)
         consistent = bool(in_range or close or (k >= 2 and pi_low <= image <= pi_high))
     comparable = bool(np.all(measured))
     if not comparable:
