@@ -158,3 +158,25 @@ def test_refit_given_theta_recovers_eta_v3_from_the_closed_form():
     cut = fit_excursion(labels, 40.0, estimator="cutout", cutout=(0, 48, 0, 48, 0, 48))
     with pytest.raises(ValueError, match="masked"):
         refit_given_theta(cut, theta)
+
+
+def test_calibrate_table_compares_the_box_fraction_with_v2_under_cutout():
+    """calibrate's table row of stage 2's cb fraction ``q``: under the cutout estimator ``q`` is the
+    fraction in a box free of graphite and large pores, so the model's counterpart is V2 = 1 - Phi(mu)
+    (was V2 (1 - V3), which the large pores thin: -32 % on the snow image); under the masked one it
+    is the whole graphite-free region's, V2 (1 - V3)."""
+    from jaxcba import CBAParams, theory
+    from jaxcba.calibrate._pipeline import _descriptor_rows
+
+    labels = synthetic_cba((32, 32, 32), 0.499, 0.0127 * 40.0, seed=0)
+    s2 = fit_excursion(labels, 40.0, estimator="cutout", cutout=(0, 32, 0, 32, 0, 32))
+    params = CBAParams.paper().replace(lambda_x=0.0, mu=s2.mu, eta=s2.eta)  # V3 = 0.18 of large pores
+    vf = theory.volume_fractions(params, 40.0)
+    rows = {r.name: r for r in _descriptor_rows(labels, 40.0, params, None, s2, None)}
+    box = rows["cb | cutout box"]
+    assert box.target == s2.q and box.fitted == pytest.approx(float(vf.excursion), rel=1e-12)
+    assert box.fitted == pytest.approx(s2.q, abs=1e-6)  # mu is the plug-in of q (Eq. 19): no misfit
+    assert "cb | graphite-free" not in rows
+    masked = fit_excursion(labels, 40.0, estimator="masked")
+    row = {r.name: r for r in _descriptor_rows(labels, 40.0, params, None, masked, None)}["cb | graphite-free"]
+    assert row.fitted == pytest.approx(float(vf.cb / (1.0 - vf.graphite)), rel=1e-12)

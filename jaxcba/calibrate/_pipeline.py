@@ -507,7 +507,10 @@ def _descriptor_rows(vol, voxel_nm, params, s1, s2, s3) -> list[DescriptorRow]:
     rows.append(DescriptorRow("cb fraction", "1", np.count_nonzero(vol == 1) / n, float(vf.cb), "theory"))
     rows.append(DescriptorRow("solid fraction", "1", np.count_nonzero(vol) / n, float(vf.solid), "theory (Eq. 22)"))
     if s2 is not None:
-        rows.append(DescriptorRow("cb | graphite-free", "1", s2.q, float(vf.cb / (1.0 - vf.graphite)), "theory"))
+        if s2.estimator == "cutout":  # a box free of graphite and large pores: the excursion set's fraction V2
+            rows.append(DescriptorRow("cb | cutout box", "1", s2.q, float(vf.excursion), "theory (V2)"))
+        else:  # the whole graphite-free region, thinned by the large pores: V2 (1 - V3)
+            rows.append(DescriptorRow("cb | graphite-free", "1", s2.q, float(vf.cb / (1.0 - vf.graphite)), "theory"))
         c_fit, how = s2.c_fit, f"stage 2 ({s2.estimator})"
         ex = None if s3 is None else s3.excursion
         if ex is not None:
