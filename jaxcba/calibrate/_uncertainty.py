@@ -1015,7 +1015,7 @@ def _spread_interval(name, unit, value, xs, scale, state, quantile, notes: list)
         bias = float(np.mean(ys)) - y
         if abs(bias) <= quantile * sd / math.sqrt(len(ys)):
             return _interval(name, unit, value, y, sd * sd, scale, "fit", quantile, "bootstrap")
-        return _biased_interval(name, unit, value, y, sd, bias, scale, quantile, len(ys), notes)
+        return _biased_interval(name, unit, value, y, sd, bias, scale, quantile, notes)
     edge = "0" if scale == "log" else "0 or 1"
     at = int((~inside).sum())
     sd = float(np.std(xs, ddof=1))
@@ -1027,9 +1027,9 @@ def _spread_interval(name, unit, value, xs, scale, state, quantile, notes: list)
                     hi=min(value + quantile * sd, hi_r), scale="identity", method="bootstrap", note=note)
 
 
-def _biased_interval(name, unit, value, y, sd, bias, scale, quantile, n, notes: list) -> Interval:
+def _biased_interval(name, unit, value, y, sd, bias, scale, quantile, notes: list) -> Interval:
     """The bootstrap interval of a quantity whose twins' mean on ``scale`` lies significantly off the
-    fit ``y`` (``|bias| > t se / sqrt(n)``): the recalibration is biased here, so the interval spans
+    fit ``y`` (``|bias| > t se / sqrt(B')``): the recalibration is biased here, so the interval spans
     both ``y +- t se`` and the bias-corrected ``y - bias +- t se``, and its note says so."""
     corrected = _from_scale(y - bias, scale)
     lo = _from_scale(min(y, y - bias) - quantile * sd, scale)
