@@ -49,6 +49,16 @@ def test_interior_tie_is_not_identified_instead_of_scipys_bracket_error():
     assert not s.converged and "not identified" in s.message and "flat" in s.message, s.message
     assert s.theta == pytest.approx(SCAN[1]) and s.l1 == 100.0
     assert "2 of 6 scan values" in s.message
+    assert f"theta = {SCAN[1]:.4g}, {SCAN[2]:.4g} nm^-1" in s.message  # the tied values themselves
+
+
+def test_the_message_names_only_the_tied_values():
+    """Ties at the first and third scan values, a larger distance between them: the message lists
+    the two tied values, not a span that would include the one between."""
+    l1 = {0: 100.0, 1: 130.0, 2: 100.0, 3: 150.0, 4: 170.0, 5: 190.0}
+    s = ScanBrent().run(FakeObjective(lambda t: l1[int(np.argmin(abs(SCAN - t)))]), SCAN)
+    assert not s.converged and "2 of 6 scan values" in s.message, s.message
+    assert f"theta = {SCAN[0]:.4g}, {SCAN[2]:.4g} nm^-1" in s.message and f"{SCAN[1]:.4g}" not in s.message
 
 
 def test_all_equal_scan_is_flat_not_an_edge():

@@ -152,7 +152,7 @@ def _flat_message(thetas, l1s, what: str) -> str:
     if len(np.unique(t[tied])) < 2:
         return ""
     return (f"not converged: theta is not identified: the L1 distance of the pore CPSDs is flat, {l1s[i]:.4g} nm "
-            f"at {len(tied)} of {len(l1s)} {what} values theta = {t[tied].min():.4g} .. {t[tied].max():.4g} nm^-1 "
+            f"at {len(tied)} of {len(l1s)} {what} values theta = {', '.join(f'{v:.4g}' for v in np.unique(t[tied]))} nm^-1 "
             f"(the image's pore CPSD does not tell these ball sizes apart, e.g. no large pores: lambda_Y ~ 0); "
             f"kept theta = {t[i]:.4g} nm^-1")
 
