@@ -30,7 +30,8 @@ PARAMS = CBAParams.paper().replace(alpha2=1000.0)
 SHAPE, VOXEL, N = 64, 20.0, 5
 #: Consistent share required of a twin. Measured with this module's set-up (64^3 at 20 nm,
 #: n = 5, factors 1, 2, 4: 39 descriptors) on ten twin seeds (1000..1009, realizations from
-#: keys 0..9): 35 to 39 of 39 (90 % to 100 %), mean 96 % (docs/validate.md); the bound leaves
+#: keys 0..9): 35 to 39 of 39 (90 % to 100 %), mean 97 % (docs/validate.md,
+#: experiments/validate_twins.py); the bound leaves
 #: four descriptors of margin below the worst seed.
 TWIN_BOUND = 0.80
 
@@ -211,7 +212,7 @@ def test_twins_are_consistent(model_twin):
 @pytest.mark.slow
 def test_doubled_eta_is_flagged(model_twin):
     """Half the correlation length of the carbon-binder field: more interface. Measured on five
-    seeds (2000..2004): S_V at 20 nm outside in every one, 4 to 13 descriptors outside (a twin:
+    seeds (2000..2004): S_V at 20 nm outside in every one, 7 to 10 descriptors outside (a twin:
     0 to 4); this seed: 9."""
     img = np.asarray(simulate(PARAMS.replace(eta=2 * float(PARAMS.eta)), SHAPE, VOXEL, 2000))
     r = validate(img, VOXEL, PARAMS, n=N, downsample=(2, 4), key=0)
@@ -224,8 +225,8 @@ def test_doubled_eta_is_flagged(model_twin):
 
 
 #: What blobs (porosity 0.7, blobiness 1, seed 0) get wrong: their interface at every resolution
-#: and the pore CPSD at 20 nm. Measured on seeds 0, 1, 2: S_V at 40 and 80 nm outside in all
-#: three, 6 to 9 descriptors outside.
+#: and the pore CPSD at 20 nm. Measured on seeds 0, 1, 2: S_V and the pore CPSD at all three
+#: resolutions outside in all three, 6 to 7 descriptors outside.
 BLOBS_FLAGGED = {("surface_density", "interface", 1), ("surface_density", "interface", 2),
                  ("surface_density", "interface", 4), ("cpsd_l1", "pore", 1)}
 
