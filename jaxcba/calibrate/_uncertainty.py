@@ -1005,7 +1005,8 @@ def _spread_interval(name, unit, value, xs, scale, state, quantile, notes: list)
                          "bootstrap")
     if np.ptp(xs) == 0.0:  # e.g. every twin at the same edge of a scan: a zero width would claim certainty
         return _interval(name, unit, value, math.nan, math.nan, scale,
-                         f"the twins did not spread (all {len(xs)} at {xs[0]:.4g}): no bootstrap interval", quantile,
+                         f"the twins did not spread (all {len(xs)} at {xs[0]:.4g}{'' if unit == '1' else ' ' + unit}): "
+                         "no bootstrap interval", quantile,
                          "bootstrap")
     lo_r, hi_r = _RANGE[scale]
     inside = (xs > lo_r) & (xs < hi_r)
