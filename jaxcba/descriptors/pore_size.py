@@ -227,6 +227,12 @@ def _slab_layout(nz: int, plane: int, slab_planes: int | None) -> tuple[int, int
     return -(-nz // n), n
 
 
+def _slab_start(s, slab: int, nz: int):
+    """First plane of z-slab ``s`` (traced) of :func:`_slab_layout`: ``min(s slab, nz - slab)``, so
+    the last slab overlaps its neighbour instead of reaching past the volume."""
+    return jnp.minimum(s * slab, nz - slab)
+
+
 def _int_dtype(cap: int):
     return jnp.int16 if 2 * cap < 32767 else jnp.int32
 
@@ -299,7 +305,7 @@ def _levels(mask, table, halo: int, slab: int, n_slabs: int):
         return ~lax.dynamic_index_in_dim(mask, zc, 0, keepdims=False) & (z >= 0) & (z < nz)
 
     def put(s, lev):
-        z0 = jnp.minimum(s * slab, nz - slab)
+        z0 = _slab_start(s, slab, nz)
         dz = _z_distance(wall, z0, slab, halo, (ny, nx))
 
         def plane(q, lev):
@@ -328,15 +334,15 @@ def _levels(mask, table, halo: int, slab: int, n_slabs: int):
 def _max_dt2(mask, window: int, cap: int, slab_planes=None):
     """Largest ``min(dt^2, cap)`` over the phase [voxel^2] (exact below ``(window + 1)^2``), slab by slab.
 
-    Slab ``s`` starts at plane ``min(s slab, nz - slab)``: the last one overlaps its neighbour
-    instead of reaching past the volume, whose planes :func:`_slab_dt2` counts as phase (their
-    distances, larger than any inside, made the maximum too large)."""
+    Slabs start at :func:`_slab_start`: none reaches past the volume, whose planes
+    :func:`_slab_dt2` counts as phase (their distances, larger than any inside, made the maximum
+    too large)."""
     mask = jnp.asarray(mask, bool)
     nz, ny, nx = mask.shape
     slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
 
     def one(s):
-        f, m = _slab_dt2(mask, jnp.minimum(s * slab, nz - slab), slab, window, cap)
+        f, m = _slab_dt2(mask, _slab_start(s, slab, nz), slab, window, cap)
         return jnp.max(jnp.where(m, f, 0))
 
     return jnp.max(lax.map(one, jnp.arange(n_slabs)))
@@ -385,7 +391,7 @@ def _widest_path(cap, axis: int, face: int, max_sweeps: int = 100_000, slab_plan
         return lax.fori_loop(0, nz, one, jnp.zeros((nz, ny), jnp.int32))
 
     def x_sweeps(s, w):
-        z0 = jnp.minimum(s * slab, nz - slab)
+        z0 = _slab_start(s, slab, nz)
         wx = jnp.transpose(lax.dynamic_slice_in_dim(w, z0, slab, 0), (2, 0, 1))  # (x, slab, y)
         cx = jnp.transpose(lax.dynamic_slice_in_dim(cap, z0, slab, 0), (2, 0, 1))
         for rev in (False, True):
@@ -542,7 +548,7 @@ def _bucket_counts(lev, reach, stats, lt, idx, t, wb: int, slab: int, n_slabs: i
 
     def one_slab(s, carry):
         co, ci, lt = carry
-        z0 = jnp.minimum(s * slab, nz - slab)
+        z0 = _slab_start(s, slab, nz)
         inside = z0 + jnp.arange(slab) >= s * slab
         near = (zs >= z0 - wb) & (zs < z0 + slab + wb)  # the planes within reach of the slab
         top = jnp.max(jnp.where(near, top_plane, 0))
