@@ -407,7 +407,8 @@ def test_auto_path_follows_the_memory_and_refuses_what_cannot_fit(monkeypatch):
     lean_need, stored_need = phases.m_factor_bytes(shape, True), phases.m_factor_bytes(shape, False)
     assert lean_need < stored_need
     monkeypatch.setattr(phases, "available_bytes", lambda: stored_need + 1)
-    assert phases.choose_path(shape) is False  # the stored-face solve fits: the faster one
+    assert phases.choose_path(shape) is True  # the labelled solve: leaner and no slower
+    assert phases.choose_path(shape, lean=False) is False
     monkeypatch.setattr(phases, "available_bytes", lambda: (lean_need + stored_need) // 2)
     assert phases.choose_path(shape) is True
     with pytest.raises(ValueError, match="stored-face path.*GiB is available"):

@@ -69,11 +69,12 @@ def conductivity_field(labels, phase: str = "pore", conductivity: Mapping[int, f
 
 
 #: Peak memory of the two solver paths [bytes per voxel of the volume, input and process
-#: included], as measured at 400^3 by experiments/benchmarks/bench_scale.py: the float32 field
-#: with stored face conductances, and the labelled path (1-byte class codes, faces looked up
-#: when used; 27.8 at 400^3 of which 3.8 is the runtime, so about 24.5 at 800^3).
+#: included], as measured at 400^3 by experiments/benchmarks/bench_scale.py and an RSS trace:
+#: the float32 field with stored face conductances (65 at 400^3; 90 leaves room for the
+#: first call's compilation), and the labelled path (1-byte class codes, faces looked up when
+#: used; 28.5 at 400^3 of which 3.7 is the runtime, 21 at 800^3).
 STORED_BYTES_PER_VOXEL = 90.0
-LEAN_BYTES_PER_VOXEL = 26.0
+LEAN_BYTES_PER_VOXEL = 29.0
 
 
 def m_factor_bytes(shape, lean: bool) -> int:
@@ -82,14 +83,16 @@ def m_factor_bytes(shape, lean: bool) -> int:
 
 
 def choose_path(shape, lean: bool | str = "auto", check_memory: bool = True) -> bool:
-    """``lean`` resolved for a ``shape`` volume: ``"auto"`` takes the stored-face solve (faster on
-    CPU) when it fits in the available memory, else the labelled one; ``ValueError`` with the
-    estimate and the limit when the chosen path does not fit (unless ``check_memory=False``)."""
+    """``lean`` resolved for a ``shape`` volume: ``"auto"`` takes the labelled solve (a third of
+    the stored-face solve's memory and, with its face lookups by one gather, no slower: 256³ on
+    the shared 2-core CPU, warm, pore 16.1 against 26.1 s, two-conductivity solid 36.9 against
+    60.1 s); ``ValueError`` with the estimate and the limit when the chosen path does not fit
+    (unless ``check_memory=False``)."""
     if lean not in (True, False, "auto"):
         raise ValueError(f"lean must be True, False or 'auto', got {lean!r}")
     free = available_bytes()
     if lean == "auto":
-        lean = free is not None and m_factor_bytes(shape, False) > free
+        lean = True
     need = m_factor_bytes(shape, lean)
     if check_memory and free is not None and need > free:
         raise ValueError(
@@ -122,11 +125,10 @@ def m_factor(
             finite values >= 0 work (e.g. 1e-38 or 1e38); a positive ratio below the dtype's
             smallest normal number (1.2e-38 in float32) is refused.
         axis: transport direction ``"z"|"y"|"x"`` or ``0|1|2``.
-        lean: ``True``: solve on the labels (about half the memory); ``False``: on the float32
-            conductivity field with stored face conductances (``effective_conductivity``,
-            faster on CPU at present); ``"auto"`` (default): the stored-face solve when it fits
-            in the available memory, else the labelled one (:func:`choose_path`). Both give
-            the same M within the solver tolerance.
+        lean: ``True`` or ``"auto"`` (default): solve on the labels (about 29 bytes per voxel
+            at 400³, 21 at 800³); ``False``: on the float32 conductivity field with stored face
+            conductances (``effective_conductivity``, about 65-90 bytes per voxel, no faster;
+            :func:`choose_path`). Both give the same M within the solver tolerance.
         check_memory: refuse (``ValueError``, before any work) a volume whose estimated need
             (:func:`m_factor_bytes`) exceeds the available memory.
         **solver_kw: ``SolverOptions`` fields (``rtol``, ``flux_tol``, ``max_iter``,
