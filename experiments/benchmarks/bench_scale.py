@@ -248,7 +248,7 @@ def main(argv=None) -> None:
     ap.add_argument("--phase", default="pore", choices=("pore", "solid"), help="phase of the descriptor stages")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--once", action="store_true", help="one call per stage (no warm repeat), for the largest sizes")
-    ap.add_argument("--lean", default="auto", choices=tuple(LEAN), help="m_factor's solver path (auto: stored faces if they fit)")
+    ap.add_argument("--lean", default="auto", choices=tuple(LEAN), help="m_factor's solver path (auto: the labelled one)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
     ap.add_argument("--cache", default="results/bench_scale", help="folder of the cached volumes")
     ap.add_argument("--out", default="results/bench_scale/results.jsonl", help="JSON lines, appended as each run ends")
