@@ -283,12 +283,14 @@ def map_row_blocks(fun, tree, n0: int, halo: int, blocks: int = 8) -> jax.Array:
     keeping every block's temporaries alive at once.
     """
     nb, t = row_blocks(n0, blocks)
+    return lax.map(lambda b: fun(row_block(tree, b, t, halo, n0)), jnp.arange(nb))
 
-    def one(b):
-        cut = lambda a: lax.dynamic_slice_in_dim(a, b * t, t + halo, axis=0) if (a.ndim == 3 and a.shape[0] == n0 + 2) else a  # noqa: E731
-        return fun(jax.tree.map(cut, tree))
 
-    return lax.map(one, jnp.arange(nb))
+def row_block(tree, b: jax.Array, t: int, halo: int, n0: int):
+    """Padded rows ``[b t, b t + t + halo)`` (``b`` traced) of every 3D leaf of ``tree`` with
+    ``n0 + 2`` rows (other leaves as they are)."""
+    cut = lambda a: lax.dynamic_slice_in_dim(a, b * t, t + halo, axis=0) if (a.ndim == 3 and a.shape[0] == n0 + 2) else a  # noqa: E731
+    return jax.tree.map(cut, tree)
 
 
 def layer_currents(st, up: jax.Array) -> jax.Array:
@@ -328,7 +330,7 @@ def dissipation(st, up: jax.Array) -> jax.Array:
 
     def block(b):
         # padded rows [b t, b t + t + 2): interior rows b t + 1 .. b t + t and their two neighbours
-        sb, ub = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, b * t, t + 2, axis=0) if (a.ndim == 3 and a.shape[0] == n0 + 2) else a, (st, up))
+        sb, ub = row_block((st, up), b, t, 2, n0)
         d0 = ub[1:-1, _IN, _IN] - ub[:-2, _IN, _IN]  # faces b t + 1 .. b t + t across axis 0
         first = (lax.broadcasted_iota(jnp.int32, (t, 1, 1), 0) + b * t) == 0  # the inlet face: apart
         total = jnp.sum(jnp.where(first, 0, sb.faces(0, 1, -1) * jnp.square(d0)))
