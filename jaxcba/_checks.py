@@ -216,6 +216,28 @@ def available_bytes() -> int | None:
         return None
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Compiling an XLA program leaves its heap memory free but resident; a memory-bound solve
+    calls this between its stages so that the freed pages do not add to its peak.
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+            _TRIM.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
+
+
 def check_memory(need_bytes: float, what: str, *, force: bool = False, available: float | None = None,
                  hint: str = "", override: str = OVERRIDE) -> None:
     """``ValueError`` with the estimate and the limit when ``need_bytes`` exceeds the free memory

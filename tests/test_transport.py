@@ -342,6 +342,73 @@ def test_label_operator_matches_stored_faces():
         np.testing.assert_allclose(np.asarray(sten.layer_currents(looked, u)), np.asarray(sten.layer_currents(stored, u)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("boundary", ["half_voxel", "ghost_voxel"])
+def test_coarsened_label_operator_equals_coarsened_stored_faces(boundary):
+    """Coarse faces looked up from strided codes = the stored fine faces coarsened (odd, even, 1)."""
+    from jaxcba.transport import multigrid as mgm
+
+    for i, shape in enumerate([(7, 6, 5), (8, 4, 6), (5, 1, 3), (9, 4, 1), (2, 3, 2)]):
+        looked = sten.from_codes(_labels(shape, 30 + i), [0.01, 1.0], boundary, jnp.float64)
+        stored = sten.Stencil(g=tuple(looked.full(k) for k in range(3)))
+        for a, b in zip(mgm.coarsen(looked).g, mgm.coarsen(stored).g):
+            assert a.shape == b.shape
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("guess", ["linear", "zero"])
+@pytest.mark.parametrize("boundary", ["half_voxel", "ghost_voxel"])
+def test_guess_start_from_face_sums_equals_the_guess_itself(guess, boundary):
+    """Residual, dissipation and inlet current of the initial guess without the guess."""
+    from jaxcba.transport import solver
+
+    lab = _labels((13, 11, 9), 26)
+    cls, _, _ = solver._classes(jnp.asarray(lab), (1, 2), jnp.float64)
+    st = sten.from_codes(cls, [0.01, 1.0], boundary, jnp.float64)
+    prob = cg.make_problem(st, "jacobi")
+    opts = SolverOptions(boundary=boundary, initial_guess=guess)
+    u0, r, d, j0 = cg.initial_residual(prob, solver._guess(prob, opts, jnp.float64))
+    r2, d2, j2 = sten.guess_start(st, guess, boundary)
+    np.testing.assert_allclose(np.asarray(r2), np.asarray(r), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(float(d2), float(d), rtol=1e-13)
+    np.testing.assert_allclose(float(j2), float(sten.layer_currents(st, u0)[0]), rtol=1e-13)
+    np.testing.assert_allclose(float(j2), float(j0), rtol=1e-13)
+
+
+def test_tracked_scalars_follow_the_iterate():
+    """Without u the solve tracks D(u), the inlet current and the plane currents exactly
+    (float64): they equal the read-outs of the iterate a solve that keeps u holds."""
+    lab = _labels(SHAPE, 27)
+    from jaxcba.transport import solver
+
+    cls, _, _ = solver._classes(jnp.asarray(lab), (1, 2), jnp.float64)
+    st = sten.from_codes(cls, [0.01, 1.0], "half_voxel", jnp.float64)
+    prob = cg.make_problem(st, "multigrid")
+    u0 = solver._linear_guess(SHAPE, "half_voxel", jnp.float64)
+    kept = cg.initial_state(prob, u0, 1e-15, jnp.asarray(True))
+    lean = cg.initial_state(prob, u0, 1e-15, jnp.asarray(True), keep_u=False)
+    assert lean.u is None
+    for stop in (1, 3, 6):
+        kept = cg.advance(prob, kept, stop, 1e-15, 1e-15)
+        lean = cg.advance(prob, lean, stop, 1e-15, 1e-15)
+        assert int(lean.iterations) == int(kept.iterations) == stop
+        np.testing.assert_allclose(float(lean.dissipation[0]), float(sten.dissipation(st, kept.u)), rtol=1e-11)
+        currents = np.asarray(sten.layer_currents(st, kept.u))
+        np.testing.assert_allclose(float(lean.inlet_current[0]), currents[0], rtol=1e-11)
+        top = currents.max()
+        np.testing.assert_allclose(float(cg.residual_imbalance(lean.r, lean.inlet_current)),
+                                   (top - currents.min()) / top, rtol=1e-8)
+
+
+def test_sum_by_axis_keeps_float32_sums_accurate():
+    """A jitted float32 sum of 96^3 positive terms (CPU options of the solver) to 2e-7 (one
+    running sum: 5e-7)."""
+    from jaxcba.transport import solver
+
+    x = np.random.default_rng(28).uniform(0.5, 1.5, (96, 96, 96)).astype(np.float32)
+    total = solver._Jit(lambda a: sten.sum_by_axis(a * 1.0))(jnp.asarray(x))
+    np.testing.assert_allclose(float(total), x.astype(np.float64).sum(), rtol=2e-7)
+
+
 def test_label_path_progress_and_vmap():
     from jaxcba.transport import label_conductivity
 

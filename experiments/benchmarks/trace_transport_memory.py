@@ -2,9 +2,9 @@
 
 Runs ``m_factor(lean=True)`` once on the cached paper realization of ``bench_scale.py``
 (Table 2 at 20 nm, seed 1), samples the process's resident set every 50 ms and marks the
-start and end of each of the solve's five programs (percolating cluster, operator and
-multigrid levels, initial state, CG iterations, read-out); at the start of the CG loop it
-lists the live device arrays. Prints M, the iterations, the seconds, the peak
+start and end of each of the solve's stages (compilation of all six programs, then the
+percolating cluster, operator and multigrid levels, residual of the guess, initial state, CG
+iterations, read-out); at the start of the CG loop it lists the live device arrays. Prints M, the iterations, the seconds, the peak
 (``ru_maxrss``) in bytes per voxel, and the largest resident set within each stage.
 
     python experiments/benchmarks/trace_transport_memory.py --n 400 --phase pore
@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-STAGES = ("_classes_jit", "_label_problem_jit", "_initial_jit", "_advance_jit", "_finish_labels_jit")
 
 
 def _rss() -> int:
@@ -65,20 +64,25 @@ def main(argv=None) -> int:
             trace.append((time.time(), _rss()))
             time.sleep(0.05)
 
-    def wrapped(name, fun):
-        def call(*a):
-            marks.append((time.time(), f"{name} start", _rss()))
-            if name == "_advance_jit":
-                live = jax.live_arrays()
-                print(f"live device arrays at the CG loop's start: {len(live)}, "
-                      f"{sum(x.nbytes for x in live) / n_vox:.1f} B/voxel", flush=True)
-            out = jax.block_until_ready(fun(*a))
-            marks.append((time.time(), f"{name} end", _rss()))
-            return out
-        return call
+    stage, compile_programs = solver._stage, solver._compile_label_programs
 
-    for name in STAGES:
-        setattr(solver, name, wrapped(name, getattr(solver, name)))
+    def traced(name, program, *a):
+        marks.append((time.time(), f"{name} start", _rss()))
+        if name == "advance" and not any(m[1] == "advance start" for m in marks[:-1]):
+            live = jax.live_arrays()
+            print(f"live device arrays at the CG loop's start: {len(live)}, "
+                  f"{sum(x.nbytes for x in live) / n_vox:.1f} B/voxel", flush=True)
+        out = jax.block_until_ready(stage(name, program, *a))
+        marks.append((time.time(), f"{name} end", _rss()))
+        return out
+
+    def compiling(*a):
+        marks.append((time.time(), "compile start", _rss()))
+        out = compile_programs(*a)
+        marks.append((time.time(), "compile end", _rss()))
+        return out
+
+    solver._stage, solver._compile_label_programs = traced, compiling
     cond = {2: 1.0, 1: 0.01} if args.two_conductivity else None
     threading.Thread(target=sampler, daemon=True).start()
     t0 = time.time()

@@ -12,6 +12,18 @@ Each iteration is a few passes over the volume that recompute ``A p`` and the sm
 last step instead of storing them (``_step``); the carried vectors are ``u, r, p`` and the
 right-hand side is stored as the inlet layer only. Dot products add the volume's blocks
 elementwise before reducing (:func:`blocked_sum`): XLA:CPU stores a reduction's input.
+
+Without ``u`` (``keep_u=False``, 4 bytes per voxel less in float32) the solve still knows
+everything the M-factor needs, as scalars updated with each step ``u += alpha p``:
+
+* the dissipation ``D(u) = sum_faces g (du)^2 = u.Au - 2 b.u + sum(b)`` changes by
+  ``-2 alpha p.r + alpha^2 p.Ap = -alpha r.z`` (``p.r = r.z`` in PCG);
+* the inlet current ``J_0 = sum g (1 - u)`` over the inlet faces by ``-alpha b.p``;
+* the current through plane ``k`` is ``J_k = J_0 - sum_{i <= k} R_i``, ``R_i`` the sum of the
+  residual over layer ``i`` (the net current leaving it), which gives the flux imbalance.
+
+Both sums are compensated (Kahan), so their float32 rounding stays at the level of one
+increment, not of their number.
 """
 
 from __future__ import annotations
@@ -65,9 +77,13 @@ class Problem(eqx.Module):
 
 
 class State(eqx.Module):
-    """CG iterate and the bookkeeping of the stopping rule."""
+    """CG iterate and the bookkeeping of the stopping rule.
 
-    u: jax.Array
+    ``u`` is None when the solve does not keep the iterate (``keep_u=False``); ``dissipation``
+    and ``inlet_current`` (``[sum, Kahan compensation]``, float) are tracked either way.
+    """
+
+    u: jax.Array | None
     r: jax.Array
     p: jax.Array
     rz: jax.Array
@@ -77,6 +93,8 @@ class State(eqx.Module):
     iterations: jax.Array
     converged: jax.Array
     stalled: jax.Array  # residual target fell below float precision without flux balance
+    dissipation: jax.Array  # D(u) of the iterate, [sum, compensation]
+    inlet_current: jax.Array  # current through the inlet faces, [sum, compensation]
 
     def finished(self, max_iter) -> jax.Array:
         return self.converged | self.stalled | (self.iterations >= max_iter)
@@ -128,11 +146,11 @@ def blocked_sum(integrand, fine, coarse=(), *, n0: int, blocks: int = 8) -> jax.
     """
     nb, t = sten.row_blocks(n0, blocks)
     if nb == 1:
-        return jnp.sum(jnp.sum(integrand(fine, coarse), axis=(1, 2)))
+        return sten.sum_by_axis(integrand(fine, coarse))
     acc = 0
     for b in range(nb):
         acc = acc + integrand(sten.cut_rows(fine, b * t, t + 2, n0 + 2), sten.cut_rows(coarse, b * t // 2, t // 2 + 2, n0 // 2 + 2))
-    return jnp.sum(jnp.sum(acc, axis=(1, 2)))
+    return sten.sum_by_axis(acc)
 
 
 def flux_imbalance(st, u: jax.Array) -> jax.Array:
@@ -143,14 +161,42 @@ def flux_imbalance(st, u: jax.Array) -> jax.Array:
     return jnp.where(top > 0, (top - jnp.min(cur)) / jnp.where(top > 0, top, 1), 0.0)
 
 
-def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array) -> State:
-    """CG state from the initial guess ``u0``; ``active=False`` (nothing percolates) is done."""
+def _kahan(acc: jax.Array, x: jax.Array) -> jax.Array:
+    """``[sum, compensation]`` plus ``x``, compensated (Kahan)."""
+    y = x - acc[1]
+    t = acc[0] + y
+    return jnp.stack([t, (t - acc[0]) - y])
+
+
+def _tracked(x: jax.Array) -> jax.Array:
+    return jnp.stack([x, jnp.zeros_like(x)])
+
+
+def initial_residual(prob: Problem, u0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(u0, r, D, J_0)``: the masked guess, its residual ``b - A u0``, dissipation and inlet current."""
     u0 = jnp.where(prob.diag_inverse > 0, u0, 0).astype(prob.b.dtype)
     r = mg.passes(prob.residual(u0))
+    st = prob.stencil
+    return u0, r, sten.dissipation(st, u0), jnp.sum(prob.b * (1 - u0[1, 1:-1, 1:-1]))
+
+
+def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array, keep_u: bool = True) -> State:
+    """CG state from the initial guess ``u0``; ``active=False`` (nothing percolates) is done.
+
+    ``keep_u=False``: the iterate is not carried (see the module docstring)."""
+    u0, r, d, j0 = initial_residual(prob, u0)
+    return state_from_residual(prob, r, d, j0, rtol, active, u0 if keep_u else None)
+
+
+def state_from_residual(prob: Problem, r, dissipation, inlet_current, rtol, active, u0=None) -> State:
+    """CG state from the residual of the guess (:func:`initial_residual`); the guess itself
+    only when it is to be carried (``u0``)."""
+    r = mg.passes((r, dissipation, inlet_current))[0]
     # p = z = M r: the update p = z + beta p of an iteration with beta = 0 (same passes, same memory)
     p, rz = _precondition(prob, r, jnp.zeros_like(r), jnp.zeros((), r.dtype))
     res = _relative(prob, r)
     f32 = prob.b.dtype
+    imb = flux_imbalance(prob.stencil, u0) if u0 is not None else residual_imbalance(r, inlet_current)
     return State(
         u=u0,
         r=r,
@@ -158,11 +204,24 @@ def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array) 
         rz=rz,
         res=res,
         target=jnp.asarray(rtol, f32),
-        imbalance=jnp.where(active, flux_imbalance(prob.stencil, u0), 0).astype(f32),
+        imbalance=jnp.where(active, imb, 0).astype(f32),
         iterations=jnp.asarray(0, jnp.int32),
         converged=~jnp.asarray(active),
         stalled=jnp.asarray(False),
+        dissipation=_tracked(jnp.asarray(dissipation, f32)),
+        inlet_current=_tracked(jnp.asarray(inlet_current, f32)),
     )
+
+
+def residual_imbalance(r: jax.Array, inlet_current: jax.Array) -> jax.Array:
+    """``(max - min) / max`` of the plane currents ``J_k = J_0 - sum_{i <= k} R_i`` of the
+    residual ``r`` (padded, zero ghosts) and the inlet current ``J_0`` (a scalar or
+    ``[sum, compensation]``); 0 when no current flows."""
+    j0 = inlet_current[0] if jnp.ndim(inlet_current) else inlet_current
+    layers = jnp.sum(r, axis=(1, 2))[1:-1]  # a reduction of the stored r: no copy of it
+    cur = jnp.concatenate([j0[None], j0 - jnp.cumsum(layers)])
+    top = jnp.max(cur)
+    return jnp.where(top > 0, (top - jnp.min(cur)) / jnp.where(top > 0, top, 1), 0.0)
 
 
 def _relative(prob: Problem, r: jax.Array) -> jax.Array:
@@ -204,23 +263,32 @@ def _step(prob: Problem, s: State) -> State:
 
     ``q = A p`` is not stored: it is recomputed in the pass for ``p.q`` and in
     the one that updates ``r`` in place; ``z = M r`` is not stored either (:func:`_precondition`).
-    The carried vectors are ``u, r, p``, updated in place; no other volume-sized array lives.
+    The carried vectors are ``u`` (unless None), ``r, p``, updated in place; no other
+    volume-sized array lives.
     """
     inner = (slice(1, -1),) * 3
     n0 = s.p.shape[0] - 2
     st = mg.passes((prob.stencil, s.rz))[0]
     pq = blocked_sum(lambda f, c: sten.interior(f[1]) * sten._stencil_sum(*f), (st, s.p), n0=n0)
     alpha = jnp.where(pq > 0, s.rz / jnp.where(pq > 0, pq, 1), 0)
+    bp = sten.sum_by_axis(prob.b * s.p[1, 1:-1, 1:-1])
+    dissipation = _kahan(s.dissipation, -alpha * s.rz)
+    inlet_current = _kahan(s.inlet_current, -alpha * bp)
     st = mg.passes((prob.stencil, alpha))[0]
-    u = s.u.at[inner].add(alpha * s.p[inner])  # in place (a new u would be one more volume)
+    order = s.rz
+    u = None
+    if s.u is not None:
+        u = s.u.at[inner].add(alpha * s.p[inner])  # in place (a new u would be one more volume)
+        # the in-place update of p must follow the update of u, the last read of the old p: a data
+        # dependence (0 * u[1, 1, 1]; floats are not simplified) orders them, else XLA copies p twice
+        order = s.rz + 0 * u[1, 1, 1]
     r = mg.passes(s.r.at[inner].add(-alpha * sten._stencil_sum(st, s.p)))
-    # the in-place update of p must follow the update of u, the last read of the old p: a data
-    # dependence (0 * u[1, 1, 1]; floats are not simplified) orders them, else XLA copies p twice
-    p, rz = _precondition(prob, r, s.p, s.rz + 0 * u[1, 1, 1])
+    p, rz = _precondition(prob, r, s.p, order + 0 * bp)
     return eqx.tree_at(
-        lambda t: (t.u, t.r, t.p, t.rz, t.res, t.iterations),
+        lambda t: (t.u, t.r, t.p, t.rz, t.res, t.iterations, t.dissipation, t.inlet_current),
         s,
-        (u, r, p, rz, _relative(prob, r), s.iterations + 1),
+        (u, r, p, rz, _relative(prob, r), s.iterations + 1, dissipation, inlet_current),
+        is_leaf=lambda x: x is None,
     )
 
 
@@ -232,14 +300,14 @@ def advance(prob: Problem, s: State, stop: jax.Array, rtol: float, flux_tol: flo
         # NaN fails ``res > target``: a non-finite residual leaves the inner loop at once
         return (t.res > t.target) & (t.iterations < stop)
 
-    floor = jnp.finfo(s.u.dtype).eps * 1e-2
+    floor = jnp.finfo(s.r.dtype).eps * 1e-2
 
     def outer_cond(t: State):
         return (~t.converged) & (~t.stalled) & (t.iterations < stop)
 
     def outer_body(t: State):
         t = lax.while_loop(inner_cond, lambda x: _step(prob, x), t)
-        imb = flux_imbalance(prob.stencil, t.u)
+        imb = flux_imbalance(prob.stencil, t.u) if t.u is not None else residual_imbalance(t.r, t.inlet_current)
         reached = t.res <= t.target
         done = reached & (t.res <= rtol) & (imb <= flux_tol)
         # Flux balance not there yet at this residual: aim ten times lower.

@@ -57,17 +57,46 @@ def coarsen(st) -> sten.Stencil:
     """
     g = []
     for k in range(3):
-        n = st.shape[k]
-        gk = passes((st, jnp.int32(k)))[0].full(k)  # one face array at a time
-        # fine faces 0..n sit at padded indices 1..n + 1
-        even = jax.lax.slice_in_dim(gk, 1, n + 1, stride=2, axis=k)
-        last = jax.lax.slice_in_dim(gk, n + 1, n + 2, axis=k)
-        faces = jnp.concatenate([even, last], axis=k)
-        coarse = _pair_sum(faces, tuple(a for a in range(3) if a != k))
+        if isinstance(st, sten.LabelStencil):
+            coarse = _coarse_label_faces(passes((st, jnp.int32(k)))[0], k)
+        else:
+            n = st.shape[k]
+            gk = passes((st, jnp.int32(k)))[0].full(k)  # one face array at a time
+            # fine faces 0..n sit at padded indices 1..n + 1
+            even = jax.lax.slice_in_dim(gk, 1, n + 1, stride=2, axis=k)
+            last = jax.lax.slice_in_dim(gk, n + 1, n + 2, axis=k)
+            faces = jnp.concatenate([even, last], axis=k)
+            coarse = _pair_sum(faces, tuple(a for a in range(3) if a != k))
         widths = [(1, 1)] * 3
         widths[k] = (1, 0)
         g.append(jnp.pad(coarse, widths))
     return sten.Stencil(g=tuple(g))
+
+
+def _coarse_label_faces(st: sten.LabelStencil, k: int) -> jax.Array:
+    """Unpadded coarse faces along ``k`` of a ``LabelStencil`` (as in :func:`coarsen`), looked up
+    from strided slices of the codes: one fused loop, no fine face array is stored.
+
+    Ghosts across the other axes (an odd size pairs its last voxel with one) have code 0 or
+    the Dirichlet code, whose faces across those axes are 0 in the pair table.
+    """
+    n = st.shape[k]
+    codes = st.codes
+    for j in range(3):  # interior (plus the ghost after an odd size) across the other axes
+        if j != k:
+            m = st.shape[j]
+            codes = jax.lax.slice_in_dim(codes, 1, m + 1 + (m % 2) if m > 1 else 2, axis=j)
+
+    def lookup(start, stop, stride):  # fine faces at padded indices start, start + stride, ... < stop
+        lo = jax.lax.slice_in_dim(codes, start - 1, stop - 1, stride=stride, axis=k)
+        hi = jax.lax.slice_in_dim(codes, start, stop, stride=stride, axis=k)
+        g = st._pair(k, lo, hi)
+        for j in range(3):
+            if j != k and g.shape[j] > 1:
+                g = jax.lax.slice_in_dim(g, 0, None, stride=2, axis=j) + jax.lax.slice_in_dim(g, 1, None, stride=2, axis=j)
+        return g
+
+    return jnp.concatenate([lookup(1, n + 1, 2), lookup(n + 1, n + 2, 1)], axis=k)
 
 
 def restrict(r: jax.Array) -> jax.Array:
@@ -119,12 +148,12 @@ def _inverse_diagonal(st, dtype=None) -> jax.Array:
     ``dtype=jnp.uint16`` stores the bfloat16 rounding of float32 values as raw bits (see
     :func:`expand`): half the memory, and XLA:CPU fuses the integer decoding into its users.
     """
-    d = sten.diagonal(passes((st, jnp.int32(-1)))[0])
+    d = sten._stencil_sum(passes((st, jnp.int32(-1)))[0], None)  # interior: padded last, in the stored dtype
     inv = jnp.where(d > 0, 1 / jnp.where(d > 0, d, 1), 0)
     if dtype is not None and jnp.dtype(dtype) == jnp.uint16:
         bits = jax.lax.bitcast_convert_type(inv.astype(jnp.float32), jnp.uint32)
-        return ((bits + jnp.uint32(0x8000)) >> 16).astype(jnp.uint16)  # round to nearest
-    return inv.astype(dtype or d.dtype)
+        return sten.pad(((bits + jnp.uint32(0x8000)) >> 16).astype(jnp.uint16))  # round to nearest
+    return sten.pad(inv.astype(dtype or d.dtype))
 
 
 def expand(dinv: jax.Array, dtype) -> jax.Array:

@@ -72,9 +72,10 @@ def conductivity_field(labels, phase: str = "pore", conductivity: Mapping[int, f
 #: included], as measured at 400^3 by experiments/benchmarks/bench_scale.py and an RSS trace:
 #: the float32 field with stored face conductances (65 at 400^3; 90 leaves room for the
 #: first call's compilation), and the labelled path (1-byte class codes, faces looked up when
-#: used; 28.5 at 400^3 of which 3.7 is the runtime, 21 at 800^3).
+#: used, no potential kept, programs compiled before the volume's arrays exist: 22.8 at
+#: 400^3, of which 3.2 is the runtime; 24 leaves room).
 STORED_BYTES_PER_VOXEL = 90.0
-LEAN_BYTES_PER_VOXEL = 29.0
+LEAN_BYTES_PER_VOXEL = 24.0
 
 
 def m_factor_bytes(shape, lean: bool) -> int:

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcba._checks import check_dtype_floating, check_positive
+from jaxcba._checks import check_dtype_floating, check_positive, release_freed_memory
 from jaxcba.morphology import percolating_cluster
 from jaxcba.transport import cg
 from jaxcba.transport import stencil as sten
@@ -205,34 +205,45 @@ def _label_problem(cls: jax.Array, values: jax.Array, opts: SolverOptions, dtype
     return cg.make_problem(st, opts.preconditioner, sweeps=opts.sweeps, diag_dtype=diag_dtype)
 
 
-def _initial(prob: cg.Problem, rtol, percolates, opts: SolverOptions, dtype) -> cg.State:
-    """Initial CG state (``opts.initial_guess``)."""
+def _guess(prob: cg.Problem, opts: SolverOptions, dtype) -> jax.Array:
+    """The padded initial guess (``opts.initial_guess``)."""
     shape = prob.stencil.shape
     if opts.initial_guess == "linear":
-        u0 = _linear_guess(shape, opts.boundary, dtype)
-    else:
-        u0 = sten.pad(jnp.zeros(shape, dtype))
-    return cg.initial_state(prob, u0, rtol, percolates)
+        return _linear_guess(shape, opts.boundary, dtype)
+    return sten.pad(jnp.zeros(shape, dtype))
+
+
+def _initial(prob: cg.Problem, rtol, percolates, opts: SolverOptions, dtype) -> cg.State:
+    """Initial CG state (``opts.initial_guess``)."""
+    return cg.initial_state(prob, _guess(prob, opts, dtype), rtol, percolates)
+
+
+def _initial_residual(prob: cg.Problem, opts: SolverOptions, dtype):
+    """Residual, dissipation and inlet current of the guess, from face sums (no guess is stored)."""
+    return sten.guess_start(prob.stencil, opts.initial_guess, opts.boundary)
 
 
 def _prepare_labels(labels: jax.Array, values: jax.Array, rtol, codes: tuple, opts: SolverOptions, dtype):
     """Class codes of the percolating cluster, linear system and initial CG state (one program)."""
     cls, eps, percolates = _classes(labels, codes, dtype)
     prob = _label_problem(cls, values, opts, dtype)
-    return prob, _initial(prob, rtol, percolates, opts, dtype), eps, percolates
+    return prob, cg.state_from_residual(prob, *_initial_residual(prob, opts, dtype), rtol, percolates), eps, percolates
 
 
-def _finish_labels(st: sten.LabelStencil, values, sigma_ref, eps, percolates, state: cg.State, opts: SolverOptions):
-    n0, n1, n2 = st.shape
-    sigma_eff = _scale(jnp.asarray(values, st.dtype)) * sten.dissipation(st, state.u) * (_length(n0, opts.boundary) / (n1 * n2))
-    return _result(sigma_eff, sigma_ref, eps, percolates, state, st.dtype)
+def _finish_labels(values, sigma_ref, eps, percolates, state: cg.State, opts: SolverOptions):
+    """Read-out of a labelled solve: ``sigma_eff`` from the tracked dissipation (``u`` is not kept)."""
+    dtype = state.r.dtype
+    n0, n1, n2 = (n - 2 for n in state.r.shape)
+    d = state.dissipation[0]
+    sigma_eff = _scale(jnp.asarray(values, dtype)) * d * (_length(n0, opts.boundary) / (n1 * n2))
+    return _result(sigma_eff, sigma_ref, eps, percolates, state, dtype)
 
 
 def _solve_labels(labels, values, sigma_ref, tols, codes: tuple, opts: SolverOptions, dtype) -> TransportResult:
     rtol, flux_tol, max_iter = tols
     prob, state, eps, percolates = _prepare_labels(labels, values, rtol, codes, opts, dtype)
     state = cg.advance(prob, state, max_iter, rtol, flux_tol)
-    return _finish_labels(prob.stencil, values, sigma_ref, eps, percolates, state, opts)
+    return _finish_labels(values, sigma_ref, eps, percolates, state, opts)
 
 
 def _static(opts: SolverOptions) -> SolverOptions:
@@ -271,6 +282,11 @@ class _Jit:
     def lower(self, *args):
         return self._get().lower(*args)
 
+    def compile(self, *args):
+        """The compiled program for ``args`` (arrays or ``ShapeDtypeStruct`` pytrees); call it
+        with the non-static arguments only."""
+        return self.lower(*args).compile()
+
 
 _solve_jit = _Jit(_solve, static_argnums=3)
 _prepare_jit = _Jit(_prepare, static_argnums=2)
@@ -280,19 +296,62 @@ _advance_jit = _Jit(cg.advance, donate_argnums=1)
 _solve_labels_jit = _Jit(_solve_labels, static_argnums=(4, 5, 6))
 _classes_jit = _Jit(_classes, static_argnums=(1, 2))
 _label_problem_jit = _Jit(_label_problem, static_argnums=(2, 3))
-_initial_jit = _Jit(_initial, static_argnums=(3, 4))
-_finish_labels_jit = _Jit(_finish_labels, static_argnums=6)
+_initial_residual_jit = _Jit(_initial_residual, static_argnums=(1, 2))
+_from_residual_jit = _Jit(cg.state_from_residual, donate_argnums=1)  # r: its buffer is reused
+_finish_labels_jit = _Jit(_finish_labels, static_argnums=5)
 
 
-def _advance_chunked(prob, state, tols, max_iter: int, progress, chunk: int) -> cg.State:
-    """Advance in chunks of ``chunk`` iterations, calling ``progress(state)`` between them."""
+def _advance_chunked(prob, state, tols, max_iter: int, progress, chunk: int, advance=None) -> cg.State:
+    """Advance in chunks of ``chunk`` iterations, calling ``progress(state)`` between them.
+
+    ``advance(prob, state, stop, rtol, flux_tol)``: default :data:`_advance_jit`."""
     rtol, flux_tol, _ = tols
+    advance = _advance_jit if advance is None else advance
     progress(state)
     while not bool(state.finished(max_iter)):
         stop = min(int(state.iterations) + int(chunk), max_iter)
-        state = _advance_jit(prob, state, jnp.asarray(stop, jnp.int32), rtol, flux_tol)
+        state = advance(prob, state, jnp.asarray(stop, jnp.int32), rtol, flux_tol)
         progress(state)
     return state
+
+
+def _stage(name: str, program, *args):
+    """Run one compiled stage of the labelled solve and release the heap it freed (a hook for
+    memory traces: ``experiments/benchmarks/trace_transport_memory.py`` wraps it)."""
+    out = program(*args)
+    release_freed_memory()
+    return out
+
+
+#: Compiled labelled solves by shape, dtype and options (the most recent few).
+_LABEL_PROGRAMS: dict = {}
+
+
+def _label_programs(labels, values, sigma_ref, tols, codes: tuple, static: SolverOptions, dtype) -> dict:
+    """The labelled solve's six programs, compiled from shapes alone before any volume-sized
+    array exists: compilation's heap then does not add to the solve's peak. Cached."""
+    key = (labels.shape, labels.dtype, values.shape, codes, static, jnp.dtype(dtype), jax.default_backend())
+    if key not in _LABEL_PROGRAMS:
+        if len(_LABEL_PROGRAMS) >= 8:
+            _LABEL_PROGRAMS.pop(next(iter(_LABEL_PROGRAMS)))
+        _LABEL_PROGRAMS[key] = _compile_label_programs(labels, values, sigma_ref, tols, codes, static, dtype)
+    return _LABEL_PROGRAMS[key]
+
+
+def _compile_label_programs(labels, values, sigma_ref, tols, codes: tuple, static: SolverOptions, dtype) -> dict:
+    rtol, flux_tol, _ = tols
+    out = {"classes": _classes_jit.compile(labels, codes, dtype)}
+    cls, eps, percolates = out["classes"].out_info
+    out["problem"] = _label_problem_jit.compile(cls, values, static, dtype)
+    prob = out["problem"].out_info
+    out["residual"] = _initial_residual_jit.compile(prob, static, dtype)
+    out["start"] = _from_residual_jit.compile(prob, *out["residual"].out_info, rtol, percolates)
+    state = out["start"].out_info
+    stop = jax.ShapeDtypeStruct((), jnp.int32)
+    out["advance"] = _advance_jit.compile(prob, state, stop, rtol, flux_tol)
+    out["finish"] = _finish_labels_jit.compile(values, sigma_ref, eps, percolates, state, static)
+    release_freed_memory()
+    return out
 
 
 #: Keywords of the solve besides the ``SolverOptions`` fields.
@@ -456,9 +515,10 @@ def label_conductivity(
 
     The same solve as :func:`effective_conductivity` on the field ``sigma[labels]``, but the
     operator is stored as one ``uint8`` class code per voxel (face conductances are looked up
-    when used) and the finest level's inverse diagonal as bfloat16: about 1 + 2 + 12 (the CG
-    vectors ``u, r, p``) + 3 (coarse levels) bytes per voxel in float32. Not differentiable
-    (labels are integers).
+    when used) and the finest level's inverse diagonal as bfloat16, and the potential ``u``
+    is not kept (the dissipation and the plane currents are tracked as scalars, see
+    :mod:`jaxcba.transport.cg`): about 1 + 2 + 8 (the CG vectors ``r, p``) + 3 (coarse
+    levels) bytes per voxel in float32. Not differentiable (labels are integers).
 
     Args:
         labels: integer ``(z, y, x)`` volume.
@@ -499,14 +559,20 @@ def label_conductivity(
             raise ValueError("progress= needs concrete labels (it is not available under jit / vmap)")
         return _unscale(_solve_labels_jit(labels, values, sigma_ref, tols, codes, static, dtype), scale, ref)
     # Concrete labels: one program per stage, so that no stage's temporaries meet another's
-    # buffers (the peak is the CG loop's: codes, inverse diagonal, coarse levels, u, r, p, x1).
-    cls, eps, percolates = _classes_jit(labels, codes, dtype)
+    # buffers (the peak is the CG loop's: codes, inverse diagonal, coarse levels, r, p, x1).
+    # The guess lives only in the program of its residual: the solve never holds u, r, p at once.
+    sigma_ref = jnp.asarray(sigma_ref, dtype)
+    run = _label_programs(labels, values, sigma_ref, tols, codes, static, dtype)
+    cls, eps, percolates = _stage("classes", run["classes"], labels)
     del labels
-    prob = _label_problem_jit(cls, values, static, dtype)
+    prob = _stage("problem", run["problem"], cls, values)
     del cls
-    state = _initial_jit(prob, tols[0], percolates, static, dtype)
+    r, d, j0 = _stage("residual", run["residual"], prob)
+    state = _stage("start", run["start"], prob, r, d, j0, tols[0], percolates)
+    del r
     chunk = options.chunk
     if progress is None:
         progress, chunk = (lambda s: None), options.max_iter
-    state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk)
-    return _unscale(_finish_labels_jit(prob.stencil, values, sigma_ref, eps, percolates, state, static), scale, ref)
+    advance = lambda *a: _stage("advance", run["advance"], *a)  # noqa: E731
+    state = _advance_chunked(prob, state, tols, options.max_iter, progress, chunk, advance)
+    return _unscale(_stage("finish", run["finish"], values, sigma_ref, eps, percolates, state), scale, ref)
