@@ -216,6 +216,9 @@ def available_bytes() -> int | None:
         return None
 
 
+_TRIM = None  # glibc's malloc_trim once looked up, False where there is none
+
+
 def release_freed_memory() -> None:
     """Hand the heap's freed pages back to the system (glibc ``malloc_trim``; elsewhere a no-op).
 
@@ -233,9 +236,6 @@ def release_freed_memory() -> None:
             _TRIM = False
     if _TRIM:
         _TRIM(0)
-
-
-_TRIM = None
 
 
 def check_memory(need_bytes: float, what: str, *, force: bool = False, available: float | None = None,

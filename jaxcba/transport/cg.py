@@ -9,8 +9,8 @@ caller can advance it in chunks of iterations (progress bars) with one compiled 
 A non-finite residual or flux ends the solve at once (``stalled``, not ``converged``).
 
 Each iteration is a few passes over the volume that recompute ``A p`` and the smoother's
-last step instead of storing them (``_step``); the carried vectors are ``u, r, p`` and the
-right-hand side is stored as the inlet layer only. Dot products add the volume's blocks
+last step instead of storing them (``_step``); the carried vectors are ``u, r, p`` (or only
+``r, p``, below) and the right-hand side is stored as the inlet layer only. Dot products add the volume's blocks
 elementwise before reducing (:func:`blocked_sum`): XLA:CPU stores a reduction's input.
 
 Without ``u`` (``keep_u=False``, 4 bytes per voxel less in float32) the solve still knows
@@ -191,7 +191,6 @@ def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array, 
 def state_from_residual(prob: Problem, r, dissipation, inlet_current, rtol, active, u0=None) -> State:
     """CG state from the residual of the guess (:func:`initial_residual`); the guess itself
     only when it is to be carried (``u0``)."""
-    r = mg.passes((r, dissipation, inlet_current))[0]
     # p = z = M r: the update p = z + beta p of an iteration with beta = 0 (same passes, same memory)
     p, rz = _precondition(prob, r, jnp.zeros_like(r), jnp.zeros((), r.dtype))
     res = _relative(prob, r)

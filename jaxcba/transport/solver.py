@@ -330,7 +330,7 @@ _LABEL_PROGRAMS: dict = {}
 def _label_programs(labels, values, sigma_ref, tols, codes: tuple, static: SolverOptions, dtype) -> dict:
     """The labelled solve's six programs, compiled from shapes alone before any volume-sized
     array exists: compilation's heap then does not add to the solve's peak. Cached."""
-    key = (labels.shape, labels.dtype, values.shape, codes, static, jnp.dtype(dtype), jax.default_backend())
+    key = (labels.shape, labels.dtype, labels.sharding, values.shape, codes, static, jnp.dtype(dtype))
     if key not in _LABEL_PROGRAMS:
         if len(_LABEL_PROGRAMS) >= 8:
             _LABEL_PROGRAMS.pop(next(iter(_LABEL_PROGRAMS)))
@@ -339,6 +339,7 @@ def _label_programs(labels, values, sigma_ref, tols, codes: tuple, static: Solve
 
 
 def _compile_label_programs(labels, values, sigma_ref, tols, codes: tuple, static: SolverOptions, dtype) -> dict:
+    """Each stage compiled from the output shapes of the one before (``out_info``)."""
     rtol, flux_tol, _ = tols
     out = {"classes": _classes_jit.compile(labels, codes, dtype)}
     cls, eps, percolates = out["classes"].out_info
