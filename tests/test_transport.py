@@ -385,7 +385,8 @@ def test_tracked_scalars_follow_the_iterate():
     prob = cg.make_problem(st, "multigrid")
     u0 = solver._linear_guess(SHAPE, "half_voxel", jnp.float64)
     kept = cg.initial_state(prob, u0, 1e-15, jnp.asarray(True))
-    lean = cg.initial_state(prob, u0, 1e-15, jnp.asarray(True), keep_u=False)
+    _, r, d, j0 = cg.initial_residual(prob, u0)
+    lean = cg.state_from_residual(prob, r, d, j0, 1e-15, jnp.asarray(True))
     assert lean.u is None
     for stop in (1, 3, 6):
         kept = cg.advance(prob, kept, stop, 1e-15, 1e-15)

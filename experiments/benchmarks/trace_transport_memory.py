@@ -4,8 +4,9 @@ Runs ``m_factor(lean=True)`` once on the cached paper realization of ``bench_sca
 (Table 2 at 20 nm, seed 1), samples the process's resident set every 50 ms and marks the
 start and end of each of the solve's stages (compilation of all six programs, then the
 percolating cluster, operator and multigrid levels, residual of the guess, initial state, CG
-iterations, read-out); at the start of the CG loop it lists the live device arrays. Prints M, the iterations, the seconds, the peak
-(``ru_maxrss``) in bytes per voxel, and the largest resident set within each stage.
+iterations, read-out); at the start of the CG loop it lists the live device arrays. Prints M,
+the iterations, the seconds, the peak (``ru_maxrss``) in bytes per voxel, and the largest
+resident set within each stage.
 
     python experiments/benchmarks/trace_transport_memory.py --n 400 --phase pore
     python experiments/benchmarks/trace_transport_memory.py --n 400 --phase solid --two-conductivity
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 
 def _rss() -> int:

@@ -13,7 +13,7 @@ last step instead of storing them (``_step``); the carried vectors are ``u, r, p
 ``r, p``, below) and the right-hand side is stored as the inlet layer only. Dot products add the volume's blocks
 elementwise before reducing (:func:`blocked_sum`): XLA:CPU stores a reduction's input.
 
-Without ``u`` (``keep_u=False``, 4 bytes per voxel less in float32) the solve still knows
+Without ``u`` (:func:`state_from_residual` with ``u0=None``, 4 bytes per voxel less in float32) the solve still knows
 everything the M-factor needs, as scalars updated with each step ``u += alpha p``:
 
 * the dissipation ``D(u) = sum_faces g (du)^2 = u.Au - 2 b.u + sum(b)`` changes by
@@ -79,7 +79,7 @@ class Problem(eqx.Module):
 class State(eqx.Module):
     """CG iterate and the bookkeeping of the stopping rule.
 
-    ``u`` is None when the solve does not keep the iterate (``keep_u=False``); ``dissipation``
+    ``u`` is None when the solve does not keep the iterate; ``dissipation``
     and ``inlet_current`` (``[sum, Kahan compensation]``, float) are tracked either way.
     """
 
@@ -156,7 +156,11 @@ def blocked_sum(integrand, fine, coarse=(), *, n0: int, blocks: int = 8) -> jax.
 def flux_imbalance(st, u: jax.Array) -> jax.Array:
     """``(max - min) / max`` of the plane currents (0 when no current flows)."""
     st, u = mg.passes((st, u))  # keeps the face lookups in the loop (else hoisted and stored)
-    cur = sten.layer_currents(st, u)
+    return _spread(sten.layer_currents(st, u))
+
+
+def _spread(cur: jax.Array) -> jax.Array:
+    """``(max - min) / max`` of plane currents, 0 when no current flows."""
     top = jnp.max(cur)
     return jnp.where(top > 0, (top - jnp.min(cur)) / jnp.where(top > 0, top, 1), 0.0)
 
@@ -177,20 +181,19 @@ def initial_residual(prob: Problem, u0: jax.Array) -> tuple[jax.Array, jax.Array
     u0 = jnp.where(prob.diag_inverse > 0, u0, 0).astype(prob.b.dtype)
     r = mg.passes(prob.residual(u0))
     st = prob.stencil
-    return u0, r, sten.dissipation(st, u0), jnp.sum(prob.b * (1 - u0[1, 1:-1, 1:-1]))
+    return u0, r, sten.dissipation(st, u0), sten.inlet_current(st, u0)
 
 
-def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array, keep_u: bool = True) -> State:
-    """CG state from the initial guess ``u0``; ``active=False`` (nothing percolates) is done.
-
-    ``keep_u=False``: the iterate is not carried (see the module docstring)."""
+def initial_state(prob: Problem, u0: jax.Array, rtol: float, active: jax.Array) -> State:
+    """CG state from the initial guess ``u0``; ``active=False`` (nothing percolates) is done."""
     u0, r, d, j0 = initial_residual(prob, u0)
-    return state_from_residual(prob, r, d, j0, rtol, active, u0 if keep_u else None)
+    return state_from_residual(prob, r, d, j0, rtol, active, u0)
 
 
 def state_from_residual(prob: Problem, r, dissipation, inlet_current, rtol, active, u0=None) -> State:
-    """CG state from the residual of the guess (:func:`initial_residual`); the guess itself
-    only when it is to be carried (``u0``)."""
+    """CG state from the residual of the guess (:func:`initial_residual`,
+    :func:`~jaxcba.transport.stencil.guess_start`); ``u0=None``: the iterate is not carried
+    (see the module docstring)."""
     # p = z = M r: the update p = z + beta p of an iteration with beta = 0 (same passes, same memory)
     p, rz = _precondition(prob, r, jnp.zeros_like(r), jnp.zeros((), r.dtype))
     res = _relative(prob, r)
@@ -218,9 +221,7 @@ def residual_imbalance(r: jax.Array, inlet_current: jax.Array) -> jax.Array:
     ``[sum, compensation]``); 0 when no current flows."""
     j0 = inlet_current[0] if jnp.ndim(inlet_current) else inlet_current
     layers = jnp.sum(r, axis=(1, 2))[1:-1]  # a reduction of the stored r: no copy of it
-    cur = jnp.concatenate([j0[None], j0 - jnp.cumsum(layers)])
-    top = jnp.max(cur)
-    return jnp.where(top > 0, (top - jnp.min(cur)) / jnp.where(top > 0, top, 1), 0.0)
+    return _spread(jnp.concatenate([j0[None], j0 - jnp.cumsum(layers)]))
 
 
 def _relative(prob: Problem, r: jax.Array) -> jax.Array:

@@ -319,10 +319,13 @@ def layer_currents(st, up: jax.Array) -> jax.Array:
 
     planes = map_row_blocks(currents, (st, up), n0, 1).reshape(-1)  # planes 0 .. n0 - 1
     last = currents(cut_rows((st, up), n0, 2, n0 + 2))
-    # the inlet plane again, its ghost at u = 1: g (1 - u) voxel by voxel (summing g and g u
-    # apart would cancel in float32)
-    inlet = jnp.sum(st.faces(0, 1, 2)[0] * (1 - up[1, _IN, _IN]))
-    return jnp.concatenate([planes.at[0].set(inlet), last])
+    return jnp.concatenate([planes.at[0].set(inlet_current(st, up)), last])
+
+
+def inlet_current(st, up: jax.Array) -> jax.Array:
+    """Current through the inlet plane, its ghost at ``u = 1``: ``g (1 - u)`` voxel by voxel
+    (summing ``g`` and ``g u`` apart would cancel in float32)."""
+    return jnp.sum(inlet(st) * (1 - up[1, _IN, _IN]))
 
 
 def dissipation(st, up: jax.Array) -> jax.Array:
@@ -367,11 +370,10 @@ def guess_start(st, guess: str, boundary: str) -> tuple[jax.Array, jax.Array, ja
     conductances only: no float32 differences of nearly equal potentials, whose rounding
     (relative ``eps L``) the tracked dissipation of a solve without ``u`` would carry.
     """
-    n0, n1, n2 = st.shape
-    b = inlet(st)
-    g_in = sum_by_axis(b)
+    n0 = st.shape[0]
+    g_in = sum_by_axis(inlet(st))
     if guess == "zero":
-        return jnp.zeros((n0 + 2, n1 + 2, n2 + 2), st.dtype).at[1, _IN, _IN].set(b), g_in, g_in
+        return rhs(st), g_in, g_in
     h = 1.0 / (n0 if boundary == "half_voxel" else n0 + 1)
     w_end = 0.5 if boundary == "half_voxel" else 1.0
     row = lax.broadcasted_iota(jnp.int32, (n0, 1, 1), 0)
