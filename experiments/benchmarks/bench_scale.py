@@ -9,7 +9,8 @@ M-factors), is run twice on the same volume, and reports the first call (with co
 and the second ("warm"); ``--once`` runs it once (for 800³). Peers run in their own fresh
 processes on the same volume; where radii apply, porespy gets the integer radii up to the same
 largest one (it accepts no others), while jaxcba's ``describe`` runs its 0.5-voxel grid (twice
-as many radii), so the ratios below are conservative:
+as many radii), so the ratios below are conservative; ``--peer-radii`` gives jaxcba the peer's
+integer radii instead (``cpsd`` / ``constrictivity`` called directly), for an equal-work ratio:
 
     intrinsic       quantimpy.minkowski.functionals
     two_point       porespy.metrics.two_point_correlation
@@ -86,13 +87,32 @@ def make_volume(cache: Path, n: int, seed: int) -> Path:
 # ----------------------------------------------------------------------------- workers (fresh process each)
 
 
-def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int, lean="auto"):
+def _peer_radii(mask):
+    """porespy's radii [voxels]: the integers up to jaxcba's largest default radius (it takes no others)."""
+    import numpy as np
+
+    from jaxcba.descriptors.pore_size import default_radii_vox
+
+    return np.unique(np.ceil(default_radii_vox(mask)))
+
+
+def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int, lean="auto", peer_radii=False):
     import jax
 
     import jaxcba
-    from jaxcba.descriptors import describe
+    from jaxcba.descriptors import describe, pore_size
     from jaxcba.transport import m_factor
 
+    if peer_radii and stage in ("cpsd", "constrictivity"):
+        mask = labels == 0 if phase == "pore" else labels > 0
+        def run():
+            radii = tuple(_peer_radii(mask))
+            if stage == "cpsd":
+                return {"radii": len(radii), "r_max": float(pore_size.cpsd(mask, VOXEL_NM, radii_vox=radii).r_half_nm)}
+            c = pore_size.constrictivity(mask, VOXEL_NM, radii_vox=radii)
+            return {"radii": len(radii), "r_max": float(c.r_max_nm), "r_min": float(c.r_min_nm)}
+
+        return run
     if stage == "simulate":
         return lambda: jax.block_until_ready(jaxcba.simulate(jaxcba.CBAParams.paper(), (n, n, n), VOXEL_NM, seed))
     if stage in DESCRIBE:
@@ -108,6 +128,8 @@ def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int, lean="auto")
 
 def _summary(stage: str, out) -> dict:
     """A few numbers of the result, to check that jaxcba and the peer measured the same thing."""
+    if isinstance(out, dict):
+        return out
     if stage in DESCRIBE:
         p = out.phases[0]
         keys = ("volume_fraction", "surface_density", "r_max", "r_min", "constrictivity", "geodesic_tortuosity")
@@ -136,9 +158,7 @@ def _peer_call(stage: str, labels, phase: str):
     if stage in ("cpsd", "constrictivity"):
         import porespy as ps
 
-        from jaxcba.descriptors.pore_size import default_radii_vox
-
-        radii = np.unique(np.ceil(default_radii_vox(mask)))  # porespy takes integer radii only
+        radii = _peer_radii(mask)
 
         def run():
             lt = ps.filters.local_thickness(mask, sizes=radii)
@@ -189,7 +209,7 @@ def worker(args) -> None:
         import jax
 
         jax.config.update("jax_enable_x64", False)
-        fn = _jaxcba_call(args.stage, labels, args.phase, n, args.seed, LEAN[args.lean])
+        fn = _jaxcba_call(args.stage, labels, args.phase, n, args.seed, LEAN[args.lean], args.peer_radii)
     else:
         fn = _peer_call(args.stage, labels, args.phase)
     t0 = time.perf_counter()
@@ -214,7 +234,7 @@ def worker(args) -> None:
 
 def run_one(stage, who, n, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--stage", stage, "--who", who, "--n", str(n), "--phase", args.phase,
-           "--seed", str(args.seed), "--cache", args.cache, "--lean", args.lean] + (["--once"] if args.once else [])
+           "--seed", str(args.seed), "--cache", args.cache, "--lean", args.lean] + (["--once"] if args.once else []) + (["--peer-radii"] if args.peer_radii else [])
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -249,6 +269,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--once", action="store_true", help="one call per stage (no warm repeat), for the largest sizes")
     ap.add_argument("--lean", default="auto", choices=tuple(LEAN), help="m_factor's solver path (auto: the labelled one)")
+    ap.add_argument("--peer-radii", action="store_true",
+                    help="cpsd / constrictivity: jaxcba on porespy's integer radii (equal work) instead of describe's 0.5-voxel grid")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
     ap.add_argument("--cache", default="results/bench_scale", help="folder of the cached volumes")
     ap.add_argument("--out", default="results/bench_scale/results.jsonl", help="JSON lines, appended as each run ends")
