@@ -12,6 +12,7 @@ already there (resumable; the bootstrap's twins are resumable too, in ``--bootst
     nice -n 10 flock /tmp/jaxcba-heavy.lock python experiments/benchmarks/bench_coverage.py \
         --n 200 --voxel-nm 40 --seeds 0,1,2,3,4 --out experiments/benchmarks/coverage_200.jsonl
     python experiments/benchmarks/bench_coverage.py --summary --out experiments/benchmarks/coverage_200.jsonl
+    python experiments/benchmarks/bench_coverage.py --summary --out A.jsonl,B.jsonl   # rows of both pooled
 
 ``--two-phase``: the pore/solid twins of the same sets with ``lambda_x = 0`` (no graphite; the
 labels are 0 pore / 1 solid), which ``calibrate`` fits with the sub-model without graphite
@@ -174,16 +175,18 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=0, help="twins per key (0: delta method only)")
     ap.add_argument("--bootstrap-dir", default="experiments/benchmarks/coverage_bootstrap")
     ap.add_argument("--out", default="experiments/benchmarks/coverage_200.jsonl")
-    ap.add_argument("--summary", action="store_true", help="print the summary of --out and exit")
+    ap.add_argument("--summary", action="store_true",
+                    help="print the summary of --out (comma-separated files: their rows pooled) and exit")
     ap.add_argument("--two-phase", action="store_true", help="pore/solid twins: the sets with lambda_x = 0")
     args = ap.parse_args()
-    out = Path(args.out)
     if args.summary:
-        print(summary(_done(out)))
-        if any(r.get("two_phase") for r in _done(out)):
+        rows = [r for p in args.out.split(",") for r in _done(Path(p))]
+        print(summary(rows))
+        if any(r.get("two_phase") for r in rows):
             print()
-            print(two_phase_summary([r for r in _done(out) if r.get("two_phase")]))
+            print(two_phase_summary([r for r in rows if r.get("two_phase")]))
         return
+    out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     sets = args.sets.split(",")
     done = {(r["set"], r["seed"], r["n"], r["voxel_nm"], r.get("two_phase", False)) for r in _done(out)}
