@@ -199,18 +199,42 @@ def reachable_from_face(mask: jax.Array, axis: int = 0, side: str = "first", con
     return reconstruct(mask, face_seeds(mask.shape, axis, side), connectivity)
 
 
+#: Bits of the state of :func:`percolating_cluster`: on the mask, reached from the first face, from the last.
+_ON, _FROM_FIRST, _FROM_LAST = 1, 2, 4
+
+
+def _both_faces_relax(connectivity: int):
+    def relax(v, prev):
+        if connectivity == 26:  # 3x3 or-filter of the slice behind: the 9 directions
+            for ax in (0, 1):
+                prev = prev | _shift(prev, 1, ax, _WALL) | _shift(prev, -1, ax, _WALL)
+        return jnp.where(v != _WALL, v | (prev & jnp.uint8(_FROM_FIRST | _FROM_LAST)), v)
+
+    return relax
+
+
 def percolating_cluster(mask: jax.Array, axis: int = 0, connectivity: int = 6) -> tuple[jax.Array, jax.Array]:
     """Voxels connected to both faces normal to ``axis``, and whether any path crosses.
 
+    One reconstruction carries both fronts as two bits of the state (reached from the first
+    face, from the last), so the rounds of the two run together. A voxel is connected to both
+    faces exactly when its connected component touches both: the same set as reconstructing
+    from the last face inside the part reached from the first.
+
     Returns:
-        ``(cluster, percolates)``: bool ``(z, y, x)`` array of voxels reached from the first
-        face that are also reached from the last face, and a bool scalar.
+        ``(cluster, percolates)``: bool ``(z, y, x)`` array of the voxels reached from both
+        faces, and a bool scalar.
     """
     mask = jnp.asarray(mask, dtype=bool)
     _check_axis(axis, mask.ndim)
-    from_first = reachable_from_face(mask, axis, "first", connectivity)
-    from_last = reconstruct(from_first, face_seeds(mask.shape, axis, "last"), connectivity)
-    return from_last, jnp.any(from_last)
+    if connectivity not in (6, 26):
+        raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
+    first = face_seeds(mask.shape, axis, "first")
+    last = face_seeds(mask.shape, axis, "last")
+    state = jnp.where(mask, _ON | jnp.where(first, _FROM_FIRST, 0) | jnp.where(last, _FROM_LAST, 0), _WALL)
+    state = rounds_until_stable(state.astype(jnp.uint8), _both_faces_relax(connectivity), _WALL, int(mask.size))
+    cluster = state == (_ON | _FROM_FIRST | _FROM_LAST)
+    return cluster, jnp.any(cluster)
 
 
 def _check_axis(axis: int, ndim: int) -> None:
