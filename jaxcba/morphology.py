@@ -229,10 +229,13 @@ def percolating_cluster(mask: jax.Array, axis: int = 0, connectivity: int = 6) -
     _check_axis(axis, mask.ndim)
     if connectivity not in (6, 26):
         raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
-    first = face_seeds(mask.shape, axis, "first")
-    last = face_seeds(mask.shape, axis, "last")
-    state = jnp.where(mask, _ON | jnp.where(first, _FROM_FIRST, 0) | jnp.where(last, _FROM_LAST, 0), _WALL)
-    state = rounds_until_stable(state.astype(jnp.uint8), _both_faces_relax(connectivity), _WALL, int(mask.size))
+    n = mask.shape[axis]
+    k = jnp.arange(n)
+    face = (jnp.where(k == 0, _FROM_FIRST, 0) | jnp.where(k == n - 1, _FROM_LAST, 0) | _ON).astype(jnp.uint8)
+    bshape = [1] * mask.ndim
+    bshape[axis] = n  # the face bits per plane, broadcast: no volume-sized seed arrays
+    state = jnp.where(mask, face.reshape(bshape), jnp.uint8(_WALL))
+    state = rounds_until_stable(state, _both_faces_relax(connectivity), _WALL, int(mask.size))
     cluster = state == (_ON | _FROM_FIRST | _FROM_LAST)
     return cluster, jnp.any(cluster)
 

@@ -106,6 +106,7 @@ def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int, lean="auto",
 
     if peer_radii and stage in ("cpsd", "constrictivity"):
         mask = labels == 0 if phase == "pore" else labels > 0
+
         def run():
             radii = tuple(_peer_radii(mask))
             if stage == "cpsd":
@@ -235,7 +236,9 @@ def worker(args) -> None:
 
 def run_one(stage, who, n, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--stage", stage, "--who", who, "--n", str(n), "--phase", args.phase,
-           "--seed", str(args.seed), "--cache", args.cache, "--lean", args.lean] + (["--once"] if args.once else []) + (["--peer-radii"] if args.peer_radii else []) + (["--peer-warm"] if args.peer_warm else [])
+           "--seed", str(args.seed), "--cache", args.cache, "--lean", args.lean]
+    cmd += [flag for flag, on in (("--once", args.once), ("--peer-radii", args.peer_radii), ("--peer-warm", args.peer_warm))
+            if on]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
