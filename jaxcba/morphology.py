@@ -110,12 +110,23 @@ def _shift(c, s: int, ax: int, fill):
     return lax.slice_in_dim(c, 0, n, axis=ax) if s > 0 else lax.slice_in_dim(c, 1, n + 1, axis=ax)
 
 
+def _behind(prev, connectivity: int, combine):
+    """What a voxel sees of the slice behind it: ``prev`` itself (6), or its 3x3 filter by
+    ``combine`` (26: the 9 directions with a component along the sweep)."""
+    if connectivity == 26:
+        for ax in (0, 1):
+            prev = combine(prev, combine(_shift(prev, 1, ax, _WALL), _shift(prev, -1, ax, _WALL)))
+    return prev
+
+
+def _check_connectivity(connectivity: int) -> None:
+    if connectivity not in (6, 26):
+        raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
+
+
 def _reach_relax(connectivity: int):
     def relax(v, prev):
-        if connectivity == 26:  # 3x3 max filter of the slice behind: the 9 directions
-            for ax in (0, 1):
-                prev = jnp.maximum(prev, jnp.maximum(_shift(prev, 1, ax, _WALL), _shift(prev, -1, ax, _WALL)))
-        return jnp.where(v == _OPEN, jnp.maximum(v, prev), v)
+        return jnp.where(v == _OPEN, jnp.maximum(v, _behind(prev, connectivity, jnp.maximum)), v)
 
     return relax
 
@@ -133,8 +144,7 @@ def reconstruct(mask: jax.Array, seeds: jax.Array, connectivity: int = 6, max_sw
     Returns:
         bool array ``(z, y, x)``.
     """
-    if connectivity not in (6, 26):
-        raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
+    _check_connectivity(connectivity)
     mask = jnp.asarray(mask, dtype=bool)
     seeds = jnp.asarray(seeds, dtype=bool)
     if mask.ndim != 3 or seeds.shape != mask.shape:
@@ -184,12 +194,17 @@ def sweep_until_stable(sweep, x0, max_sweeps: int):
 
 def face_seeds(shape: tuple[int, ...], axis: int, side: str) -> jax.Array:
     """Bool array that is True on the ``side`` ('first' or 'last') face normal to ``axis``."""
+    return jnp.broadcast_to(_face_planes(shape, axis, side), shape)
+
+
+def _face_planes(shape: tuple[int, ...], axis: int, side: str) -> jax.Array:
+    """:func:`face_seeds` before the broadcast: bool, ``shape[axis]`` along ``axis`` and 1 elsewhere."""
     if side not in _FACES:
         raise ValueError(f"side must be 'first' or 'last', got {side!r}")
     index = jnp.arange(shape[axis]) == (0 if side == "first" else shape[axis] - 1)
     bshape = [1] * len(shape)
     bshape[axis] = shape[axis]
-    return jnp.broadcast_to(index.reshape(bshape), shape)
+    return index.reshape(bshape)
 
 
 def reachable_from_face(mask: jax.Array, axis: int = 0, side: str = "first", connectivity: int = 6) -> jax.Array:
@@ -205,10 +220,8 @@ _ON, _FROM_FIRST, _FROM_LAST = 1, 2, 4
 
 def _both_faces_relax(connectivity: int):
     def relax(v, prev):
-        if connectivity == 26:  # 3x3 or-filter of the slice behind: the 9 directions
-            for ax in (0, 1):
-                prev = prev | _shift(prev, 1, ax, _WALL) | _shift(prev, -1, ax, _WALL)
-        return jnp.where(v != _WALL, v | (prev & jnp.uint8(_FROM_FIRST | _FROM_LAST)), v)
+        bits = _behind(prev, connectivity, jnp.bitwise_or) & jnp.uint8(_FROM_FIRST | _FROM_LAST)
+        return jnp.where(v != _WALL, v | bits, v)
 
     return relax
 
@@ -227,14 +240,11 @@ def percolating_cluster(mask: jax.Array, axis: int = 0, connectivity: int = 6) -
     """
     mask = jnp.asarray(mask, dtype=bool)
     _check_axis(axis, mask.ndim)
-    if connectivity not in (6, 26):
-        raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
-    n = mask.shape[axis]
-    k = jnp.arange(n)
-    face = (jnp.where(k == 0, _FROM_FIRST, 0) | jnp.where(k == n - 1, _FROM_LAST, 0) | _ON).astype(jnp.uint8)
-    bshape = [1] * mask.ndim
-    bshape[axis] = n  # the face bits per plane, broadcast: no volume-sized seed arrays
-    state = jnp.where(mask, face.reshape(bshape), jnp.uint8(_WALL))
+    _check_connectivity(connectivity)
+    # the seed bits per plane, broadcast against the mask: no volume-sized seed arrays
+    face = (jnp.where(_face_planes(mask.shape, axis, "first"), _FROM_FIRST, 0)
+            | jnp.where(_face_planes(mask.shape, axis, "last"), _FROM_LAST, 0) | _ON).astype(jnp.uint8)
+    state = jnp.where(mask, face, jnp.uint8(_WALL))
     state = rounds_until_stable(state, _both_faces_relax(connectivity), _WALL, int(mask.size))
     cluster = state == (_ON | _FROM_FIRST | _FROM_LAST)
     return cluster, jnp.any(cluster)
