@@ -168,3 +168,64 @@ def test_rows_are_strict_json_with_null_for_missing_numbers(tmp_path):
     text = (out / "results.jsonl").read_text()
     row = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert row["m"] == {"beta": None, "tau": None, "percolates": False, "curve": [1.0, None]}
+
+
+def _interrupt_at(monkeypatch, stop_name, stop_factor_nm, calls):
+    """Wrap the runner's measure_batch: record (measure, voxel_nm) calls, raise KeyboardInterrupt at one."""
+    import jaxcba.batch.runner as runner
+    from jaxcba.batch.measures import measure_batch as real
+
+    def wrapped(name, labels, voxel_nm, *a, **k):
+        calls.append((name, float(voxel_nm)))
+        if (name, float(voxel_nm)) == (stop_name, stop_factor_nm):
+            raise KeyboardInterrupt
+        return real(name, labels, voxel_nm, *a, **k)
+
+    monkeypatch.setattr(runner, "measure_batch", wrapped)
+
+
+def test_job_cut_off_midway_resumes_at_its_first_unfinished_measure(tmp_path, monkeypatch):
+    from jaxcba.batch import run_batch
+
+    spec = {"params": "paper", "seeds": [4, 5], "shape": 24, "voxel_nm": 40,
+            "measure": ["fractions", "surface_density", "two_point"], "downsample": [2], "per_device": 2}
+    run_batch(spec, tmp_path / "whole", progress=False)
+    whole = _by_job(load_rows(tmp_path / "whole"))
+    out = tmp_path / "cut"
+    calls = []
+    _interrupt_at(monkeypatch, "fractions", 80.0, calls)  # after all three measures at 40 nm
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(spec, out, progress=False)
+    assert calls == [("fractions", 40.0), ("surface_density", 40.0), ("two_point", 40.0), ("fractions", 80.0)]
+    assert not load_rows(out) and (out / "spec.json").exists()  # a fresh run with kept measures keeps its spec
+    kept = sorted((out / "partial").glob("*.json"))
+    assert {p.stem for p in kept} == set(whole)
+    assert set(json.loads(kept[0].read_text())["values"]) == {"fractions", "surface_density", "two_point"}
+    calls.clear()
+    _interrupt_at(monkeypatch, None, None, calls)
+    run_batch(spec, out, progress=False)
+    assert calls == [("fractions", 80.0), ("surface_density", 80.0), ("two_point", 80.0)]  # only what was missing
+    assert _by_job(load_rows(out)) == whole  # the same rows, key for key, as the uninterrupted run
+    assert not (out / "partial").exists()
+
+
+def test_partial_file_of_another_volume_is_ignored(tmp_path):
+    from jaxcba.batch import run_batch
+    from jaxcba.batch.store import fingerprint, save_partial
+
+    spec = {"params": "paper", "seeds": [7], "shape": 20, "voxel_nm": 80, "measure": ["fractions"]}
+    run_batch(spec, tmp_path / "ref", progress=False)
+    (ref,) = load_rows(tmp_path / "ref")
+    (job,) = parse_spec(spec).jobs()
+    out = tmp_path / "runs"
+    out.mkdir()
+    fake = {"values": {"fractions": {"pore": 1.0, "cb": 0.0, "graphite": 0.0, "solid": 0.0}}, "coarse": {}}
+    save_partial(out, job.id, fingerprint(np.zeros((20, 20, 20), np.uint8)), fake)
+    run_batch(spec, out, progress=False)
+    (row,) = load_rows(out)
+    assert row["fractions"] == ref["fractions"] != fake["values"]["fractions"]
+    # the fingerprint sees every byte, the shape and the dtype
+    v = np.zeros((4, 4, 4), np.uint8)
+    w = v.copy()
+    w[3, 3, 3] = 1
+    assert len({fingerprint(v), fingerprint(w), fingerprint(v.reshape(8, 8)), fingerprint(v.astype(np.int8))}) == 4

@@ -1,5 +1,6 @@
 """Run a sweep: simulate each job from its seed, measure batches sharded over the local devices,
-append one row per finished job to ``results.jsonl``; a rerun skips finished jobs.
+append one row per finished job to ``results.jsonl``; a rerun skips finished jobs, and a job cut
+off midway resumes at its first unfinished measure (``partial/<job>.json``, :mod:`jaxcba.batch.store`).
 
 Sharding: the jobs of one step form a ``(B, z, y, x)`` batch with ``B = devices x per_device``,
 placed by ``NamedSharding(Mesh(local devices, ("jobs",)), P("jobs"))``; each measure is
@@ -90,18 +91,45 @@ def choose_per_device(spec: Spec, device) -> int:
     return int(max(1, min(8, _memory_budget_bytes(device) // per_job)))
 
 
-def _pick(values: dict, index: int) -> dict:
-    return {name: jax.tree_util.tree_map(lambda a: np.asarray(a)[index].tolist(), tree) for name, tree in values.items()}
-
-
-def _row(job: Job, values: dict, index: int, coarse: dict | None = None) -> dict:
-    """One result row; ``coarse`` maps a down-sampling factor to that volume's measure values."""
+def _row(job: Job, done: dict) -> dict:
+    """One result row from a job's finished measures (``done`` as :func:`store.load_partial` returns
+    it; ``coarse`` maps a down-sampling factor to that volume's measure values)."""
     row = {"job": job.id, "params": job.params, "sweep": job.sweep, "seed": job.seed, "shape": list(job.shape),
            "voxel_nm": job.voxel_nm}
-    row.update(_pick(values, index))
-    if coarse:
-        row["downsampled"] = {str(f): {"voxel_nm": job.voxel_nm * f, **_pick(v, index)} for f, v in coarse.items()}
+    row.update(done["values"])
+    if done["coarse"]:
+        row["downsampled"] = {f: {"voxel_nm": job.voxel_nm * int(f), **v} for f, v in done["coarse"].items()}
     return row
+
+
+def _slot(done: dict, factor: int) -> dict:
+    """Where a job's values of the volume down-sampled by ``factor`` (1: the volume itself) go."""
+    return done["values"] if factor == 1 else done["coarse"].setdefault(str(factor), {})
+
+
+def _unstack(values: dict, n: int) -> list[dict]:
+    """A measure's batched values as one nested dict of Python numbers and lists per job."""
+    return [jax.tree_util.tree_map(lambda a, i=i: np.asarray(a)[i].tolist(), values) for i in range(n)]
+
+
+def _measure_chunk(spec: Spec, stacked: np.ndarray, sharding, done: list[dict], keep, bar) -> None:
+    """Run every measure that a job of the chunk still lacks on the stacked ``(B, z, y, x)`` batch,
+    then on the batch down-sampled by each of ``spec.downsample`` (every f-th slice along each
+    axis, paper Section 3.3). After each measure its values go into each job's ``done[i]`` and
+    ``keep(i)`` is called (the partial file), so an interruption loses only the measure running."""
+    for factor in (1, *spec.downsample):
+        todo = [name for name in spec.measures if not all(name in _slot(d, factor) for d in done)]
+        if not todo:
+            continue
+        batch = jax.device_put(stacked if factor == 1 else np.ascontiguousarray(stacked[:, ::factor, ::factor, ::factor]),
+                               sharding)
+        for name in todo:
+            bar.set_postfix_str(name if factor == 1 else f"{name} (down-sampled x{factor})")
+            values = _unstack(measure_batch(name, batch, spec.voxel_nm * factor), len(done))
+            for i, d in enumerate(done):
+                _slot(d, factor)[name] = values[i]
+                keep(i)
+        del batch
 
 
 def _save_volume(out: Path, job: Job, vol: np.ndarray) -> None:
@@ -164,7 +192,7 @@ def run_batch(spec, out_dir, *, per_device: int | None = None, save_volumes: boo
     try:
         return _run(spec, jobs, out, per_device, save_volumes, progress, force)
     except BaseException:
-        if fresh and jax.process_index() == 0 and not store.load_rows(out):
+        if fresh and jax.process_index() == 0 and not store.load_rows(out) and not store.has_partials(out):
             _remove_empty_run(out, created_dir)
         raise
 
@@ -192,25 +220,26 @@ def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: 
             chunk = mine[start : start + step]
             vols = [np.asarray(simulate(j.cba_params(), j.shape, j.voxel_nm, j.seed, check_memory=not force))
                     for j in chunk]
+            prints = [store.fingerprint(v) for v in vols]
+            done = [store.load_partial(out, j.id, fp) for j, fp in zip(chunk, prints)]
             padded = vols + [vols[-1]] * (step - len(vols))  # static batch shape; padding rows are dropped
             stacked = np.stack(padded)
-            batch = jax.device_put(stacked, sharding)
-            values = {name: measure_batch(name, batch, spec.voxel_nm) for name in spec.measures}
-            coarse = {}
-            for f in spec.downsample:  # paper Section 3.3: every f-th slice along each axis
-                small = jax.device_put(np.ascontiguousarray(stacked[:, ::f, ::f, ::f]), sharding)
-                coarse[f] = {name: measure_batch(name, small, spec.voxel_nm * f) for name in spec.measures}
-            del batch, stacked
+            _measure_chunk(spec, stacked, sharding, done,
+                           lambda i: store.save_partial(out, chunk[i].id, prints[i], done[i]), bar)
+            del stacked
             for i, job in enumerate(chunk):
                 if save_volumes:
                     _save_volume(out, job, vols[i])
-                writer.write(_row(job, values, i, coarse))
+                writer.write(_row(job, done[i]))
+                store.drop_partial(out, job.id)
                 n_done += 1
                 bar.update(1)
             if progress:
                 rate = n_done / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix_str(f"{rate / len(devices):.3g} jobs/s/device")
     bar.close()
+    if nproc == 1:
+        store.remove_empty_partial_folder(out)
     if pid == 0:
         store.export_csv(out)
     seconds = time.perf_counter() - t0

@@ -5,11 +5,18 @@ next job's row, so a killed run leaves every finished job on disk and at most a 
 line, which the next run cuts off before appending. Rows are strict JSON: NaN and infinities
 are written as ``null``. Process ``i > 0`` of a
 multi-process run appends to ``results.p<i>.jsonl``; :func:`load_rows` reads them all.
+
+Within a job, each measure's values are kept in ``DIR/partial/<job>.json`` (written atomically)
+as soon as that measure finishes, so an interrupted long job (an 800^3 realization measured for
+hours) resumes at its first unfinished measure; the file holds a fingerprint of the job's volume
+(:func:`fingerprint`) and is ignored when the rerun's volume differs (other code, another
+realization). It is removed once the job's row is written.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -42,6 +49,58 @@ def prepare(out_dir: str | Path, spec_raw: dict) -> Path:
     else:
         write_text_atomic(spec_file, text)
     return out
+
+
+def fingerprint(volume) -> str:
+    """A short digest of a labelled volume's shape, dtype and bytes (BLAKE2b, 128 bits)."""
+    import numpy as np
+
+    v = np.ascontiguousarray(volume)
+    h = hashlib.blake2b(f"{v.shape}{v.dtype}".encode(), digest_size=16)
+    h.update(memoryview(v.reshape(-1)).cast("B"))
+    return h.hexdigest()
+
+
+def partial_path(out_dir: Path, job_id: str) -> Path:
+    return Path(out_dir) / "partial" / f"{job_id}.json"
+
+
+def load_partial(out_dir: Path, job_id: str, volume_fingerprint: str) -> dict:
+    """The measures already kept for this job: ``{"values": {measure: ...}, "coarse": {factor: {measure: ...}}}``,
+    empty when there is no partial file, it is unreadable, or it belongs to another volume."""
+    empty = {"values": {}, "coarse": {}}
+    path = partial_path(out_dir, job_id)
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return empty
+    if not isinstance(kept, dict) or kept.get("fingerprint") != volume_fingerprint:
+        return empty
+    return {"values": dict(kept.get("values", {})), "coarse": {str(f): dict(v) for f, v in kept.get("coarse", {}).items()}}
+
+
+def save_partial(out_dir: Path, job_id: str, volume_fingerprint: str, done: dict) -> None:
+    """Keep the measures finished so far for this job (``done`` as :func:`load_partial` returns it)."""
+    text = json.dumps(strict_json({"job": job_id, "fingerprint": volume_fingerprint, **done}), allow_nan=False)
+    write_text_atomic(partial_path(out_dir, job_id), text)
+
+
+def drop_partial(out_dir: Path, job_id: str) -> None:
+    """Remove a job's partial file (its row is written)."""
+    partial_path(out_dir, job_id).unlink(missing_ok=True)
+
+
+def remove_empty_partial_folder(out_dir: Path) -> None:
+    """Remove ``DIR/partial`` when it holds nothing (call it when no other process may write there)."""
+    try:
+        (Path(out_dir) / "partial").rmdir()
+    except OSError:
+        pass
+
+
+def has_partials(out_dir: Path) -> bool:
+    folder = Path(out_dir) / "partial"
+    return folder.is_dir() and any(folder.glob("*.json"))
 
 
 def _repair_tail(path: Path) -> None:
