@@ -168,6 +168,24 @@ def test_units_and_volume_fraction():
     assert set(d) == {"V_V", "S_V", "M_V", "chi_V"} and all(isinstance(v, float) for v in d.values())
 
 
+@pytest.mark.parametrize("shape", [(2, 2, 2), (3, 5, 4), (6, 7, 3), (7, 4, 6), (8, 5, 3), (9, 4, 6), (14, 3, 5)])
+def test_histogram_is_numpys_bincount_of_the_cell_codes(shape):
+    """Every remainder of the planes-per-count chunking (2 to 13 planes of cells), and the
+    batch (vmap) and one-volume paths, against the codes built corner by corner in NumPy."""
+    rng = np.random.default_rng(sum(shape))
+    masks = rng.random((2, *shape)) < 0.45
+    corners = [((k >> 2) & 1, (k >> 1) & 1, k & 1) for k in range(8)]
+    cells = tuple(s - 1 for s in shape)
+    for m, batched in zip(masks, np.asarray(jax.vmap(configuration_histogram)(jnp.asarray(masks)))):
+        code = sum(m[dz : dz + cells[0], dy : dy + cells[1], dx : dx + cells[2]].astype(np.int64) << k
+                   for k, (dz, dy, dx) in enumerate(corners))
+        want = np.bincount(code.ravel(), minlength=256)
+        assert np.array_equal(np.asarray(configuration_histogram(jnp.asarray(m))), want)
+        assert np.array_equal(batched, want)
+    # the point count over the whole image, per batch index
+    np.testing.assert_allclose(np.asarray(volume_fraction(masks)), masks.mean(axis=(1, 2, 3)), rtol=1e-6)
+
+
 def test_vmap_equals_loop():
     rng = np.random.default_rng(5)
     batch = jnp.asarray(rng.random((3, 12, 11, 10)) < 0.4)

@@ -261,21 +261,41 @@ def configuration_histogram(mask: jax.Array) -> jax.Array:
     return _histogram(jnp.asarray(mask))
 
 
+#: z-planes of cells per bincount in :func:`_histogram` (measured: 4 planes per scatter are 1.5x
+#: faster than 1 at 400³ and as fast at 256³; 3 planes were slower at both).
+_PLANES_PER_COUNT = 4
+
+
 @jax.jit
 def _histogram(mask):
     m = mask.astype(jnp.uint8)
-    code = jnp.zeros(tuple(s - 1 for s in m.shape), jnp.uint8)
-    for k, (dz, dy, dx) in enumerate(_CORNERS.tolist()):
-        code = code + (m[dz : dz + code.shape[0], dy : dy + code.shape[1], dx : dx + code.shape[2]] << k)
-    # one small bincount per z-slice: XLA's CPU scatter is much faster on short index vectors
-    per_slice = lax.map(lambda c: jnp.bincount(c.ravel().astype(jnp.int32), length=256), code)
-    return jnp.sum(per_slice, axis=0, dtype=jnp.int32)
+    # the 4-bit code of each 2x2 square of a z-plane (bit 0: dx, bit 1: dy), then the cell's
+    # 8-bit code from the squares of planes z (bits 0-3) and z + 1 (bits 4-7)
+    square = m[:, :-1, :-1] | (m[:, :-1, 1:] << 1) | (m[:, 1:, :-1] << 2) | (m[:, 1:, 1:] << 3)
+    code = square[:-1] | (square[1:] << 4)
+    # small bincounts, a few planes at a time: XLA's CPU scatter is much faster on short index vectors
+    nz, ny, nx = code.shape
+    k = min(_PLANES_PER_COUNT, nz)
+    q = nz // k
+
+    def count(c):
+        return jnp.bincount(c.ravel().astype(jnp.int32), length=256)
+
+    hist = jnp.sum(lax.map(count, code[: q * k].reshape(q, k, ny, nx)), axis=0, dtype=jnp.int32)
+    return hist + count(code[q * k :]) if q * k < nz else hist
 
 
 def volume_fraction(mask: jax.Array) -> jax.Array:
-    """Point-count estimate of the volume fraction of a boolean mask (scalar float32, Eq. 6)."""
+    """Point-count estimate of the volume fraction of a boolean ``(..., z, y, x)`` mask (float32,
+    one value per leading index, Eq. 6).
+
+    The points are counted plane by plane (an exact int32 count per z-plane, the planes summed
+    in float32): a whole-volume ``mean`` makes XLA's CPU backend materialise a float32 copy of
+    the mask (4 bytes per voxel) and was 3.5x slower at 256³.
+    """
     m = jnp.asarray(mask)
-    return jnp.mean(m.astype(jnp.float32), axis=(-3, -2, -1))
+    per_plane = lax.map(lambda plane: jnp.sum(plane, axis=(-2, -1), dtype=jnp.int32), jnp.moveaxis(m, -3, 0))
+    return jnp.sum(per_plane.astype(jnp.float32), axis=0) / np.float32(np.prod(m.shape[-3:]))
 
 
 def intrinsic_densities(
