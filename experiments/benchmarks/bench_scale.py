@@ -107,9 +107,9 @@ def _jaxcba_call(stage: str, labels, phase: str, n: int, seed: int, lean="auto",
 
     if peer_radii and stage in ("cpsd", "constrictivity"):
         mask = labels == 0 if phase == "pore" else labels > 0
+        radii = tuple(_peer_radii(mask))  # outside the timed call, as for the peer
 
         def run():
-            radii = tuple(_peer_radii(mask))
             if stage == "cpsd":
                 return {"radii": len(radii), "r_max": float(pore_size.cpsd(mask, VOXEL_NM, radii_vox=radii).r_half_nm)}
             c = pore_size.constrictivity(mask, VOXEL_NM, radii_vox=radii)
