@@ -203,8 +203,9 @@ def test_job_cut_off_midway_resumes_at_its_first_unfinished_measure(tmp_path, mo
     assert set(json.loads(kept[0].read_text())["values"]) == {"fractions", "surface_density", "two_point"}
     calls.clear()
     _interrupt_at(monkeypatch, None, None, calls)
-    run_batch(spec, out, progress=False)
+    summary = run_batch(spec, out, progress=False)
     assert calls == [("fractions", 80.0), ("surface_density", 80.0), ("two_point", 80.0)]  # only what was missing
+    assert summary.reused == 6 and summary.done == 2  # 3 measures x 2 jobs read back
     assert _by_job(load_rows(out)) == whole  # the same rows, key for key, as the uninterrupted run
     assert not (out / "partial").exists()
 

@@ -34,7 +34,8 @@ from jaxcba.batch.spec import Job, Spec, parse_spec
 @dataclasses.dataclass(frozen=True)
 class BatchSummary:
     """``total`` jobs in the spec, ``skipped`` (already done), ``done`` (now), ``seconds``,
-    ``devices``, ``per_device``, ``jobs_per_second``, ``out`` folder."""
+    ``devices``, ``per_device``, ``jobs_per_second``, ``out`` folder, ``reused``: measure values
+    of jobs cut off midway read back from their partial files instead of measured again."""
 
     total: int
     skipped: int
@@ -44,6 +45,7 @@ class BatchSummary:
     per_device: int
     jobs_per_second: float
     out: str
+    reused: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -214,7 +216,7 @@ def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: 
 
     bar = meter(len(jobs), "jaxcba batch", "job", enabled=progress, initial=len(jobs) - len(pending), delay=0)
     t0 = time.perf_counter()
-    n_done = 0
+    n_done = reused = 0
     with store.ResultWriter(out, pid) as writer:
         for start in range(0, len(mine), step):
             chunk = mine[start : start + step]
@@ -222,6 +224,7 @@ def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: 
                     for j in chunk]
             prints = [store.fingerprint(v) for v in vols]
             done = [store.load_partial(out, j.id, fp) for j, fp in zip(chunk, prints)]
+            reused += sum(len(d["values"]) + sum(map(len, d["coarse"].values())) for d in done)
             padded = vols + [vols[-1]] * (step - len(vols))  # static batch shape; padding rows are dropped
             stacked = np.stack(padded)
             _measure_chunk(spec, stacked, sharding, done,
@@ -244,4 +247,4 @@ def _run(spec: Spec, jobs, out: Path, per_device, save_volumes: bool, progress: 
         store.export_csv(out)
     seconds = time.perf_counter() - t0
     return BatchSummary(len(jobs), len(jobs) - len(pending), n_done, seconds, len(devices), per_device,
-                        n_done / seconds if seconds > 0 else 0.0, str(out))
+                        n_done / seconds if seconds > 0 else 0.0, str(out), reused)

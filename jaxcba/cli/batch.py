@@ -35,5 +35,6 @@ def run(args) -> int:
         print_json(s.to_dict())
     else:
         print(f"jaxcba batch: {s.done} job(s) run, {s.skipped} already done, {s.total} in the spec; "
-              f"{s.devices} device(s) x {s.per_device} per step, {s.jobs_per_second:.3g} jobs/s -> {s.out}")
+              f"{s.devices} device(s) x {s.per_device} per step, {s.jobs_per_second:.3g} jobs/s -> {s.out}"
+              + (f" ({s.reused} measure(s) of interrupted jobs reused)" if s.reused else ""))
     return 0
