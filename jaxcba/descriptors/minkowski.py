@@ -4,7 +4,9 @@ The estimator is the 2x2x2-configuration method of Ohser & Schladitz (ref. [49],
 
 1. Every 2x2x2 cell of the voxel lattice (corners = voxel centres) gets a code
    ``sum_k 2**k * mask[corner_k]`` in 0..255 (a "convolution" with the weights 1, 2, ..., 128,
-   done here by eight shifted slices), and the 256 codes are counted with a bincount.
+   done here by shifted slices: the 4-bit codes of the 2x2 squares of each plane, then two
+   neighbouring planes' squares per cell), and the 256 codes are counted with bincounts of a
+   few planes each.
 2. Each density is ``hist @ w / n_cells`` for a fixed table ``w`` of 256 per-configuration
    weights, derived below from discrete versions of the Crofton and Euler formulas.
 
