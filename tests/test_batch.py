@@ -230,3 +230,25 @@ def test_partial_file_of_another_volume_is_ignored(tmp_path):
     w = v.copy()
     w[3, 3, 3] = 1
     assert len({fingerprint(v), fingerprint(w), fingerprint(v.reshape(8, 8)), fingerprint(v.astype(np.int8))}) == 4
+
+
+def test_cpsd_and_constrictivity_run_as_one_kernel_with_the_values_of_each_alone(tmp_path, monkeypatch):
+    from jaxcba.batch import run_batch
+    from jaxcba.batch.measures import plan
+
+    assert plan(["fractions", "constrictivity", "two_point", "cpsd"]) == [
+        ("fractions", ("fractions",)), ("cpsd+constrictivity", ("cpsd", "constrictivity")), ("two_point", ("two_point",))]
+    assert plan(["cpsd", "fractions"]) == [("cpsd", ("cpsd",)), ("fractions", ("fractions",))]
+    base = {"params": "paper", "seeds": [2], "shape": 32, "voxel_nm": 40}
+    alone = {}
+    for name in ("cpsd", "constrictivity"):
+        run_batch({**base, "measure": [name]}, tmp_path / name, progress=False)
+        (alone[name],) = load_rows(tmp_path / name)
+    calls = []
+    _interrupt_at(monkeypatch, None, None, calls)
+    run_batch({**base, "measure": ["cpsd", "constrictivity"]}, tmp_path / "both", progress=False)
+    assert calls == [("cpsd+constrictivity", 40.0)]  # one pass for both
+    (row,) = load_rows(tmp_path / "both")
+    assert row["cpsd"] == alone["cpsd"]["cpsd"]  # integer counts: the same curves, key for key
+    assert row["constrictivity"] == alone["constrictivity"]["constrictivity"]
+    assert 0 < row["cpsd"]["pore"]["r_max_nm"] == row["constrictivity"]["pore"]["r_max_nm"]

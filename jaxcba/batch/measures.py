@@ -76,6 +76,17 @@ def two_point(labels, voxel_nm):
     return per_phase(labels, PHASES, one)
 
 
+def _cpsd_values(r_nm, fraction, r_half_nm) -> dict:
+    ok = radii_bounded(fraction)
+    return {"r_nm": r_nm, "fraction": fraction, "r_max_nm": jnp.where(ok, r_half_nm, jnp.nan), "radii_bounded": ok}
+
+
+def _constrictivity_values(c) -> dict:
+    ok = radii_bounded(c.cpsd)
+    return {"beta": jnp.where(ok, c.beta, jnp.nan), "r_min_nm": jnp.where(ok, c.r_min_nm, jnp.nan),
+            "r_max_nm": jnp.where(ok, c.r_max_nm, jnp.nan), "percolates": c.percolates, "radii_bounded": ok}
+
+
 def cpsd(labels, voxel_nm, max_radius_vox=None):
     from jaxcba.descriptors.pore_size import cpsd as _cpsd
 
@@ -83,9 +94,7 @@ def cpsd(labels, voxel_nm, max_radius_vox=None):
 
     def one(_, m):
         c = _cpsd(m, voxel_nm, radii)
-        ok = radii_bounded(c.fraction)
-        return {"r_nm": c.r_nm, "fraction": c.fraction, "r_max_nm": jnp.where(ok, c.r_half_nm, jnp.nan),
-                "radii_bounded": ok}
+        return _cpsd_values(c.r_nm, c.fraction, c.r_half_nm)
 
     return per_phase(labels, PHASES, one)
 
@@ -94,14 +103,22 @@ def constrictivity(labels, voxel_nm, max_radius_vox=None):
     from jaxcba.descriptors.pore_size import constrictivity as _beta
 
     radii = _radii_vox(labels.shape, voxel_nm, max_radius_vox)
+    return per_phase(labels, PHASES, lambda _, m: _constrictivity_values(_beta(m, voxel_nm, radii, axis=0)))
+
+
+def cpsd_and_constrictivity(labels, voxel_nm, max_radius_vox=None):
+    """``{"cpsd": cpsd(...), "constrictivity": constrictivity(...)}`` from one constrictivity per
+    phase: its opening curve is the CPSD (the same integer counts), so the CPSD is not run twice."""
+    from jaxcba.descriptors.pore_size import constrictivity as _beta
+
+    radii = _radii_vox(labels.shape, voxel_nm, max_radius_vox)
 
     def one(_, m):
         c = _beta(m, voxel_nm, radii, axis=0)
-        ok = radii_bounded(c.cpsd)
-        return {"beta": jnp.where(ok, c.beta, jnp.nan), "r_min_nm": jnp.where(ok, c.r_min_nm, jnp.nan),
-                "r_max_nm": jnp.where(ok, c.r_max_nm, jnp.nan), "percolates": c.percolates, "radii_bounded": ok}
+        return {"cpsd": _cpsd_values(c.r_nm, c.cpsd, c.r_max_nm), "constrictivity": _constrictivity_values(c)}
 
-    return per_phase(labels, PHASES, one)
+    both = per_phase(labels, PHASES, one)
+    return {name: {p: both[p][name] for p in PHASES} for name in ("cpsd", "constrictivity")}
 
 
 def geodesic_tortuosity(labels, voxel_nm):
@@ -134,21 +151,42 @@ MEASURES = {
     "m_factor_solid": partial(_m_factor, phase="solid", conductivity=SOLID_CONDUCTIVITY),
 }
 
+#: Measures computed together when a job asks for all of them (kernel name -> the measures it
+#: returns, as ``{measure: values}``): one pass instead of one per measure. Not asked for by name.
+JOINT = {"cpsd+constrictivity": ("cpsd", "constrictivity")}
+
+
+def plan(names) -> list[tuple[str, tuple[str, ...]]]:
+    """The kernels that measure ``names`` (in their order): ``[(kernel, measures it gives)]``, a
+    :data:`JOINT` kernel wherever all of its measures are asked for (at the place of the first)."""
+    names = list(names)
+    steps, taken = [], set()
+    for name in names:
+        if name in taken:
+            continue
+        joint = next((k for k, group in JOINT.items() if name in group and all(g in names for g in group)), None)
+        group = JOINT[joint] if joint else (name,)
+        steps.append((joint or name, group))
+        taken.update(group)
+    return steps
+
+
 #: Working memory of each measure [bytes per voxel per job] (bench_scale.py at 400^3), for the batch size
 #: and the up-front memory check; the M-factors run on the labels under vmap (the lean path as
 #: one program: 29 bytes per voxel in XLA's memory analysis).
 BYTES_PER_VOXEL = {"fractions": 4, "surface_density": 12, "two_point": 12, "cpsd": 12, "constrictivity": 18,
-                   "geodesic_tortuosity": 9, "m_factor_pore": 30, "m_factor_solid": 30}
+                   "geodesic_tortuosity": 9, "m_factor_pore": 30, "m_factor_solid": 30, "cpsd+constrictivity": 18}
 
 
 #: The measures on the CPSD radius grid (they take ``max_radius_vox``).
-RADIUS_MEASURES = ("cpsd", "constrictivity")
+RADIUS_MEASURES = ("cpsd", "constrictivity", "cpsd+constrictivity")
 
 
 @lru_cache(maxsize=None)
 def _compiled(name: str, voxel_nm: float, max_radius_vox: float | None = None):
     kw = {"max_radius_vox": max_radius_vox} if max_radius_vox is not None else {}
-    return jax.jit(jax.vmap(partial(MEASURES[name], voxel_nm=voxel_nm, **kw)))
+    kernel = cpsd_and_constrictivity if name == "cpsd+constrictivity" else MEASURES[name]
+    return jax.jit(jax.vmap(partial(kernel, voxel_nm=voxel_nm, **kw)))
 
 
 def measure_batch(name: str, labels, voxel_nm: float, max_radius_vox: float | None = None) -> dict:

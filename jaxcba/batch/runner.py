@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxcba._distributed import initialize_distributed
 from jaxcba.batch import store
-from jaxcba.batch.measures import BYTES_PER_VOXEL, measure_batch
+from jaxcba.batch.measures import BYTES_PER_VOXEL, measure_batch, plan
 from jaxcba.batch.spec import Job, Spec, parse_spec
 
 
@@ -117,19 +117,25 @@ def _unstack(values: dict, n: int) -> list[dict]:
 def _measure_chunk(spec: Spec, stacked: np.ndarray, sharding, done: list[dict], keep, bar) -> None:
     """Run every measure that a job of the chunk still lacks on the stacked ``(B, z, y, x)`` batch,
     then on the batch down-sampled by each of ``spec.downsample`` (every f-th slice along each
-    axis, paper Section 3.3). After each measure its values go into each job's ``done[i]`` and
-    ``keep(i)`` is called (the partial file), so an interruption loses only the measure running."""
+    axis, paper Section 3.3); measures with a joint kernel (:func:`jaxcba.batch.measures.plan`: the
+    CPSD and the constrictivity) run as one when both are missing. After each kernel its values go
+    into each job's ``done[i]`` and ``keep(i)`` is called (the partial file), so an interruption
+    loses only the kernel running."""
     for factor in (1, *spec.downsample):
         todo = [name for name in spec.measures if not all(name in _slot(d, factor) for d in done)]
         if not todo:
             continue
         batch = jax.device_put(stacked if factor == 1 else np.ascontiguousarray(stacked[:, ::factor, ::factor, ::factor]),
                                sharding)
-        for name in todo:
-            bar.set_postfix_str(name if factor == 1 else f"{name} (down-sampled x{factor})")
-            values = _unstack(measure_batch(name, batch, spec.voxel_nm * factor), len(done))
-            for i, d in enumerate(done):
-                _slot(d, factor)[name] = values[i]
+        for kernel, names in plan(todo):
+            label = " + ".join(names)
+            bar.set_postfix_str(label if factor == 1 else f"{label} (down-sampled x{factor})")
+            out = measure_batch(kernel, batch, spec.voxel_nm * factor)
+            for name in names:
+                values = _unstack(out[name] if len(names) > 1 else out, len(done))
+                for i, d in enumerate(done):
+                    _slot(d, factor)[name] = values[i]
+            for i in range(len(done)):
                 keep(i)
         del batch
 
