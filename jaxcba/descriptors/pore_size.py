@@ -622,7 +622,7 @@ def _curves(mask, radii, axis=0, opening=True, intrude=False, thickness=False, s
     nz, ny, nx = mask.shape
     thresholds = _thresholds(radii)
     buckets = _buckets(thresholds)
-    halo = max(w for w, _ in buckets)
+    halo = _window(int(thresholds.max()))  # the levels need dt^2 exact below max t_i only
     slab, n_slabs = _slab_layout(nz, ny * nx, slab_planes)
     lev, n_phase = _levels(mask, _level_table(thresholds, halo), halo=halo, slab=slab, n_slabs=n_slabs)
     reach, perc = _reach(lev, axis, slab_planes) if intrude else (None, jnp.array(True))
