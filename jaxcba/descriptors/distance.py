@@ -61,7 +61,7 @@ def squared_distance_to(sites: jax.Array, window: int | None = None) -> jax.Arra
         raise ValueError(f"expected a 3D (z, y, x) array, got shape {sites.shape}")
     w = max(sites.shape) - 1 if window is None else int(window)
     f = jnp.where(sites, jnp.float32(0), jnp.float32(jnp.inf))
-    for axis in range(3):
+    for axis in (2, 1, 0):  # x (the minor axis) first: the passes commute, and XLA:CPU runs it ~2x faster
         f = _min_plus_pass(f, axis, w)
     return f
 
