@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from jaxcba.descriptors.distance import _min_plus_pass
+from jaxcba.descriptors.pore_size import _min_plus
 
 
 def _best(fn, arg) -> tuple[float, object]:
@@ -34,27 +35,16 @@ def _best(fn, arg) -> tuple[float, object]:
     return min(times), out
 
 
-def _min_plus(f, axis: int, w: int, cap: int):
-    n = f.shape[axis]
-    pad = [(0, 0)] * f.ndim
-    pad[axis] = (w, w)
-    fp = jnp.pad(f, pad, constant_values=cap)
-    out = lax.slice_in_dim(fp, w, w + n, axis=axis)
-    for k in range(1, w + 1):
-        lo = lax.slice_in_dim(fp, w - k, w - k + n, axis=axis)
-        hi = lax.slice_in_dim(fp, w + k, w + k + n, axis=axis)
-        out = jnp.minimum(out, jnp.minimum(lo, hi) + jnp.asarray(k * k, f.dtype))
-    return out
-
-
 def plane_kernel(order, w: int):
     t, cap = w * w, (w + 1) ** 2
 
     def plane(c, d):
         f = d.astype(jnp.int16)
         f = f * f
-        for axis in order:
-            f = _min_plus(f, axis, w, cap)
+        for axis in order:  # as pore_size's per-plane dilation: pad with the cap, then the min-plus taps
+            pad = [(0, 0)] * 2
+            pad[axis] = (w, w)
+            f = _min_plus(jnp.pad(f, pad, constant_values=cap), axis, w, w, d.shape[axis])
         return c + jnp.sum(f < t, dtype=jnp.int32), None
 
     return jax.jit(lambda d: lax.scan(plane, jnp.int32(0), d)[0])

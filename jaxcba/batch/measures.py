@@ -100,10 +100,7 @@ def cpsd(labels, voxel_nm, max_radius_vox=None):
 
 
 def constrictivity(labels, voxel_nm, max_radius_vox=None):
-    from jaxcba.descriptors.pore_size import constrictivity as _beta
-
-    radii = _radii_vox(labels.shape, voxel_nm, max_radius_vox)
-    return per_phase(labels, PHASES, lambda _, m: _constrictivity_values(_beta(m, voxel_nm, radii, axis=0)))
+    return cpsd_and_constrictivity(labels, voxel_nm, max_radius_vox)["constrictivity"]  # the CPSD part is dropped
 
 
 def cpsd_and_constrictivity(labels, voxel_nm, max_radius_vox=None):
@@ -155,6 +152,9 @@ MEASURES = {
 #: returns, as ``{measure: values}``): one pass instead of one per measure. Not asked for by name.
 JOINT = {"cpsd+constrictivity": ("cpsd", "constrictivity")}
 
+#: Every kernel :func:`measure_batch` runs: the measures and the :data:`JOINT` ones.
+KERNELS = {**MEASURES, "cpsd+constrictivity": cpsd_and_constrictivity}
+
 
 def plan(names) -> list[tuple[str, tuple[str, ...]]]:
     """The kernels that measure ``names`` (in their order): ``[(kernel, measures it gives)]``, a
@@ -175,7 +175,7 @@ def plan(names) -> list[tuple[str, tuple[str, ...]]]:
 #: and the up-front memory check; the M-factors run on the labels under vmap (the lean path as
 #: one program: 29 bytes per voxel in XLA's memory analysis).
 BYTES_PER_VOXEL = {"fractions": 4, "surface_density": 12, "two_point": 12, "cpsd": 12, "constrictivity": 18,
-                   "geodesic_tortuosity": 9, "m_factor_pore": 30, "m_factor_solid": 30, "cpsd+constrictivity": 18}
+                   "geodesic_tortuosity": 9, "m_factor_pore": 30, "m_factor_solid": 30}
 
 
 #: The measures on the CPSD radius grid (they take ``max_radius_vox``).
@@ -185,8 +185,7 @@ RADIUS_MEASURES = ("cpsd", "constrictivity", "cpsd+constrictivity")
 @lru_cache(maxsize=None)
 def _compiled(name: str, voxel_nm: float, max_radius_vox: float | None = None):
     kw = {"max_radius_vox": max_radius_vox} if max_radius_vox is not None else {}
-    kernel = cpsd_and_constrictivity if name == "cpsd+constrictivity" else MEASURES[name]
-    return jax.jit(jax.vmap(partial(kernel, voxel_nm=voxel_nm, **kw)))
+    return jax.jit(jax.vmap(partial(KERNELS[name], voxel_nm=voxel_nm, **kw)))
 
 
 def measure_batch(name: str, labels, voxel_nm: float, max_radius_vox: float | None = None) -> dict:
